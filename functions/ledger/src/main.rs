@@ -1,0 +1,86 @@
+//! `ledger`: per-account balances from a Kinesis stream of transactions.
+//!
+//! Payload: `{"account": "A1", "seq": 1, "amount": 250, "txn": "t-1"}` (cents,
+//! signed). Per account, transactions apply strictly in `seq` order: a `seq`
+//! already applied is a duplicate (skipped, counted), a `seq` beyond the next one
+//! is a gap (retryable: the earlier one has not arrived yet), a debit that would
+//! overdraw is rejected (recorded, balance unchanged). A payload that is not a
+//! ledger transaction is a permanent error: Shardline quarantines it.
+
+mod rules;
+mod store;
+
+use std::sync::Arc;
+
+use shardline::{App, Handler, HandlerError, Record};
+
+use crate::rules::{Decision, Txn};
+use crate::store::EmbeddedLedger;
+
+/// An earlier transaction of the account has not been applied yet.
+#[derive(Debug, thiserror::Error)]
+#[error("gap in account {account}: seq {seq} arrived but the last applied is {last_seq}")]
+struct Gap {
+    account: String,
+    seq: u64,
+    last_seq: u64,
+}
+
+struct Ledger {
+    store: EmbeddedLedger,
+}
+
+impl Handler for Ledger {
+    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+        let txn: Txn = record
+            .json()
+            .map_err(|e| HandlerError::permanent(format!("not a ledger transaction: {e}")))?;
+        if txn.account.is_empty() || txn.seq == 0 || txn.txn.is_empty() {
+            return Err(HandlerError::permanent(
+                "a ledger transaction needs an account, a seq from 1 and a txn id",
+            ));
+        }
+        match self.store.apply(&txn)? {
+            Decision::Apply(_) => {}
+            Decision::Reject(account) => tracing::info!(
+                account = %txn.account, seq = txn.seq, txn = %txn.txn, amount = txn.amount,
+                balance = account.balance, "debit rejected: it would overdraw the account"
+            ),
+            Decision::Duplicate => tracing::info!(
+                account = %txn.account, seq = txn.seq, txn = %txn.txn, "duplicate transaction skipped"
+            ),
+            Decision::Gap { last_seq } => {
+                return Err(HandlerError::retryable(Gap {
+                    account: txn.account,
+                    seq: txn.seq,
+                    last_seq,
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), shardline::Error> {
+    let settings = shardline::config::Settings::from_env()?;
+    let store =
+        EmbeddedLedger::open(&settings.state_dir).map_err(|e| shardline::Error::Command {
+            name: "ledger store".into(),
+            source: e.into(),
+        })?;
+    App::new("ledger", Ledger { store })
+        .command(
+            "balances",
+            "print every account's balance as one JSON object",
+            balances,
+        )
+        .run()
+        .await
+}
+
+async fn balances(ledger: Arc<Ledger>, _args: Vec<String>) -> Result<(), shardline::BoxError> {
+    let balances = ledger.store.balances()?;
+    println!("{}", serde_json::to_string(&balances)?);
+    Ok(())
+}

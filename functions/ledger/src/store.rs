@@ -1,0 +1,111 @@
+//! Where the ledger keeps balances and applied transactions.
+//!
+//! Locally: SQLite in Shardline's state folder (`ledger.sqlite`). Applying a
+//! transaction is one SQLite transaction (read the account, decide, write the
+//! account and the txn id), so a replay after a crash applies nothing twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use shardline::state::StateError;
+
+use crate::rules::{Account, Decision, Txn, decide};
+
+/// A ledger store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Opening the embedded database failed.
+    #[error(transparent)]
+    Open(#[from] StateError),
+    /// A query failed.
+    #[error("ledger database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// The ledger's embedded store.
+pub struct EmbeddedLedger {
+    conn: Mutex<Connection>,
+}
+
+impl EmbeddedLedger {
+    /// Opens `ledger.sqlite` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let (conn, _) = shardline::state::embedded::open_database(dir, "ledger")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS account (
+                 account TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, balance INTEGER NOT NULL,
+                 duplicates INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE IF NOT EXISTS txn (
+                 txn TEXT PRIMARY KEY, account TEXT NOT NULL, seq INTEGER NOT NULL,
+                 amount INTEGER NOT NULL, outcome TEXT NOT NULL);",
+        )?;
+        Ok(EmbeddedLedger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Applies `txn` atomically and says what it did.
+    pub fn apply(&self, txn: &Txn) -> Result<Decision, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let known: Option<String> = tx
+            .query_row(
+                "SELECT outcome FROM txn WHERE txn = ?1",
+                params![txn.txn],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let account: Account = tx
+            .query_row(
+                "SELECT last_seq, balance FROM account WHERE account = ?1",
+                params![txn.account],
+                |r| {
+                    Ok(Account {
+                        last_seq: r.get::<_, i64>(0)? as u64,
+                        balance: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default();
+        let decision = if known.is_some() {
+            Decision::Duplicate
+        } else {
+            decide(account, txn)
+        };
+        let (outcome, next) = match decision {
+            Decision::Apply(next) => ("applied", next),
+            Decision::Reject(next) => ("rejected", next),
+            Decision::Duplicate => {
+                tx.execute(
+                    "UPDATE account SET duplicates = duplicates + 1 WHERE account = ?1",
+                    params![txn.account],
+                )?;
+                tx.commit()?;
+                return Ok(decision);
+            }
+            Decision::Gap { .. } => return Ok(decision),
+        };
+        tx.execute(
+            "INSERT INTO account (account, last_seq, balance) VALUES (?1, ?2, ?3)
+             ON CONFLICT (account) DO UPDATE SET last_seq = excluded.last_seq, balance = excluded.balance",
+            params![txn.account, next.last_seq as i64, next.balance],
+        )?;
+        tx.execute(
+            "INSERT INTO txn (txn, account, seq, amount, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![txn.txn, txn.account, txn.seq as i64, txn.amount, outcome],
+        )?;
+        tx.commit()?;
+        Ok(decision)
+    }
+
+    /// Every account's balance in cents.
+    pub fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare("SELECT account, balance FROM account ORDER BY account")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

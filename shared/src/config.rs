@@ -1,0 +1,215 @@
+//! Settings from the environment, checked at start with errors that name the variable.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `SHARDLINE_CONSUMER` | name keying this consumer's state | the function's name |
+//! | `SHARDLINE_MAX_ATTEMPTS` | attempts before a retryable failure is quarantined (1..=10000) | 3 |
+//! | `SHARDLINE_MAX_RECORD_AGE_SECONDS` | skip records older than this (unset: never) | function's choice |
+//! | `SHARDLINE_STATE_DIR` | folder of the embedded state | `.shardline` (in Lambda `/tmp/shardline`) |
+//! | `SHARDLINE_TIME_RESERVE_MS` | time kept back at the end of an invocation | 1000 |
+//! | `SHARDLINE_LOG` | log filter, such as `info` or `shardline=debug,warn` | `warn` locally, `info` in Lambda |
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that is present but not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {variable}={value:?} is not valid: expected {expected}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub variable: String,
+    /// The value it has.
+    pub value: String,
+    /// What it should be.
+    pub expected: String,
+}
+
+/// Reads variable `name` with `lookup` and parses it; `Ok(None)` when unset or empty.
+///
+/// # Errors
+/// [`ConfigError`] naming the variable when the value does not parse or `check` refuses it.
+///
+/// ```
+/// let lookup = |name: &str| (name == "WINDOW").then(|| "120".to_string());
+/// let window: Option<u64> = shardline::config::parse_var(&lookup, "WINDOW", "seconds", |_| true)?;
+/// assert_eq!(window, Some(120));
+/// # Ok::<(), shardline::config::ConfigError>(())
+/// ```
+pub fn parse_var<T: FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    expected: &str,
+    check: impl Fn(&T) -> bool,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<T>() {
+        Ok(parsed) if check(&parsed) => Ok(Some(parsed)),
+        _ => Err(ConfigError {
+            variable: name.to_owned(),
+            value,
+            expected: expected.to_owned(),
+        }),
+    }
+}
+
+/// The process environment as a lookup function.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Whether this process runs inside AWS Lambda.
+pub fn in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}
+
+/// Shardline's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `SHARDLINE_CONSUMER`.
+    pub consumer: Option<String>,
+    /// `SHARDLINE_MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+    /// `SHARDLINE_MAX_RECORD_AGE_SECONDS`.
+    pub max_record_age: Option<Duration>,
+    /// `SHARDLINE_STATE_DIR`.
+    pub state_dir: PathBuf,
+    /// `SHARDLINE_TIME_RESERVE_MS`.
+    pub time_reserve: Duration,
+    /// `SHARDLINE_LOG`.
+    pub log: String,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first invalid variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&process_env, in_lambda())
+    }
+
+    /// Reads the settings through `lookup` (for tests and embedding).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first invalid variable.
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        lambda: bool,
+    ) -> Result<Self, ConfigError> {
+        let consumer = lookup("SHARDLINE_CONSUMER").filter(|c| !c.trim().is_empty());
+        let max_attempts = parse_var(
+            lookup,
+            "SHARDLINE_MAX_ATTEMPTS",
+            "a whole number from 1 to 10000",
+            |n: &u32| (1..=10_000).contains(n),
+        )?
+        .unwrap_or(3);
+        let max_record_age = parse_var(
+            lookup,
+            "SHARDLINE_MAX_RECORD_AGE_SECONDS",
+            "a whole number of seconds, at least 1",
+            |n: &u64| *n >= 1,
+        )?
+        .map(Duration::from_secs);
+        let state_dir = lookup("SHARDLINE_STATE_DIR")
+            .filter(|d| !d.trim().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(if lambda {
+                    "/tmp/shardline"
+                } else {
+                    ".shardline"
+                })
+            });
+        let time_reserve = parse_var(
+            lookup,
+            "SHARDLINE_TIME_RESERVE_MS",
+            "a whole number of milliseconds",
+            |_: &u64| true,
+        )?
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(1));
+        let log = lookup("SHARDLINE_LOG")
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| if lambda { "info" } else { "warn" }.to_owned());
+        if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
+            return Err(ConfigError {
+                variable: "SHARDLINE_LOG".into(),
+                value: log,
+                expected: "a filter such as `info` or `shardline=debug,warn`".into(),
+            });
+        }
+        Ok(Settings {
+            consumer,
+            max_attempts,
+            max_record_age,
+            state_dir,
+            time_reserve,
+            log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let s = Settings::from_lookup(&lookup(&[]), false).unwrap();
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.state_dir, PathBuf::from(".shardline"));
+        assert_eq!(s.max_record_age, None);
+        let s = Settings::from_lookup(&lookup(&[]), true).unwrap();
+        assert_eq!(s.state_dir, PathBuf::from("/tmp/shardline"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err =
+            Settings::from_lookup(&lookup(&[("SHARDLINE_MAX_ATTEMPTS", "0")]), false).unwrap_err();
+        assert_eq!(err.variable, "SHARDLINE_MAX_ATTEMPTS");
+        assert!(
+            err.to_string().contains("SHARDLINE_MAX_ATTEMPTS=\"0\""),
+            "{err}"
+        );
+        let err = Settings::from_lookup(
+            &lookup(&[("SHARDLINE_MAX_RECORD_AGE_SECONDS", "ten")]),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "SHARDLINE_MAX_RECORD_AGE_SECONDS");
+        let err = Settings::from_lookup(&lookup(&[("SHARDLINE_LOG", "=====")]), false).unwrap_err();
+        assert_eq!(err.variable, "SHARDLINE_LOG");
+    }
+
+    #[test]
+    fn values_parse() {
+        let s = Settings::from_lookup(
+            &lookup(&[
+                ("SHARDLINE_MAX_ATTEMPTS", "5"),
+                ("SHARDLINE_MAX_RECORD_AGE_SECONDS", "120"),
+                ("SHARDLINE_STATE_DIR", "/x"),
+                ("SHARDLINE_CONSUMER", "ledger-eu"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.max_attempts, 5);
+        assert_eq!(s.max_record_age, Some(Duration::from_secs(120)));
+        assert_eq!(s.state_dir, PathBuf::from("/x"));
+        assert_eq!(s.consumer.as_deref(), Some("ledger-eu"));
+    }
+}

@@ -1,0 +1,443 @@
+//! The batch loop: skip rules, handler outcomes, the checkpoint, the response.
+//!
+//! For each shard in the event, records go in order:
+//!
+//! 1. skip rules ([`crate::skip`]): checkpointed, stale, duplicate;
+//! 2. an undecodable record goes to the quarantine;
+//! 3. if the invocation is short of time, stop and report this record;
+//! 4. the handler: success moves on; a permanent failure quarantines the record
+//!    and moves on; a retryable failure stops the shard here and reports this
+//!    record in `batchItemFailures` (Lambda retries from it), unless the record
+//!    has now failed `max_attempts` times, when it is quarantined instead.
+//!
+//! Then one commit per shard writes the checkpoint, the head record's attempt
+//! count and the quarantined records together.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::decode::{DecodedEvent, Item};
+use crate::handler::{FailureKind, Handler};
+use crate::quarantine::{QuarantineReason, QuarantinedRecord};
+use crate::record::{Position, Record, ShardRef};
+use crate::report::BatchReport;
+use crate::response::BatchResponse;
+use crate::skip::{SkipRule, SkipRules};
+use crate::state::{
+    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, ShardCommit, ShardKey, ShardState,
+    StateError, StateStore,
+};
+
+/// How the engine treats one consumer's records.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The consumer's name: the key of its state.
+    pub consumer: String,
+    /// Attempts (across invocations) before a retryable failure is quarantined. At least 1.
+    pub max_attempts: u32,
+    /// Skip rules.
+    pub skip: SkipRules,
+    /// Time kept back at the end of an invocation for the commit and the
+    /// response. The engine also keeps back the longest handler call seen in the
+    /// batch, so a record is only started when it can likely finish.
+    pub time_reserve: Duration,
+}
+
+impl EngineConfig {
+    /// A configuration with defaults: 3 attempts, no skip rules, 1 s reserve.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        EngineConfig {
+            consumer: consumer.into(),
+            max_attempts: 3,
+            skip: SkipRules::default(),
+            time_reserve: Duration::from_secs(1),
+        }
+    }
+}
+
+/// When the invocation must have answered (Lambda's deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline.
+    pub fn none() -> Self {
+        Deadline(None)
+    }
+
+    /// A deadline `remaining` from now.
+    pub fn after(remaining: Duration) -> Self {
+        Deadline(Instant::now().checked_add(remaining))
+    }
+
+    /// From Lambda's deadline in milliseconds since the epoch.
+    pub fn from_epoch_millis(deadline_ms: u64) -> Self {
+        let now_ms = crate::quarantine::epoch_millis(SystemTime::now());
+        Deadline::after(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    }
+
+    /// Time left, or `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// Why a batch could not be processed at all (the invocation fails and Lambda
+/// retries the whole batch; nothing was committed).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state store failed.
+    #[error("state of shard {shard_id} ({stream_arn}): {source}")]
+    State {
+        /// The shard's stream.
+        stream_arn: String,
+        /// The shard.
+        shard_id: String,
+        /// The store's error.
+        #[source]
+        source: StateError,
+    },
+}
+
+/// What processing an event produced.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    /// The response for Lambda.
+    pub response: BatchResponse,
+    /// What happened, counted.
+    pub report: BatchReport,
+}
+
+/// Processes a decoded event: every shard in it, in order, with `handler`.
+///
+/// # Errors
+/// [`EngineError`] when the state store fails; records already handled in this
+/// invocation will be delivered again (at-least-once), so handlers should be
+/// idempotent or use a dedup rule.
+pub async fn process_event<H: Handler>(
+    event: DecodedEvent,
+    handler: &H,
+    store: &dyn StateStore,
+    config: &EngineConfig,
+    deadline: Deadline,
+) -> Result<BatchOutcome, EngineError> {
+    let now = SystemTime::now();
+    let mut outcome = BatchOutcome::default();
+    outcome.report.kpl = event.kpl;
+    outcome.report.records = event.items.len() as u64;
+    outcome.report.iterator_age = event
+        .items
+        .iter()
+        .filter_map(|item| item.record().age(now))
+        .max();
+    for (shard, items) in split_by_shard(event.items) {
+        let key = ShardKey {
+            consumer: config.consumer.clone(),
+            shard,
+        };
+        let run = ShardRun {
+            key: &key,
+            handler,
+            store,
+            config,
+            deadline,
+            now,
+        };
+        if let Some(retry_from) = run.process(items, &mut outcome.report).await? {
+            outcome.response.retry_from(retry_from.sequence.to_string());
+        }
+    }
+    Ok(outcome)
+}
+
+/// Groups items by shard, keeping each shard's order (Lambda sends one shard
+/// per batch; hand-made events may mix them).
+fn split_by_shard(items: Vec<Item>) -> Vec<(ShardRef, Vec<Item>)> {
+    let mut shards: Vec<(ShardRef, Vec<Item>)> = Vec::new();
+    for item in items {
+        let shard = &item.record().shard;
+        match shards.iter_mut().find(|(s, _)| s == shard) {
+            Some((_, list)) => list.push(item),
+            None => shards.push((shard.clone(), vec![item])),
+        }
+    }
+    shards
+}
+
+struct ShardRun<'a, H> {
+    key: &'a ShardKey,
+    handler: &'a H,
+    store: &'a dyn StateStore,
+    config: &'a EngineConfig,
+    deadline: Deadline,
+    now: SystemTime,
+}
+
+/// What the loop decided for one record.
+enum Step {
+    Skip(SkipRule),
+    Quarantine(QuarantineReason, String, u32),
+    Processed,
+    Stop(StopReason),
+}
+
+enum StopReason {
+    Retry { attempts: u32, error: String },
+    OutOfTime,
+}
+
+impl<H: Handler> ShardRun<'_, H> {
+    fn state_error(&self, source: StateError) -> EngineError {
+        EngineError::State {
+            stream_arn: self.key.shard.stream_arn.to_string(),
+            shard_id: self.key.shard.shard_id.to_string(),
+            source,
+        }
+    }
+
+    /// Runs one shard's records; returns the position to retry from, if any.
+    async fn process(
+        &self,
+        items: Vec<Item>,
+        report: &mut BatchReport,
+    ) -> Result<Option<Position>, EngineError> {
+        let read = self
+            .store
+            .load_shard(self.key)
+            .await
+            .map_err(|e| self.state_error(e))?;
+        let duplicates = self.claim_dedup_keys(&items, &read).await?;
+
+        let mut checkpoint = read.checkpoint.clone();
+        let mut head = read.head.clone();
+        let mut quarantine = Vec::new();
+        let mut first_done: Option<Position> = None;
+        let mut stop: Option<Position> = None;
+        let mut slowest = Duration::ZERO;
+
+        for (index, item) in items.iter().enumerate() {
+            let record = item.record();
+            let step = self.decide(item, &read, &duplicates, &mut slowest).await;
+            match step {
+                Step::Skip(SkipRule::Checkpointed) => {
+                    report.count_skip(SkipRule::Checkpointed);
+                    continue;
+                }
+                Step::Skip(rule) => report.count_skip(rule),
+                Step::Processed => report.processed += 1,
+                Step::Quarantine(reason, detail, attempts) => {
+                    tracing::warn!(
+                        shard = %record.shard.shard_id,
+                        sequence_number = %record.position.sequence,
+                        subsequence_number = record.position.subsequence,
+                        reason = reason.name(),
+                        attempts,
+                        detail = %detail,
+                        "record quarantined with its payload"
+                    );
+                    report.count_quarantine(reason);
+                    quarantine.push(QuarantinedRecord::new(
+                        record, reason, detail, attempts, self.now,
+                    ));
+                }
+                Step::Stop(reason) => {
+                    report.not_started += (items.len() - index - 1) as u64;
+                    match reason {
+                        StopReason::Retry { attempts, error } => {
+                            tracing::warn!(
+                                shard = %record.shard.shard_id,
+                                sequence_number = %record.position.sequence,
+                                subsequence_number = record.position.subsequence,
+                                attempts,
+                                max_attempts = self.config.max_attempts,
+                                error = %error,
+                                "record failed; the shard stops here and Lambda retries from it"
+                            );
+                            report.failed += 1;
+                            head = Some(HeadAttempts {
+                                position: record.position.clone(),
+                                attempts,
+                            });
+                        }
+                        StopReason::OutOfTime => {
+                            tracing::warn!(
+                                shard = %record.shard.shard_id,
+                                sequence_number = %record.position.sequence,
+                                "invocation is short of time; reporting the first unstarted record"
+                            );
+                            report.not_started += 1;
+                            report.cut_off += 1;
+                        }
+                    }
+                    stop = Some(record.position.clone());
+                    break;
+                }
+            }
+            // The record is done (processed, skipped by a rule, or quarantined).
+            first_done.get_or_insert_with(|| record.position.clone());
+            checkpoint = Some(record.position.clone());
+        }
+
+        // The head's attempt count only matters while the checkpoint is below it.
+        if let (Some(h), Some(cp)) = (&head, &checkpoint)
+            && h.position <= *cp
+        {
+            head = None;
+        }
+        if checkpoint == read.checkpoint && head == read.head && quarantine.is_empty() {
+            return Ok(stop);
+        }
+        let commit = ShardCommit {
+            checkpoint,
+            head,
+            quarantine,
+        };
+        match self
+            .store
+            .commit(self.key, &read, &commit)
+            .await
+            .map_err(|e| self.state_error(e))?
+        {
+            CommitOutcome::Committed { .. } => Ok(stop),
+            CommitOutcome::Superseded => {
+                tracing::warn!(
+                    shard = %self.key.shard.shard_id,
+                    "a newer invocation committed this shard first; this one wrote nothing and \
+                     asks Lambda to retry from its first record"
+                );
+                report.superseded += 1;
+                Ok(first_done.or(stop))
+            }
+        }
+    }
+
+    /// Applies the skip rules and, if none applies, the handler.
+    async fn decide(
+        &self,
+        item: &Item,
+        read: &ShardState,
+        duplicates: &HashMap<Position, String>,
+        slowest: &mut Duration,
+    ) -> Step {
+        let record = item.record();
+        if read
+            .checkpoint
+            .as_ref()
+            .is_some_and(|cp| record.position <= *cp)
+        {
+            return Step::Skip(SkipRule::Checkpointed);
+        }
+        if self.config.skip.is_stale(record, self.now) {
+            return Step::Skip(SkipRule::Stale);
+        }
+        if duplicates.contains_key(&record.position) {
+            return Step::Skip(SkipRule::Duplicate);
+        }
+        let record = match item {
+            Item::Undecodable { reason, .. } => {
+                return Step::Quarantine(QuarantineReason::Undecodable, reason.clone(), 0);
+            }
+            Item::Ready(record) => record,
+        };
+        if let Some(remaining) = self.deadline.remaining()
+            && remaining < self.config.time_reserve + *slowest
+        {
+            return Step::Stop(StopReason::OutOfTime);
+        }
+        let started = Instant::now();
+        let result = self.handler.handle(record).await;
+        *slowest = (*slowest).max(started.elapsed());
+        let Err(error) = result else {
+            return Step::Processed;
+        };
+        let attempts = prior_attempts(read, record) + 1;
+        match error.kind() {
+            FailureKind::Permanent => {
+                Step::Quarantine(QuarantineReason::Permanent, error.to_string(), attempts)
+            }
+            FailureKind::Retryable if attempts >= self.config.max_attempts => {
+                Step::Quarantine(QuarantineReason::Exhausted, error.to_string(), attempts)
+            }
+            FailureKind::Retryable => Step::Stop(StopReason::Retry {
+                attempts,
+                error: error.to_string(),
+            }),
+        }
+    }
+
+    /// Claims the dedup keys of the records that may be handled, in one store
+    /// call; returns the records that lost (duplicates) and who holds their key.
+    async fn claim_dedup_keys(
+        &self,
+        items: &[Item],
+        read: &ShardState,
+    ) -> Result<HashMap<Position, String>, EngineError> {
+        let mut duplicates = HashMap::new();
+        let Some(rule) = &self.config.skip.dedup else {
+            return Ok(duplicates);
+        };
+        let mut claims: Vec<(Position, DedupClaim)> = Vec::new();
+        let mut first_owner: HashMap<String, String> = HashMap::new();
+        for item in items {
+            let Item::Ready(record) = item else { continue };
+            if read
+                .checkpoint
+                .as_ref()
+                .is_some_and(|cp| record.position <= *cp)
+                || self.config.skip.is_stale(record, self.now)
+            {
+                continue;
+            }
+            let Some(key) = (rule.key)(record) else {
+                continue;
+            };
+            let owner = owner_of(record);
+            // A key twice in one batch: the first record claims it, the later
+            // ones are duplicates without a store round trip.
+            if let Some(holder) = first_owner.get(&key) {
+                duplicates.insert(record.position.clone(), holder.clone());
+                continue;
+            }
+            first_owner.insert(key.clone(), owner.clone());
+            claims.push((
+                record.position.clone(),
+                DedupClaim {
+                    key,
+                    owner,
+                    expires_at: self.now + rule.window,
+                },
+            ));
+        }
+        if claims.is_empty() {
+            return Ok(duplicates);
+        }
+        let only_claims: Vec<DedupClaim> = claims.iter().map(|(_, c)| c.clone()).collect();
+        let outcomes = self
+            .store
+            .claim_dedup_keys(&self.key.consumer, &only_claims, self.now)
+            .await
+            .map_err(|e| self.state_error(e))?;
+        for ((position, _), outcome) in claims.into_iter().zip(outcomes) {
+            if let ClaimOutcome::HeldBy(holder) = outcome {
+                duplicates.insert(position, holder);
+            }
+        }
+        Ok(duplicates)
+    }
+}
+
+fn prior_attempts(read: &ShardState, record: &Record) -> u32 {
+    match &read.head {
+        Some(head) if head.position == record.position => head.attempts,
+        _ => 0,
+    }
+}
+
+/// The owner name of a record's dedup claim.
+fn owner_of(record: &Record) -> String {
+    format!(
+        "{}|{}|{}",
+        record.shard.stream_arn, record.shard.shard_id, record.position
+    )
+}

@@ -1,0 +1,320 @@
+//! One entry point for every function: [`App::run`].
+//!
+//! Inside Lambda (`AWS_LAMBDA_RUNTIME_API` is set) it runs the Lambda runtime
+//! loop. On a developer's machine the same binary takes subcommands:
+//!
+//! - `invoke FILE [--remaining-ms N]`: process one event file; stdout carries only
+//!   the Lambda response JSON, stderr a one-line summary and the logs;
+//! - `quarantine`: print the quarantined records as JSON lines;
+//! - the function's own commands, added with [`App::command`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ConfigError, Settings};
+use crate::decode::{EventError, KinesisEventEnvelope, decode_envelope, decode_event};
+use crate::engine::{Deadline, EngineConfig, EngineError, process_event};
+use crate::handler::{BoxError, Handler};
+use crate::record::Record;
+use crate::response::BatchResponse;
+use crate::skip::{DedupRule, SkipRules};
+use crate::state::{EmbeddedStore, StateError, StateStore};
+
+/// Why a Shardline program stopped.
+#[derive(thiserror::Error)]
+pub enum Error {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state store could not be opened or used.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The event is not a Kinesis event.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command line is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// A function's own command failed.
+    #[error("command {name} failed: {source}")]
+    Command {
+        /// The command.
+        name: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// The Lambda runtime stopped.
+    #[error("Lambda runtime: {0}")]
+    Runtime(#[source] BoxError),
+}
+
+// `main() -> Result<(), Error>` prints `Debug`: make it the readable message.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(error: Error) -> Self {
+        let error_type = match &error {
+            Error::Config(_) => "Shardline.Config",
+            Error::State(_) => "Shardline.State",
+            Error::Event(_) => "Shardline.NotAKinesisEvent",
+            Error::Engine(_) => "Shardline.Engine",
+            Error::Io { .. } => "Shardline.Io",
+            Error::Usage(_) => "Shardline.Usage",
+            Error::Command { .. } => "Shardline.Command",
+            Error::Runtime(_) => "Shardline.Runtime",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+type CommandFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+type CommandFn<H> = Box<dyn Fn(Arc<H>, Vec<String>) -> CommandFuture + Send + Sync>;
+
+struct Command<H> {
+    name: &'static str,
+    about: &'static str,
+    run: CommandFn<H>,
+}
+
+/// A Shardline function: its handler, its rules and its extra commands.
+///
+/// ```no_run
+/// use shardline::{App, HandlerError, Record};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), shardline::Error> {
+///     let handler = shardline::handler_fn(|record: Record| async move {
+///         let text = record.text().ok_or_else(|| HandlerError::permanent("not UTF-8"))?;
+///         println!("{text}");
+///         Ok(())
+///     });
+///     App::new("printer", handler).run().await
+/// }
+/// ```
+pub struct App<H> {
+    name: String,
+    handler: Arc<H>,
+    dedup: Option<DedupRule>,
+    max_record_age: Option<Duration>,
+    commands: Vec<Command<H>>,
+}
+
+impl<H: Handler> App<H> {
+    /// A function named `name` (the default consumer name of its state).
+    pub fn new(name: impl Into<String>, handler: H) -> Self {
+        App {
+            name: name.into(),
+            handler: Arc::new(handler),
+            dedup: None,
+            max_record_age: None,
+            commands: Vec::new(),
+        }
+    }
+
+    /// Skips records whose key (from `key`) another record claimed within `window`.
+    pub fn dedup_by(
+        mut self,
+        window: Duration,
+        key: impl Fn(&Record) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.dedup = Some(DedupRule {
+            key: Arc::new(key),
+            window,
+        });
+        self
+    }
+
+    /// Skips records older than `age` by default
+    /// (`SHARDLINE_MAX_RECORD_AGE_SECONDS` overrides it).
+    pub fn max_record_age(mut self, age: Duration) -> Self {
+        self.max_record_age = Some(age);
+        self
+    }
+
+    /// Adds a local subcommand. It gets the handler and the arguments after its name.
+    pub fn command<F, Fut>(mut self, name: &'static str, about: &'static str, run: F) -> Self
+    where
+        F: Fn(Arc<H>, Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.commands.push(Command {
+            name,
+            about,
+            run: Box::new(move |handler, args| Box::pin(run(handler, args))),
+        });
+        self
+    }
+
+    /// Runs the function: the Lambda runtime loop inside Lambda, the subcommand
+    /// named on the command line elsewhere.
+    ///
+    /// # Errors
+    /// [`Error`] for invalid settings, an unusable state store, a bad command
+    /// line or event file, or a failed command.
+    pub async fn run(self) -> Result<(), Error> {
+        let settings = Settings::from_env()?;
+        if crate::config::in_lambda() {
+            crate::logging::init_lambda(&settings.log);
+            return self.run_lambda(settings).await;
+        }
+        crate::logging::init_local(&settings.log);
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        self.run_command(settings, args).await
+    }
+
+    fn engine_config(&self, settings: &Settings) -> EngineConfig {
+        EngineConfig {
+            consumer: settings
+                .consumer
+                .clone()
+                .unwrap_or_else(|| self.name.clone()),
+            max_attempts: settings.max_attempts,
+            skip: SkipRules {
+                max_record_age: settings.max_record_age.or(self.max_record_age),
+                dedup: self.dedup.clone(),
+            },
+            time_reserve: settings.time_reserve,
+        }
+    }
+
+    async fn run_lambda(self, settings: Settings) -> Result<(), Error> {
+        let store: Arc<dyn StateStore> = open_store(&settings)?;
+        let config = Arc::new(self.engine_config(&settings));
+        let handler = self.handler;
+        let service = lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<KinesisEventEnvelope>| {
+                let (handler, store, config) = (handler.clone(), store.clone(), config.clone());
+                async move {
+                    let request_id = event.context.request_id.clone();
+                    let deadline = Deadline::from_epoch_millis(event.context.deadline);
+                    let decoded = decode_envelope(event.payload)?;
+                    let outcome =
+                        process_event(decoded, &*handler, &*store, &config, deadline).await?;
+                    tracing::info!(
+                        request_id = %request_id,
+                        records = outcome.report.records,
+                        processed = outcome.report.processed,
+                        skipped = outcome.report.skipped(),
+                        quarantined = outcome.report.quarantined(),
+                        failed = outcome.report.failed,
+                        "batch done"
+                    );
+                    Ok::<BatchResponse, Error>(outcome.response)
+                }
+            },
+        );
+        lambda_runtime::run(service).await.map_err(Error::Runtime)
+    }
+
+    async fn run_command(self, settings: Settings, args: Vec<String>) -> Result<(), Error> {
+        let Some(command) = args.first().map(String::as_str) else {
+            println!("{}", self.usage());
+            return Ok(());
+        };
+        match command {
+            "invoke" => self.invoke(&settings, &args[1..]).await,
+            "quarantine" => {
+                let store = open_store(&settings)?;
+                let consumer = self.engine_config(&settings).consumer;
+                for record in store.quarantined(&consumer).await? {
+                    let line = serde_json::to_string(&record)
+                        .map_err(|e| Error::Usage(format!("cannot print quarantine: {e}")))?;
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            "help" | "--help" | "-h" => {
+                println!("{}", self.usage());
+                Ok(())
+            }
+            other => {
+                let Some(found) = self.commands.iter().find(|c| c.name == other) else {
+                    return Err(Error::Usage(format!(
+                        "unknown command {other:?}\n\n{}",
+                        self.usage()
+                    )));
+                };
+                (found.run)(self.handler.clone(), args[1..].to_vec())
+                    .await
+                    .map_err(|source| Error::Command {
+                        name: other.to_owned(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    async fn invoke(&self, settings: &Settings, args: &[String]) -> Result<(), Error> {
+        let mut file = None;
+        let mut deadline = Deadline::none();
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--remaining-ms" => {
+                    let ms = rest
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| Error::Usage("--remaining-ms takes milliseconds".into()))?;
+                    deadline = Deadline::after(Duration::from_millis(ms));
+                }
+                path if file.is_none() => file = Some(PathBuf::from(path)),
+                extra => return Err(Error::Usage(format!("unexpected argument {extra:?}"))),
+            }
+        }
+        let path = file.ok_or_else(|| Error::Usage("invoke needs an event file".into()))?;
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let decoded = decode_event(&bytes)?;
+        let store = open_store(settings)?;
+        let config = self.engine_config(settings);
+        let outcome = process_event(decoded, &*self.handler, &*store, &config, deadline).await?;
+        let response = serde_json::to_string(&outcome.response)
+            .map_err(|e| Error::Usage(format!("cannot print the response: {e}")))?;
+        println!("{response}");
+        eprintln!("{}: {}", self.name, outcome.report);
+        Ok(())
+    }
+
+    fn usage(&self) -> String {
+        let mut text = format!(
+            "{name}: a Shardline Kinesis consumer\n\nUsage: {name} <command>\n\nCommands:\n  \
+             invoke FILE [--remaining-ms N]  process one Lambda Kinesis event file\n  \
+             quarantine                      print quarantined records as JSON lines\n",
+            name = self.name
+        );
+        for c in &self.commands {
+            text.push_str(&format!("  {:<32}{}\n", c.name, c.about));
+        }
+        text
+    }
+}
+
+/// Opens the state store the settings name.
+fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Error> {
+    Ok(Arc::new(EmbeddedStore::open(&settings.state_dir)?))
+}

@@ -1,0 +1,80 @@
+//! # Shardline
+//!
+//! Kinesis stream consumers on AWS Lambda, in Rust. You write the per-record
+//! logic; Shardline decodes the batch (KPL aggregates included), keeps shard
+//! order, reports partial batch failures so Lambda retries from the right
+//! record, checkpoints each shard once per batch, skips what was already done,
+//! and quarantines poison records with their payload.
+//!
+//! A record's path, one module per stage:
+//!
+//! | stage | module |
+//! |---|---|
+//! | event in, KPL deaggregation | [`decode`] |
+//! | records and their order | [`record`] |
+//! | skip rules (checkpointed, stale, duplicate) | [`skip`] |
+//! | the user handler | [`handler`] |
+//! | the batch loop | [`engine`] |
+//! | poison records | [`quarantine`] |
+//! | checkpoints, attempts, dedup claims | [`state`] |
+//! | response out | [`response`] |
+//! | settings, entry point, logs | [`config`], [`entry`], [`logging`] |
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use shardline::{App, Handler, HandlerError, Record};
+//!
+//! struct Orders;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Order { id: String, cents: i64 }
+//!
+//! impl Handler for Orders {
+//!     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+//!         // Bad JSON will never parse: quarantine it and go on.
+//!         let order: Order = record.json().map_err(HandlerError::permanent)?;
+//!         // Any other error (`?`) is retryable: the shard stops here and
+//!         // Lambda retries from this record.
+//!         println!("order {} for {} cents", order.id, order.cents);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), shardline::Error> {
+//!     App::new("orders", Orders)
+//!         .dedup_by(std::time::Duration::from_secs(3600), |r| {
+//!             r.json::<serde_json::Value>().ok()?.get("id")?.as_str().map(String::from)
+//!         })
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! Locally, `cargo run -p orders -- invoke events/orders/batch.json` processes an
+//! event file against the embedded state in `.shardline/`.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod decode;
+pub mod engine;
+pub mod entry;
+pub mod handler;
+pub mod logging;
+pub mod quarantine;
+pub mod record;
+pub mod report;
+pub mod response;
+pub mod skip;
+pub mod state;
+
+pub use engine::{BatchOutcome, Deadline, EngineConfig, process_event};
+pub use entry::{App, Error};
+pub use handler::{BoxError, FailureKind, Handler, HandlerError, handler_fn};
+pub use quarantine::{QuarantineReason, QuarantinedRecord};
+pub use record::{Position, Record, RecordOrigin, SequenceNumber, SequenceNumberError, ShardRef};
+pub use report::BatchReport;
+pub use response::BatchResponse;
+pub use skip::SkipRule;

@@ -1,0 +1,169 @@
+//! Quarantine: records set aside with their payload, so a poison record does not
+//! block its shard and is not lost either.
+//!
+//! A record is quarantined when its handler says the failure is permanent, when it
+//! has failed `SHARDLINE_MAX_ATTEMPTS` times, or when its payload cannot be
+//! decoded. The entry keeps everything needed to replay it.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+
+/// Why a record went to the quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineReason {
+    /// The handler said the failure is permanent.
+    Permanent,
+    /// The handler failed it with retryable errors `SHARDLINE_MAX_ATTEMPTS` times.
+    Exhausted,
+    /// The Kinesis record's payload could not be decoded (not base64, missing).
+    Undecodable,
+}
+
+impl QuarantineReason {
+    /// The reason's stored name.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuarantineReason::Permanent => "permanent",
+            QuarantineReason::Exhausted => "exhausted",
+            QuarantineReason::Undecodable => "undecodable",
+        }
+    }
+
+    /// The reason from its stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Permanent, Self::Exhausted, Self::Undecodable]
+            .into_iter()
+            .find(|reason| reason.name() == name)
+    }
+}
+
+impl fmt::Display for QuarantineReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A quarantined record with its payload.
+///
+/// Its JSON form (one line per record from the `quarantine` command) carries
+/// `shard_id`, `sequence_number`, `subsequence_number`, `reason`, `detail`,
+/// `attempts`, `partition_key`, `stream_arn`, `quarantined_at` (epoch ms) and
+/// `data` (base64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedRecord {
+    /// The source stream's ARN.
+    pub stream_arn: String,
+    /// The shard the record came from.
+    pub shard_id: String,
+    /// Its sequence number.
+    pub sequence_number: String,
+    /// Its subsequence number (0 for a plain record).
+    pub subsequence_number: u64,
+    /// Its partition key.
+    pub partition_key: String,
+    /// Why it was quarantined.
+    pub reason: QuarantineReason,
+    /// The error text.
+    pub detail: String,
+    /// Handler attempts made (0 for an undecodable record).
+    pub attempts: u32,
+    /// When it was quarantined, in milliseconds since the epoch.
+    pub quarantined_at: u64,
+    /// The payload, as the handler would have seen it (for an undecodable
+    /// record, the `data` field exactly as it came).
+    #[serde(with = "base64_bytes")]
+    pub data: Bytes,
+}
+
+impl QuarantinedRecord {
+    /// The entry for `record`, quarantined for `reason` at `now`.
+    pub fn new(
+        record: &Record,
+        reason: QuarantineReason,
+        detail: String,
+        attempts: u32,
+        now: SystemTime,
+    ) -> Self {
+        QuarantinedRecord {
+            stream_arn: record.shard.stream_arn.to_string(),
+            shard_id: record.shard.shard_id.to_string(),
+            sequence_number: record.position.sequence.to_string(),
+            subsequence_number: record.position.subsequence,
+            partition_key: record.partition_key.clone(),
+            reason,
+            detail,
+            attempts,
+            quarantined_at: epoch_millis(now),
+            data: record.data.clone(),
+        }
+    }
+}
+
+pub(crate) fn epoch_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Base64 of `data`, as the quarantine shows payloads.
+pub fn encode_payload(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_round_trips_with_base64_payload() {
+        let entry = QuarantinedRecord {
+            stream_arn: "arn:aws:kinesis:us-east-1:1:stream/s".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
+            subsequence_number: 2,
+            partition_key: "k".into(),
+            reason: QuarantineReason::Exhausted,
+            detail: "gap".into(),
+            attempts: 3,
+            quarantined_at: 1,
+            data: Bytes::from_static(b"\x00\xffraw"),
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["data"], "AP9yYXc=");
+        assert_eq!(json["reason"], "exhausted");
+        let back: QuarantinedRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+        for reason in [
+            QuarantineReason::Permanent,
+            QuarantineReason::Exhausted,
+            QuarantineReason::Undecodable,
+        ] {
+            assert_eq!(QuarantineReason::from_name(reason.name()), Some(reason));
+        }
+    }
+}
