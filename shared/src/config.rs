@@ -8,6 +8,9 @@
 //! | `SHARDLINE_STATE_DIR` | folder of the embedded state | `.shardline` (in Lambda `/tmp/shardline`) |
 //! | `SHARDLINE_TIME_RESERVE_MS` | time kept back at the end of an invocation | 1000 |
 //! | `SHARDLINE_LOG` | log filter, such as `info` or `shardline=debug,warn` | `warn` locally, `info` in Lambda |
+//! | `SHARDLINE_STATE_TABLE` | DynamoDB table of Shardline's state (unset: the embedded store) | unset |
+//! | `SHARDLINE_PROGRESS` | `shard` (one checkpoint per shard) or `partition-key` (for ParallelizationFactor > 1) | `shard` |
+//! | `SHARDLINE_PARENT_GUARD` | `on` or `off`: hold child shards until their parents are finished | `on` with a state table, else `off` |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -65,6 +68,27 @@ pub fn in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
+/// An `on`/`off` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// `on`
+    On,
+    /// `off`
+    Off,
+}
+
+impl FromStr for Switch {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "on" => Ok(Switch::On),
+            "off" => Ok(Switch::Off),
+            _ => Err(()),
+        }
+    }
+}
+
 /// Shardline's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -80,6 +104,12 @@ pub struct Settings {
     pub time_reserve: Duration,
     /// `SHARDLINE_LOG`.
     pub log: String,
+    /// `SHARDLINE_STATE_TABLE`.
+    pub state_table: Option<String>,
+    /// `SHARDLINE_PROGRESS`.
+    pub progress: crate::engine::ProgressMode,
+    /// `SHARDLINE_PARENT_GUARD` (`None`: the function's default).
+    pub parent_guard: Option<bool>,
 }
 
 impl Settings {
@@ -142,6 +172,21 @@ impl Settings {
                 expected: "a filter such as `info` or `shardline=debug,warn`".into(),
             });
         }
+        let state_table = lookup("SHARDLINE_STATE_TABLE").filter(|t| !t.trim().is_empty());
+        let progress = parse_var(
+            lookup,
+            "SHARDLINE_PROGRESS",
+            "`shard` or `partition-key`",
+            |_: &crate::engine::ProgressMode| true,
+        )?
+        .unwrap_or_default();
+        let parent_guard = parse_var(
+            lookup,
+            "SHARDLINE_PARENT_GUARD",
+            "`on` or `off`",
+            |_: &Switch| true,
+        )?
+        .map(|s| s == Switch::On);
         Ok(Settings {
             consumer,
             max_attempts,
@@ -149,6 +194,9 @@ impl Settings {
             state_dir,
             time_reserve,
             log,
+            state_table,
+            progress,
+            parent_guard,
         })
     }
 }
@@ -211,5 +259,27 @@ mod tests {
         assert_eq!(s.max_record_age, Some(Duration::from_secs(120)));
         assert_eq!(s.state_dir, PathBuf::from("/x"));
         assert_eq!(s.consumer.as_deref(), Some("ledger-eu"));
+    }
+
+    #[test]
+    fn modes_parse_and_bad_modes_are_named() {
+        let s = Settings::from_lookup(
+            &lookup(&[
+                ("SHARDLINE_PROGRESS", "partition-key"),
+                ("SHARDLINE_PARENT_GUARD", "off"),
+                ("SHARDLINE_STATE_TABLE", "state"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.progress, crate::engine::ProgressMode::PartitionKey);
+        assert_eq!(s.parent_guard, Some(false));
+        assert_eq!(s.state_table.as_deref(), Some("state"));
+        let err =
+            Settings::from_lookup(&lookup(&[("SHARDLINE_PROGRESS", "key")]), false).unwrap_err();
+        assert_eq!(err.variable, "SHARDLINE_PROGRESS");
+        let err = Settings::from_lookup(&lookup(&[("SHARDLINE_PARENT_GUARD", "yes")]), false)
+            .unwrap_err();
+        assert_eq!(err.variable, "SHARDLINE_PARENT_GUARD");
     }
 }

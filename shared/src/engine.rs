@@ -12,11 +12,21 @@
 //!
 //! Then one commit per shard writes the checkpoint, the head record's attempt
 //! count and the quarantined records together.
+//!
+//! Before any of that, the parent-shard guard ([`crate::guard`]), if on, holds a
+//! child shard back until its parents are finished.
+//!
+//! Two progress modes ([`ProgressMode`]): one checkpoint per shard (the default,
+//! for one batch per shard at a time), or one per partition key (for
+//! `ParallelizationFactor` above 1, where batches of one shard run at once and
+//! only records of one key are ordered).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::decode::{DecodedEvent, Item};
+use crate::guard::{GuardError, ParentGuard, Verdict};
 use crate::handler::{FailureKind, Handler};
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, Record, ShardRef};
@@ -24,9 +34,34 @@ use crate::report::BatchReport;
 use crate::response::BatchResponse;
 use crate::skip::{SkipRule, SkipRules};
 use crate::state::{
-    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, ShardCommit, ShardKey, ShardState,
-    StateError, StateStore,
+    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, KeyCommit, KeyProgress, ShardCommit,
+    ShardKey, ShardState, StateError, StateStore,
 };
+
+/// Where progress is kept, and so what order is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// One checkpoint per shard: a retryable failure stops the shard, nothing
+    /// after it runs. For one batch per shard at a time (ParallelizationFactor 1).
+    #[default]
+    Shard,
+    /// One checkpoint per partition key: a retryable failure stops only its key;
+    /// other keys go on. Correct when several batches of one shard run at once
+    /// (ParallelizationFactor 2..10), which Lambda orders per key only.
+    PartitionKey,
+}
+
+impl std::str::FromStr for ProgressMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "shard" => Ok(ProgressMode::Shard),
+            "partition-key" => Ok(ProgressMode::PartitionKey),
+            other => Err(format!("unknown progress mode {other:?}")),
+        }
+    }
+}
 
 /// How the engine treats one consumer's records.
 #[derive(Debug, Clone)]
@@ -41,6 +76,10 @@ pub struct EngineConfig {
     /// response. The engine also keeps back the longest handler call seen in the
     /// batch, so a record is only started when it can likely finish.
     pub time_reserve: Duration,
+    /// Per shard or per partition key.
+    pub progress: ProgressMode,
+    /// The parent-shard guard; `None` turns it off (for order-insensitive consumers).
+    pub guard: Option<Arc<ParentGuard>>,
 }
 
 impl EngineConfig {
@@ -51,6 +90,8 @@ impl EngineConfig {
             max_attempts: 3,
             skip: SkipRules::default(),
             time_reserve: Duration::from_secs(1),
+            progress: ProgressMode::Shard,
+            guard: None,
         }
     }
 }
@@ -97,6 +138,15 @@ pub enum EngineError {
         /// The store's error.
         #[source]
         source: StateError,
+    },
+    /// The parent-shard guard could not decide.
+    #[error("parent-shard guard of {shard_id}: {source}")]
+    Guard {
+        /// The child shard.
+        shard_id: String,
+        /// The guard's error.
+        #[source]
+        source: GuardError,
     },
 }
 
@@ -187,6 +237,119 @@ enum StopReason {
     OutOfTime,
 }
 
+/// Progress through one shard's records, per shard or per key.
+enum Tracker {
+    Shard {
+        read: ShardState,
+        checkpoint: Option<Position>,
+        head: Option<HeadAttempts>,
+        first_done: Option<Position>,
+    },
+    Keys {
+        read: HashMap<String, KeyProgress>,
+        now: HashMap<String, KeyProgress>,
+        first_done: HashMap<String, Position>,
+        blocked: HashSet<String>,
+    },
+}
+
+impl Tracker {
+    fn read_progress(&self, record: &Record) -> Option<(&Option<Position>, &Option<HeadAttempts>)> {
+        match self {
+            Tracker::Shard { read, .. } => Some((&read.checkpoint, &read.head)),
+            Tracker::Keys { read, .. } => read
+                .get(record.ordering_key())
+                .map(|p| (&p.checkpoint, &p.head)),
+        }
+    }
+
+    /// At or below the checkpoint read at the start of the batch.
+    fn is_done(&self, record: &Record) -> bool {
+        self.read_progress(record)
+            .and_then(|(cp, _)| cp.as_ref())
+            .is_some_and(|cp| record.position <= *cp)
+    }
+
+    /// Attempts made on `record` by earlier invocations.
+    fn prior_attempts(&self, record: &Record) -> u32 {
+        match self
+            .read_progress(record)
+            .and_then(|(_, head)| head.as_ref())
+        {
+            Some(head) if head.position == record.position => head.attempts,
+            _ => 0,
+        }
+    }
+
+    /// A key stopped earlier in this batch (per-key mode).
+    fn is_blocked(&self, record: &Record) -> bool {
+        match self {
+            Tracker::Shard { .. } => false,
+            Tracker::Keys { blocked, .. } => blocked.contains(record.ordering_key()),
+        }
+    }
+
+    /// The record is done: processed, skipped by a rule, or quarantined.
+    fn advance(&mut self, record: &Record) {
+        match self {
+            Tracker::Shard {
+                checkpoint,
+                head,
+                first_done,
+                ..
+            } => {
+                first_done.get_or_insert_with(|| record.position.clone());
+                *checkpoint = Some(record.position.clone());
+                if head.as_ref().is_some_and(|h| h.position <= record.position) {
+                    *head = None;
+                }
+            }
+            Tracker::Keys {
+                read,
+                now,
+                first_done,
+                ..
+            } => {
+                let key = record.ordering_key();
+                first_done
+                    .entry(key.to_owned())
+                    .or_insert_with(|| record.position.clone());
+                let progress = now
+                    .entry(key.to_owned())
+                    .or_insert_with(|| read.get(key).cloned().unwrap_or_default());
+                progress.checkpoint = Some(record.position.clone());
+                if progress
+                    .head
+                    .as_ref()
+                    .is_some_and(|h| h.position <= record.position)
+                {
+                    progress.head = None;
+                }
+            }
+        }
+    }
+
+    /// The record failed (retryable) on attempt `attempts`.
+    fn fail(&mut self, record: &Record, attempts: u32) {
+        let failed = Some(HeadAttempts {
+            position: record.position.clone(),
+            attempts,
+        });
+        match self {
+            Tracker::Shard { head, .. } => *head = failed,
+            Tracker::Keys {
+                read, now, blocked, ..
+            } => {
+                let key = record.ordering_key();
+                blocked.insert(key.to_owned());
+                now.entry(key.to_owned())
+                    .or_insert_with(|| read.get(key).cloned().unwrap_or_default())
+                    .head = failed;
+            }
+        }
+    }
+}
+
 impl<H: Handler> ShardRun<'_, H> {
     fn state_error(&self, source: StateError) -> EngineError {
         EngineError::State {
@@ -207,19 +370,72 @@ impl<H: Handler> ShardRun<'_, H> {
             .load_shard(self.key)
             .await
             .map_err(|e| self.state_error(e))?;
-        let duplicates = self.claim_dedup_keys(&items, &read).await?;
+        if let Some(guard) = &self.config.guard {
+            let verdict = guard
+                .check(
+                    self.store,
+                    self.key,
+                    &read,
+                    self.deadline,
+                    self.config.time_reserve,
+                )
+                .await
+                .map_err(|source| EngineError::Guard {
+                    shard_id: self.key.shard.shard_id.to_string(),
+                    source,
+                })?;
+            if let Verdict::Blocked { parent, detail } = verdict {
+                tracing::warn!(
+                    shard = %self.key.shard.shard_id,
+                    parent = %parent,
+                    detail = %detail,
+                    records = items.len(),
+                    "child shard held back until its parent is finished; the whole batch is reported failed"
+                );
+                report.blocked_on_parent += items.len() as u64;
+                report.not_started += items.len() as u64;
+                return Ok(items.first().map(|item| item.record().position.clone()));
+            }
+        }
+        let mut tracker = match self.config.progress {
+            ProgressMode::Shard => Tracker::Shard {
+                checkpoint: read.checkpoint.clone(),
+                head: read.head.clone(),
+                first_done: None,
+                read,
+            },
+            ProgressMode::PartitionKey => {
+                let mut keys: Vec<String> = items
+                    .iter()
+                    .map(|item| item.record().ordering_key().to_owned())
+                    .collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let read = self
+                    .store
+                    .load_key_progress(self.key, &keys)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
+                Tracker::Keys {
+                    read,
+                    now: HashMap::new(),
+                    first_done: HashMap::new(),
+                    blocked: HashSet::new(),
+                }
+            }
+        };
+        let duplicates = self.claim_dedup_keys(&items, &tracker).await?;
 
-        let mut checkpoint = read.checkpoint.clone();
-        let mut head = read.head.clone();
         let mut quarantine = Vec::new();
-        let mut first_done: Option<Position> = None;
-        let mut stop: Option<Position> = None;
+        let mut retry_from: Option<Position> = None;
         let mut slowest = Duration::ZERO;
-
         for (index, item) in items.iter().enumerate() {
             let record = item.record();
-            let step = self.decide(item, &read, &duplicates, &mut slowest).await;
-            match step {
+            if tracker.is_blocked(record) {
+                report.not_started += 1;
+                continue;
+            }
+            match self.decide(item, &tracker, &duplicates, &mut slowest).await {
                 Step::Skip(SkipRule::Checkpointed) => {
                     report.count_skip(SkipRule::Checkpointed);
                     continue;
@@ -241,73 +457,120 @@ impl<H: Handler> ShardRun<'_, H> {
                         record, reason, detail, attempts, self.now,
                     ));
                 }
-                Step::Stop(reason) => {
-                    report.not_started += (items.len() - index - 1) as u64;
-                    match reason {
-                        StopReason::Retry { attempts, error } => {
-                            tracing::warn!(
-                                shard = %record.shard.shard_id,
-                                sequence_number = %record.position.sequence,
-                                subsequence_number = record.position.subsequence,
-                                attempts,
-                                max_attempts = self.config.max_attempts,
-                                error = %error,
-                                "record failed; the shard stops here and Lambda retries from it"
-                            );
-                            report.failed += 1;
-                            head = Some(HeadAttempts {
-                                position: record.position.clone(),
-                                attempts,
-                            });
-                        }
-                        StopReason::OutOfTime => {
-                            tracing::warn!(
-                                shard = %record.shard.shard_id,
-                                sequence_number = %record.position.sequence,
-                                "invocation is short of time; reporting the first unstarted record"
-                            );
-                            report.not_started += 1;
-                            report.cut_off += 1;
-                        }
+                Step::Stop(StopReason::Retry { attempts, error }) => {
+                    tracing::warn!(
+                        shard = %record.shard.shard_id,
+                        sequence_number = %record.position.sequence,
+                        subsequence_number = record.position.subsequence,
+                        partition_key = %record.ordering_key(),
+                        attempts,
+                        max_attempts = self.config.max_attempts,
+                        error = %error,
+                        "record failed; Lambda will retry from it"
+                    );
+                    report.failed += 1;
+                    tracker.fail(record, attempts);
+                    earliest(&mut retry_from, &record.position);
+                    if let Tracker::Shard { .. } = tracker {
+                        report.not_started += (items.len() - index - 1) as u64;
+                        break;
                     }
-                    stop = Some(record.position.clone());
+                    continue;
+                }
+                Step::Stop(StopReason::OutOfTime) => {
+                    tracing::warn!(
+                        shard = %record.shard.shard_id,
+                        sequence_number = %record.position.sequence,
+                        "invocation is short of time; reporting the first unstarted record"
+                    );
+                    report.not_started += (items.len() - index) as u64;
+                    report.cut_off += 1;
+                    earliest(&mut retry_from, &record.position);
                     break;
                 }
             }
-            // The record is done (processed, skipped by a rule, or quarantined).
-            first_done.get_or_insert_with(|| record.position.clone());
-            checkpoint = Some(record.position.clone());
+            tracker.advance(record);
         }
+        self.commit(tracker, quarantine, retry_from, report).await
+    }
 
-        // The head's attempt count only matters while the checkpoint is below it.
-        if let (Some(h), Some(cp)) = (&head, &checkpoint)
-            && h.position <= *cp
-        {
-            head = None;
-        }
-        if checkpoint == read.checkpoint && head == read.head && quarantine.is_empty() {
-            return Ok(stop);
-        }
-        let commit = ShardCommit {
-            checkpoint,
-            head,
-            quarantine,
-        };
-        match self
-            .store
-            .commit(self.key, &read, &commit)
-            .await
-            .map_err(|e| self.state_error(e))?
-        {
-            CommitOutcome::Committed { .. } => Ok(stop),
-            CommitOutcome::Superseded => {
-                tracing::warn!(
-                    shard = %self.key.shard.shard_id,
-                    "a newer invocation committed this shard first; this one wrote nothing and \
-                     asks Lambda to retry from its first record"
-                );
-                report.superseded += 1;
-                Ok(first_done.or(stop))
+    /// Writes what the batch changed (nothing when nothing changed) and returns
+    /// the position to retry from.
+    async fn commit(
+        &self,
+        tracker: Tracker,
+        quarantine: Vec<QuarantinedRecord>,
+        mut retry_from: Option<Position>,
+        report: &mut BatchReport,
+    ) -> Result<Option<Position>, EngineError> {
+        match tracker {
+            Tracker::Shard {
+                read,
+                checkpoint,
+                head,
+                first_done,
+            } => {
+                if checkpoint == read.checkpoint && head == read.head && quarantine.is_empty() {
+                    return Ok(retry_from);
+                }
+                let commit = ShardCommit {
+                    checkpoint,
+                    head,
+                    quarantine,
+                };
+                let outcome = self
+                    .store
+                    .commit(self.key, &read, &commit)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
+                if outcome == CommitOutcome::Superseded {
+                    tracing::warn!(
+                        shard = %self.key.shard.shard_id,
+                        "a newer invocation committed this shard first; this one wrote nothing \
+                         and asks Lambda to retry from its first record"
+                    );
+                    report.superseded += 1;
+                    if let Some(first) = first_done {
+                        earliest(&mut retry_from, &first);
+                    }
+                }
+                Ok(retry_from)
+            }
+            Tracker::Keys {
+                read,
+                now,
+                first_done,
+                ..
+            } => {
+                let commits: Vec<KeyCommit> = now
+                    .into_iter()
+                    .filter(|(key, progress)| read.get(key) != Some(progress))
+                    .map(|(partition_key, progress)| KeyCommit {
+                        read: read.get(&partition_key).cloned().unwrap_or_default(),
+                        partition_key,
+                        progress,
+                    })
+                    .collect();
+                if commits.is_empty() && quarantine.is_empty() {
+                    return Ok(retry_from);
+                }
+                let superseded = self
+                    .store
+                    .commit_key_progress(self.key, &commits, &quarantine)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
+                for key in superseded {
+                    tracing::warn!(
+                        shard = %self.key.shard.shard_id,
+                        partition_key = %key,
+                        "a newer invocation moved this key first; its progress here was not written"
+                    );
+                    report.superseded += 1;
+                    if let Some(first) = first_done.get(&key) {
+                        earliest(&mut retry_from, first);
+                    }
+                }
+                Ok(retry_from)
             }
         }
     }
@@ -316,16 +579,12 @@ impl<H: Handler> ShardRun<'_, H> {
     async fn decide(
         &self,
         item: &Item,
-        read: &ShardState,
+        tracker: &Tracker,
         duplicates: &HashMap<Position, String>,
         slowest: &mut Duration,
     ) -> Step {
         let record = item.record();
-        if read
-            .checkpoint
-            .as_ref()
-            .is_some_and(|cp| record.position <= *cp)
-        {
+        if tracker.is_done(record) {
             return Step::Skip(SkipRule::Checkpointed);
         }
         if self.config.skip.is_stale(record, self.now) {
@@ -351,7 +610,7 @@ impl<H: Handler> ShardRun<'_, H> {
         let Err(error) = result else {
             return Step::Processed;
         };
-        let attempts = prior_attempts(read, record) + 1;
+        let attempts = tracker.prior_attempts(record) + 1;
         match error.kind() {
             FailureKind::Permanent => {
                 Step::Quarantine(QuarantineReason::Permanent, error.to_string(), attempts)
@@ -371,7 +630,7 @@ impl<H: Handler> ShardRun<'_, H> {
     async fn claim_dedup_keys(
         &self,
         items: &[Item],
-        read: &ShardState,
+        tracker: &Tracker,
     ) -> Result<HashMap<Position, String>, EngineError> {
         let mut duplicates = HashMap::new();
         let Some(rule) = &self.config.skip.dedup else {
@@ -381,12 +640,7 @@ impl<H: Handler> ShardRun<'_, H> {
         let mut first_owner: HashMap<String, String> = HashMap::new();
         for item in items {
             let Item::Ready(record) = item else { continue };
-            if read
-                .checkpoint
-                .as_ref()
-                .is_some_and(|cp| record.position <= *cp)
-                || self.config.skip.is_stale(record, self.now)
-            {
+            if tracker.is_done(record) || self.config.skip.is_stale(record, self.now) {
                 continue;
             }
             let Some(key) = (rule.key)(record) else {
@@ -427,10 +681,9 @@ impl<H: Handler> ShardRun<'_, H> {
     }
 }
 
-fn prior_attempts(read: &ShardState, record: &Record) -> u32 {
-    match &read.head {
-        Some(head) if head.position == record.position => head.attempts,
-        _ => 0,
+fn earliest(slot: &mut Option<Position>, position: &Position) {
+    if slot.as_ref().is_none_or(|p| position < p) {
+        *slot = Some(position.clone());
     }
 }
 

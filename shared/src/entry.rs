@@ -6,7 +6,12 @@
 //! - `invoke FILE [--remaining-ms N]`: process one event file; stdout carries only
 //!   the Lambda response JSON, stderr a one-line summary and the logs;
 //! - `quarantine`: print the quarantined records as JSON lines;
+//! - `setup`: create the DynamoDB tables the function needs (for local emulators;
+//!   in AWS the SAM template creates them);
 //! - the function's own commands, added with [`App::command`].
+//!
+//! With `SHARDLINE_STATE_TABLE` set, state lives in DynamoDB (endpoints from the
+//! standard `AWS_ENDPOINT_URL*` variables); otherwise in the embedded SQLite store.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,6 +22,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, Settings};
 use crate::decode::{EventError, KinesisEventEnvelope, decode_envelope, decode_event};
 use crate::engine::{Deadline, EngineConfig, EngineError, process_event};
+use crate::guard::ParentGuard;
 use crate::handler::{BoxError, Handler};
 use crate::record::Record;
 use crate::response::BatchResponse;
@@ -93,6 +99,19 @@ impl From<Error> for lambda_runtime::Diagnostic {
 type CommandFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 type CommandFn<H> = Box<dyn Fn(Arc<H>, Vec<String>) -> CommandFuture + Send + Sync>;
 
+/// A DynamoDB table a function needs, created by `setup` when its variable is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The environment variable that names the table.
+    pub env_var: &'static str,
+    /// The string hash key.
+    pub hash_key: &'static str,
+    /// The string range key, if any.
+    pub range_key: Option<&'static str>,
+    /// The TTL attribute, if any.
+    pub ttl_attribute: Option<&'static str>,
+}
+
 struct Command<H> {
     name: &'static str,
     about: &'static str,
@@ -119,6 +138,8 @@ pub struct App<H> {
     handler: Arc<H>,
     dedup: Option<DedupRule>,
     max_record_age: Option<Duration>,
+    parent_guard: bool,
+    tables: Vec<TableSpec>,
     commands: Vec<Command<H>>,
 }
 
@@ -130,8 +151,25 @@ impl<H: Handler> App<H> {
             handler: Arc::new(handler),
             dedup: None,
             max_record_age: None,
+            parent_guard: true,
+            tables: Vec::new(),
             commands: Vec::new(),
         }
+    }
+
+    /// Whether the parent-shard guard runs by default (it does; turn it off for
+    /// an order-insensitive consumer). `SHARDLINE_PARENT_GUARD` overrides it. The
+    /// guard needs shared state, so it only runs with `SHARDLINE_STATE_TABLE` unless
+    /// `SHARDLINE_PARENT_GUARD=on` asks for it.
+    pub fn parent_guard(mut self, on: bool) -> Self {
+        self.parent_guard = on;
+        self
+    }
+
+    /// Declares a DynamoDB table of the function's own, for the `setup` command.
+    pub fn table(mut self, table: TableSpec) -> Self {
+        self.tables.push(table);
+        self
     }
 
     /// Skips records whose key (from `key`) another record claimed within `window`.
@@ -185,8 +223,11 @@ impl<H: Handler> App<H> {
         self.run_command(settings, args).await
     }
 
-    fn engine_config(&self, settings: &Settings) -> EngineConfig {
-        EngineConfig {
+    async fn engine_config(&self, settings: &Settings) -> Result<EngineConfig, Error> {
+        let guard_on = settings
+            .parent_guard
+            .unwrap_or(self.parent_guard && settings.state_table.is_some());
+        Ok(EngineConfig {
             consumer: settings
                 .consumer
                 .clone()
@@ -197,12 +238,25 @@ impl<H: Handler> App<H> {
                 dedup: self.dedup.clone(),
             },
             time_reserve: settings.time_reserve,
-        }
+            progress: settings.progress,
+            guard: if guard_on {
+                Some(Arc::new(parent_guard().await?))
+            } else {
+                None
+            },
+        })
     }
 
     async fn run_lambda(self, settings: Settings) -> Result<(), Error> {
-        let store: Arc<dyn StateStore> = open_store(&settings)?;
-        let config = Arc::new(self.engine_config(&settings));
+        let store: Arc<dyn StateStore> = open_store(&settings).await?;
+        if settings.state_table.is_none() {
+            tracing::warn!(
+                state_dir = %settings.state_dir.display(),
+                "SHARDLINE_STATE_TABLE is not set: state is kept in this sandbox only and is lost \
+                 with it; set it for durable checkpoints"
+            );
+        }
+        let config = Arc::new(self.engine_config(&settings).await?);
         let handler = self.handler;
         let service = lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<KinesisEventEnvelope>| {
@@ -236,9 +290,13 @@ impl<H: Handler> App<H> {
         };
         match command {
             "invoke" => self.invoke(&settings, &args[1..]).await,
+            "setup" => self.setup(&settings).await,
             "quarantine" => {
-                let store = open_store(&settings)?;
-                let consumer = self.engine_config(&settings).consumer;
+                let store = open_store(&settings).await?;
+                let consumer = settings
+                    .consumer
+                    .clone()
+                    .unwrap_or_else(|| self.name.clone());
                 for record in store.quarantined(&consumer).await? {
                     let line = serde_json::to_string(&record)
                         .map_err(|e| Error::Usage(format!("cannot print quarantine: {e}")))?;
@@ -290,8 +348,8 @@ impl<H: Handler> App<H> {
             source,
         })?;
         let decoded = decode_event(&bytes)?;
-        let store = open_store(settings)?;
-        let config = self.engine_config(settings);
+        let store = open_store(settings).await?;
+        let config = self.engine_config(settings).await?;
         let outcome = process_event(decoded, &*self.handler, &*store, &config, deadline).await?;
         let response = serde_json::to_string(&outcome.response)
             .map_err(|e| Error::Usage(format!("cannot print the response: {e}")))?;
@@ -304,7 +362,8 @@ impl<H: Handler> App<H> {
         let mut text = format!(
             "{name}: a Shardline Kinesis consumer\n\nUsage: {name} <command>\n\nCommands:\n  \
              invoke FILE [--remaining-ms N]  process one Lambda Kinesis event file\n  \
-             quarantine                      print quarantined records as JSON lines\n",
+             quarantine                      print quarantined records as JSON lines\n  \
+             setup                           create the DynamoDB tables named by the environment\n",
             name = self.name
         );
         for c in &self.commands {
@@ -314,7 +373,90 @@ impl<H: Handler> App<H> {
     }
 }
 
-/// Opens the state store the settings name.
-fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Error> {
-    Ok(Arc::new(EmbeddedStore::open(&settings.state_dir)?))
+impl<H> App<H> {
+    /// Creates Shardline's state table and the function's own tables, each if
+    /// its variable is set.
+    async fn setup(&self, settings: &Settings) -> Result<(), Error> {
+        let mut wanted: Vec<(String, TableSpec)> = Vec::new();
+        if let Some(table) = &settings.state_table {
+            wanted.push((
+                table.clone(),
+                TableSpec {
+                    env_var: "SHARDLINE_STATE_TABLE",
+                    hash_key: "pk",
+                    range_key: Some("sk"),
+                    ttl_attribute: Some("expires_at"),
+                },
+            ));
+        }
+        for spec in &self.tables {
+            if let Some(name) = crate::config::process_env(spec.env_var).filter(|n| !n.is_empty()) {
+                wanted.push((name, *spec));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(Error::Usage(format!(
+                "setup creates DynamoDB tables, but none is named: set SHARDLINE_STATE_TABLE{}",
+                self.tables
+                    .iter()
+                    .map(|t| format!(" or {}", t.env_var))
+                    .collect::<String>()
+            )));
+        }
+        create_tables(&wanted).await
+    }
+}
+
+#[cfg(feature = "dynamodb")]
+async fn create_tables(tables: &[(String, TableSpec)]) -> Result<(), Error> {
+    let client = crate::aws::dynamodb().await;
+    for (name, spec) in tables {
+        crate::state::dynamodb::create_table(
+            &client,
+            name,
+            spec.hash_key,
+            spec.range_key,
+            spec.ttl_attribute,
+        )
+        .await?;
+        eprintln!("table {name} ({}) is ready", spec.env_var);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn create_tables(_: &[(String, TableSpec)]) -> Result<(), Error> {
+    Err(Error::Usage(
+        "this build has no DynamoDB support (feature `dynamodb`)".into(),
+    ))
+}
+
+#[cfg(feature = "kinesis")]
+async fn parent_guard() -> Result<ParentGuard, Error> {
+    let directory = crate::guard::kinesis::KinesisShards::new(crate::aws::kinesis().await);
+    Ok(ParentGuard::new(Arc::new(directory)))
+}
+
+#[cfg(not(feature = "kinesis"))]
+async fn parent_guard() -> Result<ParentGuard, Error> {
+    Err(Error::Usage(
+        "the parent-shard guard needs the `kinesis` feature; set SHARDLINE_PARENT_GUARD=off".into(),
+    ))
+}
+
+/// Opens the state store the settings name: DynamoDB with
+/// `SHARDLINE_STATE_TABLE`, else the embedded store.
+async fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Error> {
+    match &settings.state_table {
+        #[cfg(feature = "dynamodb")]
+        Some(table) => Ok(Arc::new(crate::state::DynamoDbStore::new(
+            crate::aws::dynamodb().await,
+            table.clone(),
+        ))),
+        #[cfg(not(feature = "dynamodb"))]
+        Some(_) => Err(Error::Usage(
+            "SHARDLINE_STATE_TABLE is set but this build has no DynamoDB support".into(),
+        )),
+        None => Ok(Arc::new(EmbeddedStore::open(&settings.state_dir)?)),
+    }
 }

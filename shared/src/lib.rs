@@ -57,10 +57,13 @@
 
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "dynamodb", feature = "kinesis"))]
+pub mod aws;
 pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod entry;
+pub mod guard;
 pub mod handler;
 pub mod logging;
 pub mod quarantine;
@@ -70,7 +73,7 @@ pub mod response;
 pub mod skip;
 pub mod state;
 
-pub use engine::{BatchOutcome, Deadline, EngineConfig, process_event};
+pub use engine::{BatchOutcome, Deadline, EngineConfig, ProgressMode, process_event};
 pub use entry::{App, Error};
 pub use handler::{BoxError, FailureKind, Handler, HandlerError, handler_fn};
 pub use quarantine::{QuarantineReason, QuarantinedRecord};

@@ -165,6 +165,9 @@ pub struct Record {
     pub position: Position,
     /// The partition key (for a KPL user record, its own key from the aggregate).
     pub partition_key: String,
+    /// For a KPL user record, the partition key of the Kinesis record that
+    /// carried it: Lambda routes and orders by this one. `None` for a plain record.
+    pub kinesis_partition_key: Option<Arc<str>>,
     /// The explicit hash key a KPL user record was put with, if any.
     pub explicit_hash_key: Option<String>,
     /// The payload, decoded from base64 (and out of its aggregate).
@@ -204,6 +207,14 @@ impl Record {
         serde_json::from_slice(&self.data)
     }
 
+    /// The key Lambda orders this record by: the Kinesis record's partition key
+    /// (for a KPL user record, the aggregate's, not its own).
+    pub fn ordering_key(&self) -> &str {
+        self.kinesis_partition_key
+            .as_deref()
+            .unwrap_or(&self.partition_key)
+    }
+
     /// How long ago Kinesis accepted the record, as of `now`; `None` without an
     /// arrival time or when the arrival is in the future.
     pub fn age(&self, now: SystemTime) -> Option<Duration> {
@@ -213,12 +224,21 @@ impl Record {
 }
 
 /// An `approximateArrivalTimestamp` (epoch seconds, fractional) as a time, or
-/// `None` when it is negative or not finite.
+/// `None` when it is negative, not finite or beyond what a time can hold.
+///
+/// Kinesis stamps arrivals to the millisecond, and a JSON float such as
+/// `1545084650.987` may parse to a hair below its decimal value, so the seconds
+/// are rounded to the nearest millisecond rather than truncated.
 pub(crate) fn arrival_from_epoch_seconds(seconds: f64) -> Option<SystemTime> {
     if !seconds.is_finite() || seconds < 0.0 {
         return None;
     }
-    UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds))
+    let millis = (seconds * 1000.0).round();
+    // 2^64 is exactly representable; anything at or above it does not fit a u64.
+    if millis >= 18_446_744_073_709_551_616.0 {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::from_millis(millis as u64))
 }
 
 #[cfg(test)]
@@ -296,5 +316,31 @@ mod tests {
         assert_eq!(ms, 1_545_084_650_987);
         assert!(arrival_from_epoch_seconds(-1.0).is_none());
         assert!(arrival_from_epoch_seconds(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn arrival_times_round_to_the_millisecond() {
+        let ms = |seconds: f64| {
+            arrival_from_epoch_seconds(seconds)
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        };
+        // The f64 just below 1545084650.987 (what a fast JSON float parser may
+        // produce) is still that millisecond, not ...986.
+        let below = f64::from_bits(1_545_084_650.987f64.to_bits() - 1);
+        assert_eq!(ms(below), 1_545_084_650_987);
+        let parsed: f64 = serde_json::from_str("1545084650.987").unwrap();
+        assert_eq!(ms(parsed), 1_545_084_650_987);
+        assert_eq!(ms(1_607_497_475.0), 1_607_497_475_000);
+        assert_eq!(ms(0.0), 0);
+    }
+
+    #[test]
+    fn absurd_arrival_times_are_none_not_a_panic() {
+        assert!(arrival_from_epoch_seconds(1e300).is_none());
+        assert!(arrival_from_epoch_seconds(f64::MAX).is_none());
+        assert!(arrival_from_epoch_seconds(f64::INFINITY).is_none());
     }
 }

@@ -30,6 +30,8 @@ pub struct BatchReport {
     pub failed: u64,
     /// Records not started: after a failure, or cut off by the remaining time.
     pub not_started: u64,
+    /// Records held back because a parent shard is not finished.
+    pub blocked_on_parent: u64,
     /// Shards whose batch stopped because the invocation ran short of time.
     pub cut_off: u64,
     /// Commits refused because a newer invocation had written the shard.
@@ -87,6 +89,9 @@ impl fmt::Display for BatchReport {
             self.failed,
             self.not_started,
         )?;
+        if self.blocked_on_parent > 0 {
+            write!(f, "; held back by an unfinished parent shard")?;
+        }
         if self.cut_off > 0 {
             write!(f, "; cut off by the remaining time")?;
         }

@@ -211,6 +211,7 @@ pub fn decode_envelope(envelope: KinesisEventEnvelope) -> Result<DecodedEvent, E
             shard,
             position: Position::new(sequence, 0),
             partition_key: kinesis.partition_key.unwrap_or_default(),
+            kinesis_partition_key: None,
             explicit_hash_key: None,
             data: Bytes::new(),
             approximate_arrival: kinesis
@@ -263,11 +264,13 @@ fn push_payload(decoded: &mut DecodedEvent, mut base: Record, data: Option<Strin
             decoded.kpl.aggregates += 1;
             let count = users.len() as u64;
             decoded.kpl.user_records += count;
+            let outer_key: Arc<str> = Arc::from(base.partition_key.as_str());
             for (subsequence, user) in (0u64..).zip(users) {
                 decoded.items.push(Item::Ready(Record {
                     shard: base.shard.clone(),
                     position: Position::new(base.position.sequence.clone(), subsequence),
                     partition_key: user.partition_key,
+                    kinesis_partition_key: Some(outer_key.clone()),
                     explicit_hash_key: user.explicit_hash_key,
                     data: user.data,
                     approximate_arrival: base.approximate_arrival,

@@ -15,9 +15,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use std::collections::HashMap;
+
 use super::{
-    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, ShardCommit, ShardKey, ShardState,
-    StateError, StateStore,
+    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, KeyCommit, KeyProgress, Lineage,
+    ShardCommit, ShardKey, ShardState, ShardStatus, StateError, StateStore,
 };
 use crate::quarantine::{QuarantineReason, QuarantinedRecord, epoch_millis};
 use crate::record::{Position, SequenceNumber};
@@ -33,7 +35,23 @@ CREATE TABLE IF NOT EXISTS shard (
     head_sub        INTEGER,
     head_attempts   INTEGER,
     version         INTEGER NOT NULL,
+    lineage         TEXT    NOT NULL DEFAULT 'unknown',
+    parents         TEXT    NOT NULL DEFAULT '[]',
+    ended           INTEGER NOT NULL DEFAULT 0,
+    children        TEXT    NOT NULL DEFAULT '[]',
     PRIMARY KEY (consumer, stream_arn, shard_id)
+);
+CREATE TABLE IF NOT EXISTS key_progress (
+    consumer        TEXT    NOT NULL,
+    stream_arn      TEXT    NOT NULL,
+    shard_id        TEXT    NOT NULL,
+    partition_key   TEXT    NOT NULL,
+    checkpoint_seq  TEXT,
+    checkpoint_sub  INTEGER,
+    head_seq        TEXT,
+    head_sub        INTEGER,
+    head_attempts   INTEGER,
+    PRIMARY KEY (consumer, stream_arn, shard_id, partition_key)
 );
 CREATE TABLE IF NOT EXISTS dedup (
     consumer    TEXT    NOT NULL,
@@ -143,6 +161,103 @@ fn parse_position(
     Ok(Some(Position::new(sequence, subsequence)))
 }
 
+/// The five columns that hold a checkpoint and a head record.
+struct PositionColumns {
+    checkpoint_seq: Option<String>,
+    checkpoint_sub: Option<i64>,
+    head_seq: Option<String>,
+    head_sub: Option<i64>,
+    head_attempts: Option<i64>,
+}
+
+impl PositionColumns {
+    fn read(row: &rusqlite::Row<'_>, first: usize) -> Result<Self, rusqlite::Error> {
+        Ok(PositionColumns {
+            checkpoint_seq: row.get(first)?,
+            checkpoint_sub: row.get(first + 1)?,
+            head_seq: row.get(first + 2)?,
+            head_sub: row.get(first + 3)?,
+            head_attempts: row.get(first + 4)?,
+        })
+    }
+
+    fn parse(self, what: &ShardKey) -> Result<KeyProgress, StateError> {
+        let head =
+            parse_position(what, self.head_seq, self.head_sub)?.map(|position| HeadAttempts {
+                position,
+                attempts: self
+                    .head_attempts
+                    .and_then(|a| u32::try_from(a).ok())
+                    .unwrap_or(0),
+            });
+        Ok(KeyProgress {
+            checkpoint: parse_position(what, self.checkpoint_seq, self.checkpoint_sub)?,
+            head,
+        })
+    }
+}
+
+type PositionParams = (
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<u32>,
+);
+
+fn position_params(checkpoint: Option<&Position>, head: Option<&HeadAttempts>) -> PositionParams {
+    (
+        checkpoint.map(|p| p.sequence.to_string()),
+        checkpoint.map(|p| as_i64(p.subsequence)),
+        head.map(|h| h.position.sequence.to_string()),
+        head.map(|h| as_i64(h.position.subsequence)),
+        head.map(|h| h.attempts),
+    )
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn lineage_columns(lineage: &Lineage) -> (&'static str, u8, String) {
+    let (name, rank, parents) = match lineage {
+        Lineage::Unknown => ("unknown", 0, &[][..]),
+        Lineage::Pending { parents } => ("pending", 1, &parents[..]),
+        Lineage::Cleared { parents } => ("cleared", 2, &parents[..]),
+    };
+    let parents = serde_json::to_string(parents).unwrap_or_else(|_| "[]".into());
+    (name, rank, parents)
+}
+
+fn insert_quarantine(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    records: &[QuarantinedRecord],
+) -> Result<(), rusqlite::Error> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO quarantine (consumer, stream_arn, shard_id, sequence_number, subsequence_number,
+            partition_key, reason, detail, attempts, quarantined_at, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for q in records {
+        insert.execute(params![
+            consumer,
+            q.stream_arn,
+            q.shard_id,
+            q.sequence_number,
+            as_i64(q.subsequence_number),
+            q.partition_key,
+            q.reason.name(),
+            q.detail,
+            q.attempts,
+            as_i64(q.quarantined_at),
+            &q.data[..],
+        ])?;
+    }
+    Ok(())
+}
+
 fn millis(time: SystemTime) -> i64 {
     i64::try_from(epoch_millis(time)).unwrap_or(i64::MAX)
 }
@@ -150,37 +265,53 @@ fn millis(time: SystemTime) -> i64 {
 #[async_trait]
 impl StateStore for EmbeddedStore {
     async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError> {
-        type Row = (
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-        );
-        let row: Option<Row> =
-            self.with_conn(|conn| {
-                conn.query_row(
-                "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts, version
+        type Row = (PositionColumns, i64, String, String, bool, String);
+        let row: Option<Row> = self.with_conn(|conn| {
+            conn.query_row(
+                "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts, version,
+                        lineage, parents, ended, children
                  FROM shard WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3",
                 params![key.consumer, &*key.shard.stream_arn, &*key.shard.shard_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        PositionColumns::read(r, 0)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                    ))
+                },
             )
             .optional()
-            })?;
-        let Some((cp_seq, cp_sub, head_seq, head_sub, head_attempts, version)) = row else {
+        })?;
+        let Some((positions, version, lineage, parents, ended, children)) = row else {
             return Ok(ShardState::default());
         };
-        let head = parse_position(key, head_seq, head_sub)?.map(|position| HeadAttempts {
-            position,
-            attempts: head_attempts
-                .and_then(|a| u32::try_from(a).ok())
-                .unwrap_or(0),
-        });
+        let progress = positions.parse(key)?;
+        let list = |text: &str| -> Result<Vec<String>, StateError> {
+            serde_json::from_str(text).map_err(|e| StateError::Corrupt {
+                what: format!("{}/{}", key.consumer, key.shard.shard_id),
+                detail: format!("shard id list {text:?}: {e}"),
+            })
+        };
+        let parents = list(&parents)?;
         Ok(ShardState {
-            checkpoint: parse_position(key, cp_seq, cp_sub)?,
-            head,
+            checkpoint: progress.checkpoint,
+            head: progress.head,
             version: u64::try_from(version).unwrap_or(0),
+            lineage: match lineage.as_str() {
+                "pending" => Lineage::Pending { parents },
+                "cleared" => Lineage::Cleared { parents },
+                _ => Lineage::Unknown,
+            },
+            status: if ended {
+                ShardStatus::Ended {
+                    children: list(&children)?,
+                }
+            } else {
+                ShardStatus::Active
+            },
         })
     }
 
@@ -236,7 +367,6 @@ impl StateStore for EmbeddedStore {
         commit: &ShardCommit,
     ) -> Result<CommitOutcome, StateError> {
         let new_version = read.version + 1;
-        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let stored: Option<i64> = tx
@@ -249,31 +379,9 @@ impl StateStore for EmbeddedStore {
             if stored.unwrap_or(0) != as_i64(read.version) {
                 return Ok(CommitOutcome::Superseded);
             }
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO quarantine (consumer, stream_arn, shard_id, sequence_number, subsequence_number,
-                        partition_key, reason, detail, attempts, quarantined_at, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT DO NOTHING",
-                )?;
-                for q in &commit.quarantine {
-                    insert.execute(params![
-                        key.consumer,
-                        q.stream_arn,
-                        q.shard_id,
-                        q.sequence_number,
-                        as_i64(q.subsequence_number),
-                        q.partition_key,
-                        q.reason.name(),
-                        q.detail,
-                        q.attempts,
-                        as_i64(q.quarantined_at),
-                        &q.data[..],
-                    ])?;
-                }
-            }
-            let cp = commit.checkpoint.as_ref();
-            let head = commit.head.as_ref();
+            insert_quarantine(&tx, &key.consumer, &commit.quarantine)?;
+            let (cp_seq, cp_sub, head_seq, head_sub, head_attempts) =
+                position_params(commit.checkpoint.as_ref(), commit.head.as_ref());
             tx.execute(
                 "INSERT INTO shard (consumer, stream_arn, shard_id, checkpoint_seq, checkpoint_sub,
                     head_seq, head_sub, head_attempts, version)
@@ -286,11 +394,11 @@ impl StateStore for EmbeddedStore {
                     key.consumer,
                     &*key.shard.stream_arn,
                     &*key.shard.shard_id,
-                    cp.map(|p| p.sequence.to_string()),
-                    cp.map(|p| as_i64(p.subsequence)),
-                    head.map(|h| h.position.sequence.to_string()),
-                    head.map(|h| as_i64(h.position.subsequence)),
-                    head.map(|h| h.attempts),
+                    cp_seq,
+                    cp_sub,
+                    head_seq,
+                    head_sub,
+                    head_attempts,
                     as_i64(new_version),
                 ],
             )?;
@@ -298,6 +406,149 @@ impl StateStore for EmbeddedStore {
             Ok(CommitOutcome::Committed {
                 version: new_version,
             })
+        })
+    }
+
+    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError> {
+        let (name, rank, parents) = lineage_columns(lineage);
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO shard (consumer, stream_arn, shard_id, version, lineage, parents)
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5)
+                 ON CONFLICT (consumer, stream_arn, shard_id) DO UPDATE SET
+                    lineage = excluded.lineage, parents = excluded.parents
+                 WHERE (CASE shard.lineage WHEN 'cleared' THEN 2 WHEN 'pending' THEN 1 ELSE 0 END) <= ?6",
+                params![
+                    key.consumer,
+                    &*key.shard.stream_arn,
+                    &*key.shard.shard_id,
+                    name,
+                    parents,
+                    rank
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError> {
+        let children = serde_json::to_string(children).unwrap_or_else(|_| "[]".into());
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO shard (consumer, stream_arn, shard_id, version, ended, children)
+                 VALUES (?1, ?2, ?3, 0, 1, ?4)
+                 ON CONFLICT (consumer, stream_arn, shard_id) DO UPDATE SET
+                    ended = 1, children = excluded.children",
+                params![
+                    key.consumer,
+                    &*key.shard.stream_arn,
+                    &*key.shard.shard_id,
+                    children
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    async fn load_key_progress(
+        &self,
+        key: &ShardKey,
+        partition_keys: &[String],
+    ) -> Result<HashMap<String, KeyProgress>, StateError> {
+        let rows: Vec<(String, PositionColumns)> = self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts
+                 FROM key_progress
+                 WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND partition_key = ?4",
+            )?;
+            let mut rows = Vec::new();
+            for partition_key in partition_keys {
+                let found = stmt
+                    .query_row(
+                        params![
+                            key.consumer,
+                            &*key.shard.stream_arn,
+                            &*key.shard.shard_id,
+                            partition_key
+                        ],
+                        |r| PositionColumns::read(r, 0),
+                    )
+                    .optional()?;
+                if let Some(columns) = found {
+                    rows.push((partition_key.clone(), columns));
+                }
+            }
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(partition_key, columns)| Ok((partition_key, columns.parse(key)?)))
+            .collect()
+    }
+
+    async fn commit_key_progress(
+        &self,
+        key: &ShardKey,
+        commits: &[KeyCommit],
+        quarantine: &[QuarantinedRecord],
+    ) -> Result<Vec<String>, StateError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            insert_quarantine(&tx, &key.consumer, quarantine)?;
+            let mut superseded = Vec::new();
+            {
+                let mut read = tx.prepare_cached(
+                    "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts
+                     FROM key_progress
+                     WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND partition_key = ?4",
+                )?;
+                let mut write = tx.prepare_cached(
+                    "INSERT INTO key_progress (consumer, stream_arn, shard_id, partition_key,
+                        checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (consumer, stream_arn, shard_id, partition_key) DO UPDATE SET
+                        checkpoint_seq = excluded.checkpoint_seq, checkpoint_sub = excluded.checkpoint_sub,
+                        head_seq = excluded.head_seq, head_sub = excluded.head_sub,
+                        head_attempts = excluded.head_attempts",
+                )?;
+                for commit in commits {
+                    let ids = params![
+                        key.consumer,
+                        &*key.shard.stream_arn,
+                        &*key.shard.shard_id,
+                        commit.partition_key
+                    ];
+                    let stored = read
+                        .query_row(ids, |r| PositionColumns::read(r, 0))
+                        .optional()?;
+                    let stored = match stored {
+                        Some(columns) => columns.parse(key).map_err(|e| {
+                            rusqlite::Error::InvalidParameterName(e.to_string())
+                        })?,
+                        None => KeyProgress::default(),
+                    };
+                    if stored != commit.read {
+                        superseded.push(commit.partition_key.clone());
+                        continue;
+                    }
+                    let (cp_seq, cp_sub, head_seq, head_sub, head_attempts) = position_params(
+                        commit.progress.checkpoint.as_ref(),
+                        commit.progress.head.as_ref(),
+                    );
+                    write.execute(params![
+                        key.consumer,
+                        &*key.shard.stream_arn,
+                        &*key.shard.shard_id,
+                        commit.partition_key,
+                        cp_seq,
+                        cp_sub,
+                        head_seq,
+                        head_sub,
+                        head_attempts
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(superseded)
         })
     }
 

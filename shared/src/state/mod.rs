@@ -6,6 +6,8 @@
 //! [`StateStore::load_shard`] once, [`StateStore::claim_dedup_keys`] once when
 //! dedup is on, and [`StateStore::commit`] at most once, whatever the batch size.
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod embedded;
 
 use std::time::SystemTime;
@@ -16,6 +18,8 @@ use crate::handler::BoxError;
 use crate::quarantine::QuarantinedRecord;
 use crate::record::{Position, ShardRef};
 
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
 
 /// Which consumer's state, for which shard. One store can hold many consumers
@@ -38,6 +42,37 @@ pub struct HeadAttempts {
     pub attempts: u32,
 }
 
+/// What is known of a shard's parents (after a split or a merge).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Lineage {
+    /// Not looked up yet (the shard's first batch).
+    #[default]
+    Unknown,
+    /// The parents are known, but not all were seen finished.
+    Pending {
+        /// Parent shard ids (one after a split, two after a merge).
+        parents: Vec<String>,
+    },
+    /// Every parent is finished (or there are none): the shard may be processed.
+    Cleared {
+        /// Parent shard ids, for the record.
+        parents: Vec<String>,
+    },
+}
+
+/// Whether a shard still takes records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ShardStatus {
+    /// Open, or not known to be closed.
+    #[default]
+    Active,
+    /// Closed and read to its end: its children may go on.
+    Ended {
+        /// Its child shard ids.
+        children: Vec<String>,
+    },
+}
+
 /// What the store knows of one shard for one consumer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardState {
@@ -49,6 +84,31 @@ pub struct ShardState {
     /// Bumped by every commit; a commit names the version it read, so a stale
     /// writer cannot overwrite a newer one. 0 when nothing is stored.
     pub version: u64,
+    /// What is known of the shard's parents.
+    pub lineage: Lineage,
+    /// Open, or read to its end.
+    pub status: ShardStatus,
+}
+
+/// Progress of one partition key of a shard (the ParallelizationFactor mode,
+/// where batches of one shard run at once, ordered per key only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyProgress {
+    /// The last position of this key done.
+    pub checkpoint: Option<Position>,
+    /// This key's failing record, if any.
+    pub head: Option<HeadAttempts>,
+}
+
+/// One key's change from one batch, written only if the key is still as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCommit {
+    /// The partition key.
+    pub partition_key: String,
+    /// The progress the batch read (the fence).
+    pub read: KeyProgress,
+    /// The progress to write.
+    pub progress: KeyProgress,
 }
 
 /// What one batch changes for one shard, written in one go.
@@ -163,6 +223,43 @@ pub trait StateStore: Send + Sync {
         read: &ShardState,
         commit: &ShardCommit,
     ) -> Result<CommitOutcome, StateError>;
+
+    /// Records what is known of a shard's parents. Lineage only moves forward
+    /// (unknown, pending, cleared); it does not change the shard's version.
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be written.
+    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError>;
+
+    /// Records that a shard was read to its end, with its children.
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be written.
+    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError>;
+
+    /// Reads the progress of `partition_keys` of one shard (batched: at most
+    /// one request per 100 keys). Keys with no progress are left out.
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be read.
+    async fn load_key_progress(
+        &self,
+        key: &ShardKey,
+        partition_keys: &[String],
+    ) -> Result<std::collections::HashMap<String, KeyProgress>, StateError>;
+
+    /// Writes the quarantined records, then each key's progress if that key is
+    /// still as it was read (batched: about one request per 100 keys). Returns
+    /// the keys another invocation moved first (their changes are not written).
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be written.
+    async fn commit_key_progress(
+        &self,
+        key: &ShardKey,
+        commits: &[KeyCommit],
+        quarantine: &[QuarantinedRecord],
+    ) -> Result<Vec<String>, StateError>;
 
     /// Every quarantined record of `consumer`, oldest first.
     ///

@@ -1,0 +1,953 @@
+//! The DynamoDB store: all of Shardline's state in one table.
+//!
+//! Key schema: string hash key `pk`, string range key `sk`, on-demand capacity,
+//! TTL on `expires_at`. Keys carry the consumer's name and the stream ARN, so one
+//! table serves many functions and one function can read several streams.
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | shard | `{consumer}#shard#{stream_arn}#{shard_id}` | `state` | `checkpoint`, `head`, `head_attempts`, `version`, `lineage`, `lineage_rank`, `parents`, `status`, `children` |
+//! | key progress | `{consumer}#key#{stream_arn}#{shard_id}#{partition_key}` | `progress` | `checkpoint`, `head`, `head_attempts` |
+//! | dedup claim | `{consumer}#dedup#{key}` | `claim` | `owner`, `expires_ms`, `expires_at` (TTL) |
+//! | quarantine | `{consumer}#quarantine` | `{stream_arn}#{shard_id}#{sequence}#{subsequence}` | record fields, `data`, `parts` |
+//! | quarantine part | same `pk` | the entry's `sk` + `#part#0001`... | `data` |
+//!
+//! Positions are stored as `{sequence, 80 digits}.{subsequence, 20 digits}`, so
+//! the string comparisons of condition expressions order them as numbers. Every
+//! write is conditional: a checkpoint never moves backwards, and a commit names
+//! the version it read, so a stale invocation cannot overwrite a newer one.
+//!
+//! Requests per batch: checkpoint mode reads the shard item (GetItem) and writes
+//! it with any quarantined records (one UpdateItem or TransactWriteItems): 2 in
+//! the steady state. Per-key mode and dedup claims batch 100 keys a request.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement,
+    KeyType, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+};
+use bytes::Bytes;
+
+use super::{
+    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, KeyCommit, KeyProgress, Lineage,
+    ShardCommit, ShardKey, ShardState, ShardStatus, StateError, StateStore,
+};
+use crate::quarantine::{QuarantineReason, QuarantinedRecord, epoch_millis};
+use crate::record::{Position, SequenceNumber};
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+/// The TTL attribute of the state table.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Payload bytes per quarantine item, well under DynamoDB's 400 KB item limit.
+const PART_BYTES: usize = 300 * 1024;
+/// Items per TransactWriteItems request.
+const TRANSACT_ITEMS: usize = 100;
+/// Bytes of quarantined payload that still go in the same transaction as the checkpoint.
+const TRANSACT_BYTES: usize = 3 * 1024 * 1024;
+/// Tries for a batched request whose items come back unprocessed or conflicting.
+const MAX_TRIES: u32 = 8;
+
+/// Shardline's state in a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn backend(operation: &'static str, error: impl std::error::Error) -> StateError {
+    StateError::Backend {
+        backend: "DynamoDB",
+        operation,
+        source: DisplayErrorContext(error).to_string().into(),
+    }
+}
+
+fn encode_position(position: &Position) -> String {
+    format!(
+        "{}.{:020}",
+        position.sequence.to_fixed_width(),
+        position.subsequence
+    )
+}
+
+fn decode_position(text: &str) -> Option<Position> {
+    let (sequence, subsequence) = text.split_once('.')?;
+    let sequence: SequenceNumber = sequence.parse().ok()?;
+    Some(Position::new(sequence, subsequence.parse().ok()?))
+}
+
+fn shard_pk(key: &ShardKey) -> String {
+    format!(
+        "{}#shard#{}#{}",
+        key.consumer, key.shard.stream_arn, key.shard.shard_id
+    )
+}
+
+fn progress_pk(key: &ShardKey, partition_key: &str) -> String {
+    format!(
+        "{}#key#{}#{}#{partition_key}",
+        key.consumer, key.shard.stream_arn, key.shard.shard_id
+    )
+}
+
+fn quarantine_pk(consumer: &str) -> String {
+    format!("{consumer}#quarantine")
+}
+
+fn quarantine_sk(record: &QuarantinedRecord) -> String {
+    let sequence = record
+        .sequence_number
+        .parse::<SequenceNumber>()
+        .map(|s| s.to_fixed_width())
+        .unwrap_or_else(|_| record.sequence_number.clone());
+    format!(
+        "{}#{}#{sequence}#{:020}",
+        record.stream_arn, record.shard_id, record.subsequence_number
+    )
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn get_list(item: &Item, name: &str) -> Vec<String> {
+    item.get(name)
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
+}
+
+fn list(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(|v| s(v.clone())).collect())
+}
+
+fn corrupt(what: &str, detail: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        what: what.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// Reads `checkpoint`, `head` and `head_attempts` of an item.
+fn read_progress(item: &Item, what: &str) -> Result<KeyProgress, StateError> {
+    let position = |name: &str| -> Result<Option<Position>, StateError> {
+        get_s(item, name)
+            .map(|text| {
+                decode_position(text).ok_or_else(|| corrupt(what, format!("{name} {text:?}")))
+            })
+            .transpose()
+    };
+    Ok(KeyProgress {
+        checkpoint: position("checkpoint")?,
+        head: position("head")?.map(|position| HeadAttempts {
+            position,
+            attempts: get_n(item, "head_attempts").unwrap_or(0),
+        }),
+    })
+}
+
+/// The update expression and values that write a checkpoint and a head.
+fn progress_update(
+    checkpoint: Option<&Position>,
+    head: Option<&HeadAttempts>,
+    values: &mut Item,
+) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+    if let Some(cp) = checkpoint {
+        set.push("checkpoint = :cp");
+        values.insert(":cp".into(), s(encode_position(cp)));
+    }
+    match head {
+        Some(h) => {
+            set.push("head = :head");
+            set.push("head_attempts = :attempts");
+            values.insert(":head".into(), s(encode_position(&h.position)));
+            values.insert(":attempts".into(), n(h.attempts));
+        }
+        None => {
+            remove.push("head");
+            remove.push("head_attempts");
+        }
+    }
+    (set, remove)
+}
+
+fn update_expression(set: &[&str], remove: &[&str]) -> String {
+    let mut expression = String::new();
+    if !set.is_empty() {
+        expression.push_str("SET ");
+        expression.push_str(&set.join(", "));
+    }
+    if !remove.is_empty() {
+        expression.push_str(" REMOVE ");
+        expression.push_str(&remove.join(", "));
+    }
+    expression
+}
+
+/// The items of one quarantined record: the entry, and parts for a large payload.
+fn quarantine_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Item> {
+    let pk = quarantine_pk(consumer);
+    let sk = quarantine_sk(record);
+    let mut chunks = record.data.chunks(PART_BYTES);
+    let first = chunks.next().unwrap_or(&[]);
+    let rest: Vec<&[u8]> = chunks.collect();
+    let mut entry: Item = HashMap::from([
+        (PK.into(), s(pk.clone())),
+        (SK.into(), s(sk.clone())),
+        ("stream_arn".into(), s(record.stream_arn.clone())),
+        ("shard_id".into(), s(record.shard_id.clone())),
+        ("sequence_number".into(), s(record.sequence_number.clone())),
+        ("subsequence_number".into(), n(record.subsequence_number)),
+        ("partition_key".into(), s(record.partition_key.clone())),
+        ("reason".into(), s(record.reason.name())),
+        ("detail".into(), s(record.detail.clone())),
+        ("attempts".into(), n(record.attempts)),
+        ("quarantined_at".into(), n(record.quarantined_at)),
+        ("data".into(), AttributeValue::B(Blob::new(first))),
+        ("parts".into(), n(rest.len() + 1)),
+    ]);
+    if record.partition_key.is_empty() {
+        entry.remove("partition_key");
+    }
+    let mut items = vec![entry];
+    for (index, part) in rest.into_iter().enumerate() {
+        items.push(HashMap::from([
+            (PK.into(), s(pk.clone())),
+            (SK.into(), s(format!("{sk}#part#{:04}", index + 1))),
+            ("data".into(), AttributeValue::B(Blob::new(part))),
+        ]));
+    }
+    items
+}
+
+fn is_conditional_check_failed<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+/// The cancellation reasons of a cancelled transaction, or `None` for other errors.
+fn cancellation_reasons<R>(
+    error: &SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<CancellationReason>> {
+    match error.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(e) => {
+            Some(e.cancellation_reasons().to_vec())
+        }
+        _ => None,
+    }
+}
+
+async fn pause(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(20u64 << attempt.min(6))).await;
+}
+
+impl DynamoDbStore {
+    /// A store in `table`, which must exist (see [`DynamoDbStore::create_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoDbStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the state table (on-demand, TTL on `expires_at`) if it does not
+    /// exist, and waits until it is active. For local emulators and tests; in
+    /// AWS the SAM template creates it.
+    ///
+    /// # Errors
+    /// [`StateError::Backend`] when DynamoDB refuses.
+    pub async fn create_table(&self) -> Result<(), StateError> {
+        create_table(&self.client, &self.table, PK, Some(SK), Some(TTL_ATTRIBUTE)).await
+    }
+
+    fn key(pk: String, sk: &str) -> Item {
+        HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
+    }
+
+    /// Writes items with BatchWriteItem, 25 a request, retrying unprocessed ones.
+    async fn put_all(&self, items: Vec<Item>) -> Result<(), StateError> {
+        for chunk in items.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|put| WriteRequest::builder().put_request(put).build())
+                        .map_err(|e| backend("build a quarantine write", e))
+                })
+                .collect::<Result<_, _>>()?;
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| backend("write quarantined records", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt + 1 >= MAX_TRIES {
+                    return Err(corrupt(
+                        "quarantine",
+                        "DynamoDB left quarantine writes unprocessed after retries",
+                    ));
+                }
+                pause(attempt).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates a table with string keys, on-demand, optionally with TTL, if missing,
+/// and waits until it is active.
+///
+/// # Errors
+/// [`StateError::Backend`] when DynamoDB refuses.
+pub async fn create_table(
+    client: &Client,
+    table: &str,
+    hash_key: &str,
+    range_key: Option<&str>,
+    ttl_attribute: Option<&str>,
+) -> Result<(), StateError> {
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, key_type) in [(Some(hash_key), KeyType::Hash), (range_key, KeyType::Range)] {
+        let Some(name) = name else { continue };
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| backend("create a table", e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(key_type)
+                    .build()
+                    .map_err(|e| backend("create a table", e))?,
+            );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(backend("create a table", e)),
+    }
+    for attempt in 0..50 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| backend("describe a table", e))?;
+        let active = described
+            .table()
+            .and_then(|t| t.table_status())
+            .is_some_and(|s| s.as_str() == "ACTIVE");
+        if active {
+            break;
+        }
+        pause(attempt.min(4)).await;
+    }
+    if let Some(attribute) = ttl_attribute {
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attribute)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| backend("enable TTL", e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| backend("enable TTL", e))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for DynamoDbStore {
+    async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(shard_pk(key), "state")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("read a shard checkpoint", e))?;
+        let Some(item) = out.item() else {
+            return Ok(ShardState::default());
+        };
+        let what = shard_pk(key);
+        let progress = read_progress(item, &what)?;
+        let parents = get_list(item, "parents");
+        Ok(ShardState {
+            checkpoint: progress.checkpoint,
+            head: progress.head,
+            version: get_n(item, "version").unwrap_or(0),
+            lineage: match get_s(item, "lineage") {
+                Some("pending") => Lineage::Pending { parents },
+                Some("cleared") => Lineage::Cleared { parents },
+                _ => Lineage::Unknown,
+            },
+            status: match get_s(item, "status") {
+                Some("ended") => ShardStatus::Ended {
+                    children: get_list(item, "children"),
+                },
+                _ => ShardStatus::Active,
+            },
+        })
+    }
+
+    async fn claim_dedup_keys(
+        &self,
+        consumer: &str,
+        claims: &[DedupClaim],
+        now: SystemTime,
+    ) -> Result<Vec<ClaimOutcome>, StateError> {
+        let mut outcomes: Vec<Option<ClaimOutcome>> = vec![None; claims.len()];
+        let indexed: Vec<usize> = (0..claims.len()).collect();
+        for chunk in indexed.chunks(TRANSACT_ITEMS) {
+            let mut pending: Vec<usize> = chunk.to_vec();
+            let mut tries = 0;
+            while !pending.is_empty() {
+                let items: Vec<TransactWriteItem> = pending
+                    .iter()
+                    .map(|&i| {
+                        let claim = &claims[i];
+                        let expires_ms = epoch_millis(claim.expires_at);
+                        Put::builder()
+                            .table_name(&self.table)
+                            .item(PK, s(format!("{consumer}#dedup#{}", claim.key)))
+                            .item(SK, s("claim"))
+                            .item("owner", s(claim.owner.clone()))
+                            .item("expires_ms", n(expires_ms))
+                            .item(TTL_ATTRIBUTE, n(expires_ms / 1000 + 1))
+                            .condition_expression(
+                                "attribute_not_exists(pk) OR #owner = :owner OR expires_ms < :now",
+                            )
+                            .expression_attribute_names("#owner", "owner")
+                            .expression_attribute_values(":owner", s(claim.owner.clone()))
+                            .expression_attribute_values(":now", n(epoch_millis(now)))
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()
+                            .map(|put| TransactWriteItem::builder().put(put).build())
+                            .map_err(|e| backend("build a dedup claim", e))
+                    })
+                    .collect::<Result<_, _>>()?;
+                match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                {
+                    Ok(_) => {
+                        for i in pending.drain(..) {
+                            outcomes[i] = Some(ClaimOutcome::Won);
+                        }
+                    }
+                    Err(e) => {
+                        let Some(reasons) = cancellation_reasons(&e) else {
+                            return Err(backend("claim dedup keys", e));
+                        };
+                        let mut retry = Vec::new();
+                        let mut conflicted = false;
+                        for (&i, reason) in pending
+                            .iter()
+                            .zip(reasons.iter().map(Some).chain(std::iter::repeat(None)))
+                        {
+                            match reason.and_then(|r| r.code()) {
+                                Some("ConditionalCheckFailed") => {
+                                    let holder = reason
+                                        .and_then(|r| r.item())
+                                        .and_then(|item| get_s(item, "owner"))
+                                        .unwrap_or("another record")
+                                        .to_owned();
+                                    outcomes[i] = Some(ClaimOutcome::HeldBy(holder));
+                                }
+                                Some("None") | None => retry.push(i),
+                                Some(_) => {
+                                    conflicted = true;
+                                    retry.push(i);
+                                }
+                            }
+                        }
+                        pending = retry;
+                        tries += 1;
+                        if tries >= MAX_TRIES {
+                            return Err(backend("claim dedup keys", e));
+                        }
+                        if conflicted {
+                            pause(tries).await;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(ClaimOutcome::Won))
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        key: &ShardKey,
+        read: &ShardState,
+        commit: &ShardCommit,
+    ) -> Result<CommitOutcome, StateError> {
+        let new_version = read.version + 1;
+        let mut values: Item = HashMap::from([(":new".into(), n(new_version))]);
+        let (mut set, remove) = progress_update(
+            commit.checkpoint.as_ref(),
+            commit.head.as_ref(),
+            &mut values,
+        );
+        set.push("version = :new");
+        let mut condition = if read.version == 0 {
+            "attribute_not_exists(version)".to_owned()
+        } else {
+            values.insert(":read".into(), n(read.version));
+            "version = :read".to_owned()
+        };
+        if commit.checkpoint.is_some() {
+            condition.push_str(" AND (attribute_not_exists(checkpoint) OR checkpoint <= :cp)");
+        }
+        let expression = update_expression(&set, &remove);
+        let pk = shard_pk(key);
+
+        let quarantine: Vec<Item> = commit
+            .quarantine
+            .iter()
+            .flat_map(|q| quarantine_items(&key.consumer, q))
+            .collect();
+        let quarantine_bytes: usize = commit.quarantine.iter().map(|q| q.data.len()).sum();
+        let one_transaction = !quarantine.is_empty()
+            && quarantine.len() < TRANSACT_ITEMS
+            && quarantine_bytes <= TRANSACT_BYTES;
+
+        if one_transaction {
+            let mut items = Vec::with_capacity(quarantine.len() + 1);
+            for item in quarantine {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| backend("build a quarantine write", e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(pk, "state")))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| backend("build a checkpoint write", e))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            return match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(CommitOutcome::Committed {
+                    version: new_version,
+                }),
+                Err(e) => match cancellation_reasons(&e) {
+                    Some(reasons)
+                        if reasons
+                            .last()
+                            .and_then(|r| r.code())
+                            .is_some_and(|c| c == "ConditionalCheckFailed") =>
+                    {
+                        Ok(CommitOutcome::Superseded)
+                    }
+                    _ => Err(backend("commit a checkpoint with quarantined records", e)),
+                },
+            };
+        }
+
+        // Large quarantines go first, on their own: they are kept even if the
+        // checkpoint write then loses to a newer invocation.
+        if !quarantine.is_empty() {
+            self.put_all(quarantine).await?;
+        }
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, "state")))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(CommitOutcome::Committed {
+                version: new_version,
+            }),
+            Err(e) if is_conditional_check_failed(&e) => Ok(CommitOutcome::Superseded),
+            Err(e) => Err(backend("commit a checkpoint", e)),
+        }
+    }
+
+    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError> {
+        let (name, rank, parents) = match lineage {
+            Lineage::Unknown => return Ok(()),
+            Lineage::Pending { parents } => ("pending", 1, parents),
+            Lineage::Cleared { parents } => ("cleared", 2, parents),
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(shard_pk(key), "state")))
+            .update_expression("SET lineage = :name, lineage_rank = :rank, parents = :parents")
+            .condition_expression("attribute_not_exists(lineage_rank) OR lineage_rank <= :rank")
+            .expression_attribute_values(":name", s(name))
+            .expression_attribute_values(":rank", n(rank))
+            .expression_attribute_values(":parents", list(parents))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Another invocation got further already.
+            Err(e) if is_conditional_check_failed(&e) => Ok(()),
+            Err(e) => Err(backend("record a shard's lineage", e)),
+        }
+    }
+
+    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(shard_pk(key), "state")))
+            .update_expression("SET #status = :ended, children = :children")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", s("ended"))
+            .expression_attribute_values(":children", list(children))
+            .send()
+            .await
+            .map_err(|e| backend("record a shard's end", e))?;
+        Ok(())
+    }
+
+    async fn load_key_progress(
+        &self,
+        key: &ShardKey,
+        partition_keys: &[String],
+    ) -> Result<HashMap<String, KeyProgress>, StateError> {
+        let mut found = HashMap::new();
+        let by_pk: HashMap<String, &String> = partition_keys
+            .iter()
+            .map(|k| (progress_pk(key, k), k))
+            .collect();
+        let pks: Vec<&String> = by_pk.keys().collect();
+        for chunk in pks.chunks(100) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for pk in chunk {
+                request = request.keys(Self::key((*pk).clone(), "progress"));
+            }
+            let mut request = Some(
+                request
+                    .build()
+                    .map_err(|e| backend("read key progress", e))?,
+            );
+            let mut tries = 0;
+            while let Some(keys) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| backend("read key progress", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(pk) = get_s(item, PK) else { continue };
+                    if let Some(partition_key) = by_pk.get(pk) {
+                        found.insert((*partition_key).clone(), read_progress(item, pk)?);
+                    }
+                }
+                request = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if request.is_some() {
+                    tries += 1;
+                    if tries >= MAX_TRIES {
+                        return Err(corrupt(
+                            &shard_pk(key),
+                            "DynamoDB left key reads unprocessed after retries",
+                        ));
+                    }
+                    pause(tries).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn commit_key_progress(
+        &self,
+        key: &ShardKey,
+        commits: &[KeyCommit],
+        quarantine: &[QuarantinedRecord],
+    ) -> Result<Vec<String>, StateError> {
+        let quarantine: Vec<Item> = quarantine
+            .iter()
+            .flat_map(|q| quarantine_items(&key.consumer, q))
+            .collect();
+        if !quarantine.is_empty() {
+            self.put_all(quarantine).await?;
+        }
+        let mut superseded = Vec::new();
+        for chunk in commits.chunks(TRANSACT_ITEMS) {
+            let mut pending: Vec<&KeyCommit> = chunk.iter().collect();
+            let mut tries = 0;
+            while !pending.is_empty() {
+                let items: Vec<TransactWriteItem> = pending
+                    .iter()
+                    .map(|commit| {
+                        let mut values = Item::new();
+                        let (set, remove) = progress_update(
+                            commit.progress.checkpoint.as_ref(),
+                            commit.progress.head.as_ref(),
+                            &mut values,
+                        );
+                        let condition = match &commit.read.checkpoint {
+                            None => "attribute_not_exists(checkpoint)".to_owned(),
+                            Some(read) => {
+                                values.insert(":read".into(), s(encode_position(read)));
+                                "checkpoint = :read".to_owned()
+                            }
+                        };
+                        Update::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(Self::key(
+                                progress_pk(key, &commit.partition_key),
+                                "progress",
+                            )))
+                            .update_expression(update_expression(&set, &remove))
+                            .condition_expression(condition)
+                            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                            .build()
+                            .map(|u| TransactWriteItem::builder().update(u).build())
+                            .map_err(|e| backend("build a key progress write", e))
+                    })
+                    .collect::<Result<_, _>>()?;
+                match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                {
+                    Ok(_) => pending.clear(),
+                    Err(e) => {
+                        let Some(reasons) = cancellation_reasons(&e) else {
+                            return Err(backend("commit key progress", e));
+                        };
+                        let mut retry = Vec::new();
+                        let mut conflicted = false;
+                        for (commit, reason) in pending
+                            .iter()
+                            .zip(reasons.iter().map(Some).chain(std::iter::repeat(None)))
+                        {
+                            match reason.and_then(|r| r.code()) {
+                                Some("ConditionalCheckFailed") => {
+                                    superseded.push(commit.partition_key.clone());
+                                }
+                                Some("None") | None => retry.push(*commit),
+                                Some(_) => {
+                                    conflicted = true;
+                                    retry.push(*commit);
+                                }
+                            }
+                        }
+                        pending = retry;
+                        tries += 1;
+                        if tries >= MAX_TRIES {
+                            return Err(backend("commit key progress", e));
+                        }
+                        if conflicted {
+                            pause(tries).await;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(superseded)
+    }
+
+    async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
+        let pk = quarantine_pk(consumer);
+        let mut items: Vec<Item> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("list quarantined records", e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        // Parts follow their entry in sort-key order.
+        let mut records: Vec<QuarantinedRecord> = Vec::new();
+        let mut data: Vec<u8> = Vec::new();
+        for item in items {
+            let sk = get_s(&item, SK).unwrap_or_default().to_owned();
+            let bytes = item
+                .get("data")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default();
+            if sk.contains("#part#") {
+                data.extend_from_slice(&bytes);
+                continue;
+            }
+            if let Some(last) = records.last_mut() {
+                last.data = Bytes::from(std::mem::take(&mut data));
+            }
+            data = bytes;
+            let reason_text = get_s(&item, "reason").unwrap_or_default();
+            let reason = QuarantineReason::from_name(reason_text)
+                .ok_or_else(|| corrupt(&sk, format!("unknown reason {reason_text:?}")))?;
+            records.push(QuarantinedRecord {
+                stream_arn: get_s(&item, "stream_arn").unwrap_or_default().to_owned(),
+                shard_id: get_s(&item, "shard_id").unwrap_or_default().to_owned(),
+                sequence_number: get_s(&item, "sequence_number")
+                    .unwrap_or_default()
+                    .to_owned(),
+                subsequence_number: get_n(&item, "subsequence_number").unwrap_or(0),
+                partition_key: get_s(&item, "partition_key").unwrap_or_default().to_owned(),
+                reason,
+                detail: get_s(&item, "detail").unwrap_or_default().to_owned(),
+                attempts: get_n(&item, "attempts").unwrap_or(0),
+                quarantined_at: get_n(&item, "quarantined_at").unwrap_or(0),
+                data: Bytes::new(),
+            });
+        }
+        if let Some(last) = records.last_mut() {
+            last.data = Bytes::from(data);
+        }
+        records.sort_by_key(|r| r.quarantined_at);
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_encode_in_number_order() {
+        let p = |seq: &str, sub| Position::new(seq.parse().unwrap(), sub);
+        let mut positions = vec![
+            p("10", 0),
+            p("9", 5),
+            p("9", 10),
+            p(
+                "49590338271490256608559692538361571095921575989136588898",
+                0,
+            ),
+        ];
+        let mut encoded: Vec<String> = positions.iter().map(encode_position).collect();
+        positions.sort();
+        encoded.sort();
+        let decoded: Vec<Position> = encoded.iter().filter_map(|e| decode_position(e)).collect();
+        assert_eq!(decoded, positions);
+    }
+
+    #[test]
+    fn large_payloads_split_into_parts() {
+        let record = QuarantinedRecord {
+            stream_arn: "arn".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: "5".into(),
+            subsequence_number: 0,
+            partition_key: "k".into(),
+            reason: QuarantineReason::Permanent,
+            detail: "bad".into(),
+            attempts: 1,
+            quarantined_at: 1,
+            data: Bytes::from(vec![7u8; PART_BYTES * 2 + 10]),
+        };
+        let items = quarantine_items("c", &record);
+        assert_eq!(items.len(), 3);
+        assert_eq!(get_n::<u64>(&items[0], "parts"), Some(3));
+        assert!(get_s(&items[2], SK).unwrap().ends_with("#part#0002"));
+    }
+}
