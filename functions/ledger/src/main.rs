@@ -7,15 +7,17 @@
 //! overdraw is rejected (recorded, balance unchanged). A payload that is not a
 //! ledger transaction is a permanent error: Shardline quarantines it.
 
+mod dynamodb;
 mod rules;
 mod store;
 
 use std::sync::Arc;
 
+use shardline::entry::TableSpec;
 use shardline::{App, Handler, HandlerError, Record};
 
 use crate::rules::{Decision, Txn};
-use crate::store::EmbeddedLedger;
+use crate::store::{EmbeddedLedger, LedgerStore};
 
 /// An earlier transaction of the account has not been applied yet.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +29,7 @@ struct Gap {
 }
 
 struct Ledger {
-    store: EmbeddedLedger,
+    store: LedgerStore,
 }
 
 impl Handler for Ledger {
@@ -40,7 +42,7 @@ impl Handler for Ledger {
                 "a ledger transaction needs an account, a seq from 1 and a txn id",
             ));
         }
-        match self.store.apply(&txn)? {
+        match self.store.apply(&txn).await? {
             Decision::Apply(_) => {}
             Decision::Reject(account) => tracing::info!(
                 account = %txn.account, seq = txn.seq, txn = %txn.txn, amount = txn.amount,
@@ -61,15 +63,32 @@ impl Handler for Ledger {
     }
 }
 
+/// The ledger's own table, created by `setup` when `LEDGER_TABLE` is set.
+const LEDGER_TABLE: TableSpec = TableSpec {
+    env_var: "LEDGER_TABLE",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    ttl_attribute: None,
+};
+
 #[tokio::main]
 async fn main() -> Result<(), shardline::Error> {
     let settings = shardline::config::Settings::from_env()?;
-    let store =
-        EmbeddedLedger::open(&settings.state_dir).map_err(|e| shardline::Error::Command {
-            name: "ledger store".into(),
-            source: e.into(),
-        })?;
+    let store = match shardline::config::process_env(LEDGER_TABLE.env_var).filter(|t| !t.is_empty())
+    {
+        Some(table) => LedgerStore::DynamoDb(dynamodb::DynamoLedger::new(
+            shardline::aws::dynamodb().await,
+            table,
+        )),
+        None => LedgerStore::Embedded(EmbeddedLedger::open(&settings.state_dir).map_err(|e| {
+            shardline::Error::Command {
+                name: "ledger store".into(),
+                source: e.into(),
+            }
+        })?),
+    };
     App::new("ledger", Ledger { store })
+        .table(LEDGER_TABLE)
         .command(
             "balances",
             "print every account's balance as one JSON object",
@@ -80,7 +99,7 @@ async fn main() -> Result<(), shardline::Error> {
 }
 
 async fn balances(ledger: Arc<Ledger>, _args: Vec<String>) -> Result<(), shardline::BoxError> {
-    let balances = ledger.store.balances()?;
+    let balances = ledger.store.balances().await?;
     println!("{}", serde_json::to_string(&balances)?);
     Ok(())
 }

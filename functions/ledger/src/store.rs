@@ -22,6 +22,46 @@ pub enum StoreError {
     /// A query failed.
     #[error("ledger database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// DynamoDB failed.
+    #[error("ledger table: cannot {operation}: {message}")]
+    DynamoDb {
+        /// What the store was doing.
+        operation: &'static str,
+        /// DynamoDB's error.
+        message: String,
+    },
+    /// Other invocations kept moving the account.
+    #[error("account {account} kept changing under this transaction; will retry")]
+    Contended {
+        /// The account.
+        account: String,
+    },
+}
+
+/// Where the ledger lives: embedded locally, DynamoDB with `LEDGER_TABLE`.
+pub enum LedgerStore {
+    /// SQLite in the state folder.
+    Embedded(EmbeddedLedger),
+    /// The `LEDGER_TABLE` table.
+    DynamoDb(crate::dynamodb::DynamoLedger),
+}
+
+impl LedgerStore {
+    /// Applies `txn` and says what it did.
+    pub async fn apply(&self, txn: &Txn) -> Result<Decision, StoreError> {
+        match self {
+            LedgerStore::Embedded(store) => store.apply(txn),
+            LedgerStore::DynamoDb(store) => store.apply(txn).await,
+        }
+    }
+
+    /// Every account's balance in cents.
+    pub async fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        match self {
+            LedgerStore::Embedded(store) => store.balances(),
+            LedgerStore::DynamoDb(store) => store.balances().await,
+        }
+    }
 }
 
 /// The ledger's embedded store.
