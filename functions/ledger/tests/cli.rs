@@ -328,7 +328,7 @@ fn the_samples_use_their_own_shards_and_do_not_skip_each_other() {
     for file in ["batch.json", "poison.json", "kpl-aggregate.json"] {
         let (_, stderr) = state.invoke(file);
         assert!(
-            summary(&stderr).contains(" 0 checkpointed"),
+            summary(&stderr).contains("(0 checkpointed"),
             "{file}: {stderr}"
         );
     }

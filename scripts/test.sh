@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints and every test, against real local emulators
+# (kinesis-mock for Kinesis, moto for DynamoDB; installed into .tools/ on first use).
+#
+#   scripts/test.sh                     everything
+#   scripts/test.sh -p shardline-tests  extra arguments go to `cargo test`
+#   scripts/test.sh -- --nocapture
+# Every test binary runs (--no-fail-fast); any failure makes the script fail.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/emulators.sh install
+
+trap 'scripts/emulators.sh stop' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+scripts/emulators.sh start
+# shellcheck source=/dev/null
+source .tools/emulators.env
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-fail-fast "$@"
