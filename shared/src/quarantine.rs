@@ -83,7 +83,9 @@ pub struct QuarantinedRecord {
 }
 
 impl QuarantinedRecord {
-    /// The entry for `record`, quarantined for `reason` at `now`.
+    /// The entry for `record`, quarantined for `reason` at `now`. A `detail`
+    /// longer than [`DETAIL_MAX_BYTES`] is cut (an error text may quote the payload,
+    /// which the entry keeps whole anyway).
     pub fn new(
         record: &Record,
         reason: QuarantineReason,
@@ -98,12 +100,27 @@ impl QuarantinedRecord {
             subsequence_number: record.position.subsequence,
             partition_key: record.partition_key.clone(),
             reason,
-            detail,
+            detail: cut(detail, DETAIL_MAX_BYTES),
             attempts,
             quarantined_at: epoch_millis(now),
             data: record.data.clone(),
         }
     }
+}
+
+/// The longest error text a quarantine entry keeps.
+pub const DETAIL_MAX_BYTES: usize = 2048;
+
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 pub(crate) fn epoch_millis(time: SystemTime) -> u64 {

@@ -281,3 +281,173 @@ impl ParentGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::EmbeddedStore;
+    use std::sync::Mutex;
+
+    /// A shard directory from a fixed listing; counts tail reads.
+    struct Listing {
+        shards: Vec<ListedShard>,
+        tail: ShardTail,
+        reads: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl ShardDirectory for Listing {
+        async fn list_shards(&self, _: &str) -> Result<Vec<ListedShard>, BoxError> {
+            Ok(self.shards.clone())
+        }
+        async fn tail_after(
+            &self,
+            _: &ShardRef,
+            _: Option<&Position>,
+        ) -> Result<ShardTail, BoxError> {
+            *self.reads.lock().unwrap() += 1;
+            Ok(self.tail.clone())
+        }
+    }
+
+    fn key(shard: &str) -> ShardKey {
+        ShardKey {
+            consumer: "c".into(),
+            shard: ShardRef {
+                stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"),
+                shard_id: Arc::from(shard),
+            },
+        }
+    }
+
+    fn store() -> EmbeddedStore {
+        let dir = std::env::temp_dir().join(format!(
+            "shardline-guard-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        EmbeddedStore::open(&dir).unwrap()
+    }
+
+    fn guard(shards: Vec<ListedShard>, tail: ShardTail) -> (ParentGuard, Arc<Listing>) {
+        let listing = Arc::new(Listing {
+            shards,
+            tail,
+            reads: Mutex::new(0),
+        });
+        let guard = ParentGuard::new(listing.clone())
+            .with_poll(Duration::from_millis(10), Duration::from_millis(20));
+        (guard, listing)
+    }
+
+    fn child_of(parents: &[&str]) -> ListedShard {
+        ListedShard {
+            shard_id: "child".into(),
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_parent_does_not_block() {
+        let store = store();
+        // The parent is no longer listed: it expired from the stream.
+        let (guard, listing) = guard(vec![child_of(&["gone"])], ShardTail::Open);
+        let state = store.load_shard(&key("child")).await.unwrap();
+        let verdict = guard
+            .check(
+                &store,
+                &key("child"),
+                &state,
+                Deadline::none(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert_eq!(verdict, Verdict::Clear);
+        assert_eq!(*listing.reads.lock().unwrap(), 0);
+        let state = store.load_shard(&key("child")).await.unwrap();
+        assert_eq!(
+            state.lineage,
+            Lineage::Cleared {
+                parents: vec!["gone".into()]
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_parent_blocks_until_the_deadline_and_names_itself() {
+        let store = store();
+        let parent = ListedShard {
+            shard_id: "parent".into(),
+            parents: vec![],
+        };
+        let first: SequenceNumber = "42".parse().unwrap();
+        let (guard, listing) = guard(
+            vec![parent, child_of(&["parent"])],
+            ShardTail::Pending { first },
+        );
+        let state = store.load_shard(&key("child")).await.unwrap();
+        let started = std::time::Instant::now();
+        let verdict = guard
+            .check(
+                &store,
+                &key("child"),
+                &state,
+                Deadline::after(Duration::from_millis(200)),
+                Duration::from_millis(50),
+            )
+            .await
+            .unwrap();
+        let Verdict::Blocked { parent, detail } = verdict else {
+            panic!("expected blocked, got {verdict:?}");
+        };
+        assert_eq!(parent, "parent");
+        assert!(detail.contains("from 42"), "{detail}");
+        assert!(
+            *listing.reads.lock().unwrap() >= 2,
+            "it polled while time allowed"
+        );
+        assert!(started.elapsed() < Duration::from_millis(400));
+        let state = store.load_shard(&key("child")).await.unwrap();
+        assert_eq!(
+            state.lineage,
+            Lineage::Pending {
+                parents: vec!["parent".into()]
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parent_read_to_its_end_is_recorded_as_ended() {
+        let store = store();
+        let parent = ListedShard {
+            shard_id: "parent".into(),
+            parents: vec![],
+        };
+        let (guard, _) = guard(
+            vec![parent, child_of(&["parent"])],
+            ShardTail::Ended {
+                children: vec!["child".into()],
+            },
+        );
+        let state = store.load_shard(&key("child")).await.unwrap();
+        let verdict = guard
+            .check(
+                &store,
+                &key("child"),
+                &state,
+                Deadline::none(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert_eq!(verdict, Verdict::Clear);
+        let parent = store.load_shard(&key("parent")).await.unwrap();
+        assert_eq!(
+            parent.status,
+            ShardStatus::Ended {
+                children: vec!["child".into()]
+            }
+        );
+    }
+}
