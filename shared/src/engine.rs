@@ -491,6 +491,19 @@ impl<H: Handler> ShardRun<'_, H> {
             }
             tracker.advance(record);
         }
+        if let Err(error) = self.handler.flush(&self.key.shard).await {
+            let first = items
+                .iter()
+                .map(Item::record)
+                .find(|record| !tracker.is_done(record));
+            tracing::warn!(
+                shard = %self.key.shard.shard_id,
+                error = %error,
+                "the handler's flush failed; nothing of this batch is checkpointed"
+            );
+            report.failed += 1;
+            return Ok(first.map(|record| record.position.clone()));
+        }
         self.commit(tracker, quarantine, retry_from, report).await
     }
 

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::record::Record;
+use crate::record::{Record, ShardRef};
 
 /// A boxed error, as handlers and commands may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -122,6 +122,16 @@ impl fmt::Debug for HandlerError {
 pub trait Handler: Send + Sync + 'static {
     /// Processes one record. Records of a shard arrive one at a time, in order.
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once per shard after its records, before the checkpoint is written:
+    /// a handler that buffers (keeps the latest value per key, batches its
+    /// writes) writes here. If it fails, nothing of the batch is checkpointed and
+    /// Lambda retries the batch from its first record not yet done, so what
+    /// `handle` buffered must be safe to apply again.
+    fn flush(&self, shard: &ShardRef) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = shard;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// A [`Handler`] made from a closure; see [`handler_fn`].
