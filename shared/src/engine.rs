@@ -491,7 +491,13 @@ impl<H: Handler> ShardRun<'_, H> {
             }
             tracker.advance(record);
         }
-        if let Err(error) = self.handler.flush(&self.key.shard).await {
+        let batch = crate::handler::Batch {
+            consumer: &self.key.consumer,
+            shard: &self.key.shard,
+            store: self.store,
+            deadline: self.deadline,
+        };
+        if let Err(error) = self.handler.flush(&batch).await {
             let first = items
                 .iter()
                 .map(Item::record)

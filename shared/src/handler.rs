@@ -7,7 +7,9 @@
 use std::fmt;
 use std::future::Future;
 
+use crate::engine::Deadline;
 use crate::record::{Record, ShardRef};
+use crate::state::StateStore;
 
 /// A boxed error, as handlers and commands may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -125,12 +127,43 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called once per shard after its records, before the checkpoint is written:
     /// a handler that buffers (keeps the latest value per key, batches its
-    /// writes) writes here. If it fails, nothing of the batch is checkpointed and
-    /// Lambda retries the batch from its first record not yet done, so what
-    /// `handle` buffered must be safe to apply again.
-    fn flush(&self, shard: &ShardRef) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        let _ = shard;
+    /// writes, fans records out) writes here. If it fails, nothing of the batch
+    /// is checkpointed and Lambda retries the batch from its first record not yet
+    /// done, so what `handle` buffered must be safe to apply again.
+    fn flush(&self, batch: &Batch<'_>) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = batch;
         std::future::ready(Ok(()))
+    }
+}
+
+/// What [`Handler::flush`] knows of the batch it ends.
+pub struct Batch<'a> {
+    pub(crate) consumer: &'a str,
+    pub(crate) shard: &'a ShardRef,
+    pub(crate) store: &'a dyn StateStore,
+    pub(crate) deadline: Deadline,
+}
+
+impl<'a> Batch<'a> {
+    /// The consumer's name (the key of its state).
+    pub fn consumer(&self) -> &'a str {
+        self.consumer
+    }
+
+    /// The shard whose records were handled.
+    pub fn shard(&self) -> &'a ShardRef {
+        self.shard
+    }
+
+    /// Shardline's state store, for handlers that keep progress of their own
+    /// (the fan-out keeps what each destination has received).
+    pub fn store(&self) -> &'a dyn StateStore {
+        self.store
+    }
+
+    /// When the invocation must answer.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
     }
 }
 

@@ -75,7 +75,7 @@ pub mod state;
 
 pub use engine::{BatchOutcome, Deadline, EngineConfig, ProgressMode, process_event};
 pub use entry::{App, Error};
-pub use handler::{BoxError, FailureKind, Handler, HandlerError, handler_fn};
+pub use handler::{Batch, BoxError, FailureKind, Handler, HandlerError, handler_fn};
 pub use quarantine::{QuarantineReason, QuarantinedRecord};
 pub use record::{Position, Record, RecordOrigin, SequenceNumber, SequenceNumberError, ShardRef};
 pub use report::BatchReport;
