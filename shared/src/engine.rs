@@ -425,6 +425,13 @@ impl<H: Handler> ShardRun<'_, H> {
             }
         };
         let duplicates = self.claim_dedup_keys(&items, &tracker).await?;
+        let batch = crate::handler::Batch {
+            consumer: &self.key.consumer,
+            shard: &self.key.shard,
+            store: self.store,
+            deadline: self.deadline,
+        };
+        self.handler.begin(&batch).await;
 
         let mut quarantine = Vec::new();
         let mut retry_from: Option<Position> = None;
@@ -491,12 +498,6 @@ impl<H: Handler> ShardRun<'_, H> {
             }
             tracker.advance(record);
         }
-        let batch = crate::handler::Batch {
-            consumer: &self.key.consumer,
-            shard: &self.key.shard,
-            store: self.store,
-            deadline: self.deadline,
-        };
         if let Err(error) = self.handler.flush(&batch).await {
             let first = items
                 .iter()

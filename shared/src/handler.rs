@@ -125,6 +125,14 @@ pub trait Handler: Send + Sync + 'static {
     /// Processes one record. Records of a shard arrive one at a time, in order.
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
+    /// Called once per shard before its records (after the parent-shard guard):
+    /// a buffering handler starts an empty buffer here, so nothing left by an
+    /// invocation that failed before its flush leaks into this batch.
+    fn begin(&self, batch: &Batch<'_>) -> impl Future<Output = ()> + Send {
+        let _ = batch;
+        std::future::ready(())
+    }
+
     /// Called once per shard after its records, before the checkpoint is written:
     /// a handler that buffers (keeps the latest value per key, batches its
     /// writes, fans records out) writes here. If it fails, nothing of the batch

@@ -11,6 +11,7 @@
 //! | dedup claim | `{consumer}#dedup#{key}` | `claim` | `owner`, `expires_ms`, `expires_at` (TTL) |
 //! | quarantine | `{consumer}#quarantine` | `{stream_arn}#{shard_id}#{sequence}#{subsequence}` | record fields, `data`, `parts` |
 //! | quarantine part | same `pk` | the entry's `sk` + `#part#0001`... | `data` |
+//! | sink progress | `{consumer}#sink#{stream_arn}#{shard_id}#{destination}` | `delivered` | `delivered` |
 //!
 //! Positions are stored as `{sequence, 80 digits}.{subsequence, 20 digits}`, so
 //! the string comparisons of condition expressions order them as numbers. Every
@@ -103,6 +104,13 @@ fn shard_pk(key: &ShardKey) -> String {
 fn progress_pk(key: &ShardKey, partition_key: &str) -> String {
     format!(
         "{}#key#{}#{}#{partition_key}",
+        key.consumer, key.shard.stream_arn, key.shard.shard_id
+    )
+}
+
+fn sink_pk(key: &ShardKey, destination: &str) -> String {
+    format!(
+        "{}#sink#{}#{}#{destination}",
         key.consumer, key.shard.stream_arn, key.shard.shard_id
     )
 }
@@ -298,8 +306,62 @@ impl DynamoDbStore {
         HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
     }
 
+    /// Reads items by `pk` (all with range key `sk`) with BatchGetItem, 100 a
+    /// request, retrying unprocessed keys; returns the items found by `pk`.
+    async fn get_all(
+        &self,
+        pks: &[String],
+        sk: &str,
+        operation: &'static str,
+    ) -> Result<HashMap<String, Item>, StateError> {
+        let mut found = HashMap::new();
+        for chunk in pks.chunks(100) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for pk in chunk {
+                request = request.keys(Self::key(pk.clone(), sk));
+            }
+            let mut request = Some(request.build().map_err(|e| backend(operation, e))?);
+            let mut tries = 0;
+            while let Some(keys) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| backend(operation, e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(pk) = get_s(item, PK) {
+                        found.insert(pk.to_owned(), item.clone());
+                    }
+                }
+                request = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if request.is_some() {
+                    tries += 1;
+                    if tries >= MAX_TRIES {
+                        return Err(corrupt(
+                            operation,
+                            "DynamoDB left reads unprocessed after retries",
+                        ));
+                    }
+                    pause(tries).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Writes items with BatchWriteItem, 25 a request, retrying unprocessed ones.
-    async fn put_all(&self, items: Vec<Item>) -> Result<(), StateError> {
+    async fn put_all(&self, items: Vec<Item>, operation: &'static str) -> Result<(), StateError> {
         for chunk in items.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -308,7 +370,7 @@ impl DynamoDbStore {
                         .set_item(Some(item.clone()))
                         .build()
                         .map(|put| WriteRequest::builder().put_request(put).build())
-                        .map_err(|e| backend("build a quarantine write", e))
+                        .map_err(|e| backend(operation, e))
                 })
                 .collect::<Result<_, _>>()?;
             for attempt in 0.. {
@@ -318,7 +380,7 @@ impl DynamoDbStore {
                     .request_items(&self.table, requests)
                     .send()
                     .await
-                    .map_err(|e| backend("write quarantined records", e))?;
+                    .map_err(|e| backend(operation, e))?;
                 requests = out
                     .unprocessed_items()
                     .and_then(|u| u.get(&self.table))
@@ -329,8 +391,8 @@ impl DynamoDbStore {
                 }
                 if attempt + 1 >= MAX_TRIES {
                     return Err(corrupt(
-                        "quarantine",
-                        "DynamoDB left quarantine writes unprocessed after retries",
+                        operation,
+                        "DynamoDB left writes unprocessed after retries",
                     ));
                 }
                 pause(attempt).await;
@@ -627,7 +689,8 @@ impl StateStore for DynamoDbStore {
         // Large quarantines go first, on their own: they are kept even if the
         // checkpoint write then loses to a newer invocation.
         if !quarantine.is_empty() {
-            self.put_all(quarantine).await?;
+            self.put_all(quarantine, "write quarantined records")
+                .await?;
         }
         match self
             .client
@@ -694,60 +757,52 @@ impl StateStore for DynamoDbStore {
         key: &ShardKey,
         partition_keys: &[String],
     ) -> Result<HashMap<String, KeyProgress>, StateError> {
+        let pks: Vec<String> = partition_keys.iter().map(|k| progress_pk(key, k)).collect();
+        let items = self.get_all(&pks, "progress", "read key progress").await?;
         let mut found = HashMap::new();
-        let by_pk: HashMap<String, &String> = partition_keys
-            .iter()
-            .map(|k| (progress_pk(key, k), k))
-            .collect();
-        let pks: Vec<&String> = by_pk.keys().collect();
-        for chunk in pks.chunks(100) {
-            let mut request = KeysAndAttributes::builder().consistent_read(true);
-            for pk in chunk {
-                request = request.keys(Self::key((*pk).clone(), "progress"));
-            }
-            let mut request = Some(
-                request
-                    .build()
-                    .map_err(|e| backend("read key progress", e))?,
-            );
-            let mut tries = 0;
-            while let Some(keys) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| backend("read key progress", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let Some(pk) = get_s(item, PK) else { continue };
-                    if let Some(partition_key) = by_pk.get(pk) {
-                        found.insert((*partition_key).clone(), read_progress(item, pk)?);
-                    }
-                }
-                request = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-                if request.is_some() {
-                    tries += 1;
-                    if tries >= MAX_TRIES {
-                        return Err(corrupt(
-                            &shard_pk(key),
-                            "DynamoDB left key reads unprocessed after retries",
-                        ));
-                    }
-                    pause(tries).await;
-                }
+        for (partition_key, pk) in partition_keys.iter().zip(&pks) {
+            if let Some(item) = items.get(pk) {
+                found.insert(partition_key.clone(), read_progress(item, pk)?);
             }
         }
         Ok(found)
+    }
+
+    async fn load_sink_progress(
+        &self,
+        key: &ShardKey,
+        destinations: &[String],
+    ) -> Result<HashMap<String, String>, StateError> {
+        let pks: Vec<String> = destinations.iter().map(|d| sink_pk(key, d)).collect();
+        let items = self
+            .get_all(&pks, "delivered", "read sink progress")
+            .await?;
+        Ok(destinations
+            .iter()
+            .zip(&pks)
+            .filter_map(|(destination, pk)| {
+                let delivered = get_s(items.get(pk)?, "delivered")?;
+                Some((destination.clone(), delivered.to_owned()))
+            })
+            .collect())
+    }
+
+    async fn save_sink_progress(
+        &self,
+        key: &ShardKey,
+        progress: &[(String, String)],
+    ) -> Result<(), StateError> {
+        let items = progress
+            .iter()
+            .map(|(destination, delivered)| {
+                HashMap::from([
+                    (PK.to_owned(), s(sink_pk(key, destination))),
+                    (SK.to_owned(), s("delivered")),
+                    ("delivered".to_owned(), s(delivered.clone())),
+                ])
+            })
+            .collect();
+        self.put_all(items, "write sink progress").await
     }
 
     async fn commit_key_progress(
@@ -761,7 +816,8 @@ impl StateStore for DynamoDbStore {
             .flat_map(|q| quarantine_items(&key.consumer, q))
             .collect();
         if !quarantine.is_empty() {
-            self.put_all(quarantine).await?;
+            self.put_all(quarantine, "write quarantined records")
+                .await?;
         }
         let mut superseded = Vec::new();
         for chunk in commits.chunks(TRANSACT_ITEMS) {

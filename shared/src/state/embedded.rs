@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS shard (
     children        TEXT    NOT NULL DEFAULT '[]',
     PRIMARY KEY (consumer, stream_arn, shard_id)
 );
+CREATE TABLE IF NOT EXISTS sink_progress (
+    consumer        TEXT    NOT NULL,
+    stream_arn      TEXT    NOT NULL,
+    shard_id        TEXT    NOT NULL,
+    destination     TEXT    NOT NULL,
+    delivered       TEXT    NOT NULL,
+    PRIMARY KEY (consumer, stream_arn, shard_id, destination)
+);
 CREATE TABLE IF NOT EXISTS key_progress (
     consumer        TEXT    NOT NULL,
     stream_arn      TEXT    NOT NULL,
@@ -549,6 +557,65 @@ impl StateStore for EmbeddedStore {
             }
             tx.commit()?;
             Ok(superseded)
+        })
+    }
+
+    async fn load_sink_progress(
+        &self,
+        key: &ShardKey,
+        destinations: &[String],
+    ) -> Result<HashMap<String, String>, StateError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT delivered FROM sink_progress
+                 WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND destination = ?4",
+            )?;
+            let mut found = HashMap::new();
+            for destination in destinations {
+                let delivered: Option<String> = stmt
+                    .query_row(
+                        params![
+                            key.consumer,
+                            &*key.shard.stream_arn,
+                            &*key.shard.shard_id,
+                            destination
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(delivered) = delivered {
+                    found.insert(destination.clone(), delivered);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    async fn save_sink_progress(
+        &self,
+        key: &ShardKey,
+        progress: &[(String, String)],
+    ) -> Result<(), StateError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO sink_progress (consumer, stream_arn, shard_id, destination, delivered)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (consumer, stream_arn, shard_id, destination)
+                     DO UPDATE SET delivered = excluded.delivered",
+                )?;
+                for (destination, delivered) in progress {
+                    stmt.execute(params![
+                        key.consumer,
+                        &*key.shard.stream_arn,
+                        &*key.shard.shard_id,
+                        destination,
+                        delivered
+                    ])?;
+                }
+            }
+            tx.commit()
         })
     }
 

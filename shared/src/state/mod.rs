@@ -261,6 +261,29 @@ pub trait StateStore: Send + Sync {
         quarantine: &[QuarantinedRecord],
     ) -> Result<Vec<String>, StateError>;
 
+    /// Reads what each of `destinations` has received of a shard's records (an
+    /// opaque text per destination, written by [`StateStore::save_sink_progress`];
+    /// destinations with nothing stored are left out). One request for up to 100.
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be read.
+    async fn load_sink_progress(
+        &self,
+        key: &ShardKey,
+        destinations: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StateError>;
+
+    /// Writes what each destination has received (batched, unconditional: a
+    /// destination's progress only grows while a batch is retried).
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be written.
+    async fn save_sink_progress(
+        &self,
+        key: &ShardKey,
+        progress: &[(String, String)],
+    ) -> Result<(), StateError>;
+
     /// Every quarantined record of `consumer`, oldest first.
     ///
     /// # Errors
