@@ -70,6 +70,7 @@ pub mod quarantine;
 pub mod record;
 pub mod report;
 pub mod response;
+pub mod sink;
 pub mod skip;
 pub mod state;
 

@@ -1,0 +1,162 @@
+//! Sinks: where records go after the handler, such as other Kinesis streams.
+//!
+//! A [`Sink`] delivers a slice of [`OutRecord`]s to one destination and says,
+//! record by record, what it delivered. [`FanOut`] is a ready [`Handler`]
+//! that copies every record to N sinks, concurrently, keeping per destination
+//! what was delivered in Shardline's state, so a Lambda retry after one
+//! destination failed writes nothing twice to the others.
+//!
+//! - [`kinesis::KinesisSink`]: PutRecords within the service limits, retrying
+//!   only failed entries, in one of two [`DeliveryOrder`]s.
+//! - [`file::FileSink`]: JSON lines in a local file, so a local `invoke` shows
+//!   what would have been sent.
+//!
+//! [`Handler`]: crate::Handler
+
+pub mod fanout;
+pub mod file;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
+pub mod progress;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::engine::Deadline;
+use crate::record::{Position, Record};
+
+pub use fanout::{Destinations, FanOut, StaticDestinations};
+#[cfg(feature = "kinesis")]
+pub use kinesis::DEFAULT_MAX_RECORD_BYTES;
+pub use progress::Delivered;
+#[cfg(not(feature = "kinesis"))]
+/// The default largest record: 1 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// A record on its way to a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    /// Where it came from in the source shard (its identity for progress).
+    pub source: Position,
+    /// Its partition key (a KPL user record's own key).
+    pub partition_key: String,
+    /// Its explicit hash key, if it was put with one.
+    pub explicit_hash_key: Option<String>,
+    /// The payload.
+    pub data: Bytes,
+}
+
+impl OutRecord {
+    /// The record as it came, to be copied.
+    pub fn copy_of(record: &Record) -> Self {
+        OutRecord {
+            source: record.position.clone(),
+            partition_key: record.partition_key.clone(),
+            explicit_hash_key: record.explicit_hash_key.clone(),
+            data: record.data.clone(),
+        }
+    }
+
+    /// Its size as Kinesis counts it: payload plus partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+/// Order guarantees of a delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryOrder {
+    /// Per partition key: a record is sent only after the previous record of its
+    /// key has succeeded, so partial failures and retries cannot reorder a key.
+    /// Requests carry at most one record per key; with few keys, more requests.
+    #[default]
+    Ordered,
+    /// Full requests, several in flight; failed entries are retried in later
+    /// requests, so a key may be reordered when an entry fails. Nothing is lost.
+    Throughput,
+}
+
+impl std::str::FromStr for DeliveryOrder {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "ordered" => Ok(DeliveryOrder::Ordered),
+            "throughput" => Ok(DeliveryOrder::Throughput),
+            other => Err(format!("unknown delivery order {other:?}")),
+        }
+    }
+}
+
+/// Why a delivery stopped short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The destination refuses for a reason retrying cannot mend (not found,
+    /// access denied, KMS, invalid request): fail fast.
+    #[error("destination {destination} refuses writes ({code}): {message}")]
+    Refused {
+        /// The destination stream (or file).
+        destination: String,
+        /// The error code, such as `ResourceNotFoundException`.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// Retries ran out of time with records still undelivered.
+    #[error(
+        "destination {destination}: {undelivered} records still undelivered when time ran out (last error: {last_error})"
+    )]
+    Incomplete {
+        /// The destination.
+        destination: String,
+        /// Records not delivered.
+        undelivered: usize,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// A local file could not be written.
+    #[error("destination file {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+/// What one delivery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// One flag per record given to [`Sink::send`]: delivered or not.
+    pub delivered: Vec<bool>,
+    /// Requests made (PutRecords calls, or file writes).
+    pub requests: u64,
+    /// Entries sent again after failing.
+    pub retried_entries: u64,
+    /// Why not everything was delivered, if so.
+    pub error: Option<SinkError>,
+}
+
+impl SendOutcome {
+    /// Whether every record was delivered.
+    pub fn is_complete(&self) -> bool {
+        self.error.is_none() && self.delivered.iter().all(|d| *d)
+    }
+}
+
+/// One destination.
+#[async_trait]
+pub trait Sink: Send + Sync + fmt::Debug {
+    /// The destination's name (stream name or ARN, or file): the key of its progress.
+    fn destination(&self) -> &str;
+
+    /// The largest record (payload plus partition key) it takes.
+    fn max_record_bytes(&self) -> usize;
+
+    /// Delivers `records`, in order as its [`DeliveryOrder`] promises, retrying
+    /// what fails while `deadline` allows. Never fails as a whole: the outcome
+    /// says record by record what was delivered, and why not all, if so.
+    async fn send(&self, records: &[OutRecord], deadline: Deadline) -> SendOutcome;
+}
