@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigError, Settings};
-use crate::decode::{EventError, KinesisEventEnvelope, decode_envelope, decode_event};
+use crate::decode::{
+    DecodedEvent, EventError, KinesisEventEnvelope, decode_envelope, decode_event,
+};
 use crate::engine::{Deadline, EngineConfig, EngineError, process_event};
 use crate::guard::ParentGuard;
 use crate::handler::{BoxError, Handler};
@@ -257,23 +259,46 @@ impl<H: Handler> App<H> {
             );
         }
         let config = Arc::new(self.engine_config(&settings).await?);
+        let metrics = Arc::new(crate::metrics::MetricsConfig::from_env(&self.name)?);
         let handler = self.handler;
         let service = lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<KinesisEventEnvelope>| {
                 let (handler, store, config) = (handler.clone(), store.clone(), config.clone());
+                let metrics = metrics.clone();
                 async move {
+                    let started = std::time::Instant::now();
                     let request_id = event.context.request_id.clone();
                     let deadline = Deadline::from_epoch_millis(event.context.deadline);
-                    let decoded = decode_envelope(event.payload)?;
-                    let outcome =
-                        process_event(decoded, &*handler, &*store, &config, deadline).await?;
+                    let result = async {
+                        let decoded = decode_envelope(event.payload)?;
+                        let range = BatchRange::of(&decoded);
+                        let outcome =
+                            process_event(decoded, &*handler, &*store, &config, deadline).await?;
+                        Ok::<_, Error>((range, outcome))
+                    }
+                    .await;
+                    // One metrics line per invocation, failed ones included.
+                    crate::metrics::flush(
+                        &metrics,
+                        &crate::metrics::Invocation {
+                            request_id: &request_id,
+                            report: result.as_ref().ok().map(|(_, outcome)| &outcome.report),
+                            duration: started.elapsed(),
+                        },
+                    );
+                    let (range, outcome) = result?;
                     tracing::info!(
                         request_id = %request_id,
+                        shard = %range.shards,
+                        first_sequence = %range.first,
+                        last_sequence = %range.last,
                         records = outcome.report.records,
                         processed = outcome.report.processed,
                         skipped = outcome.report.skipped(),
                         quarantined = outcome.report.quarantined(),
                         failed = outcome.report.failed,
+                        iterator_age_ms = outcome.report.iterator_age.map_or(0, |a| a.as_millis()),
+                        duration_ms = started.elapsed().as_millis(),
                         "batch done"
                     );
                     Ok::<BatchResponse, Error>(outcome.response)
@@ -442,6 +467,33 @@ async fn parent_guard() -> Result<ParentGuard, Error> {
     Err(Error::Usage(
         "the parent-shard guard needs the `kinesis` feature; set SHARDLINE_PARENT_GUARD=off".into(),
     ))
+}
+
+/// The shards and the sequence range of a batch, for its log line (never the payloads).
+struct BatchRange {
+    shards: String,
+    first: String,
+    last: String,
+}
+
+impl BatchRange {
+    fn of(event: &DecodedEvent) -> Self {
+        let mut shards: Vec<&str> = Vec::new();
+        for item in &event.items {
+            let shard = &*item.record().shard.shard_id;
+            if !shards.contains(&shard) {
+                shards.push(shard);
+            }
+        }
+        let position = |item: Option<&crate::decode::Item>| {
+            item.map_or_else(String::new, |i| i.record().position.to_string())
+        };
+        BatchRange {
+            shards: shards.join(","),
+            first: position(event.items.first()),
+            last: position(event.items.last()),
+        }
+    }
 }
 
 /// Opens the state store the settings name: DynamoDB with

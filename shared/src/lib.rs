@@ -18,7 +18,7 @@
 //! | poison records | [`quarantine`] |
 //! | checkpoints, attempts, dedup claims | [`state`] |
 //! | response out | [`response`] |
-//! | settings, entry point, logs | [`config`], [`entry`], [`logging`] |
+//! | settings, entry point, logs, metrics | [`config`], [`entry`], [`logging`], [`metrics`] |
 //!
 //! ## Example
 //!
@@ -66,6 +66,7 @@ pub mod entry;
 pub mod guard;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod quarantine;
 pub mod record;
 pub mod report;
