@@ -36,16 +36,16 @@ use crate::state::{EmbeddedStore, StateError, StateStore};
 pub enum Error {
     /// A setting is invalid.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
     /// The state store could not be opened or used.
     #[error(transparent)]
-    State(#[from] StateError),
+    State(Box<StateError>),
     /// The event is not a Kinesis event.
     #[error(transparent)]
-    Event(#[from] EventError),
+    Event(Box<EventError>),
     /// The engine failed.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -71,6 +71,23 @@ pub enum Error {
     #[error("Lambda runtime: {0}")]
     Runtime(#[source] BoxError),
 }
+
+// The inner errors are boxed so `Result<_, Error>` stays small.
+macro_rules! boxed_from {
+    ($($variant:ident($inner:ty)),*) => {$(
+        impl From<$inner> for Error {
+            fn from(error: $inner) -> Self {
+                Error::$variant(Box::new(error))
+            }
+        }
+    )*};
+}
+boxed_from!(
+    Config(ConfigError),
+    State(StateError),
+    Event(EventError),
+    Engine(EngineError)
+);
 
 // `main() -> Result<(), Error>` prints `Debug`: make it the readable message.
 impl std::fmt::Debug for Error {

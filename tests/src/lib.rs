@@ -24,6 +24,7 @@
 pub mod counting;
 pub mod dynamodb;
 pub mod kinesis;
+pub mod lambda;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
