@@ -2,9 +2,9 @@
 //! the batch loop and its one commit, with a trivial handler, against the
 //! embedded SQLite store in a temporary folder.
 //!
-//! Four cases: plain JSON payloads or KPL aggregates of 100 user records each,
-//! and for each a fresh consumer (every record is handled, then checkpointed)
-//! or a replay (every record is skipped as checkpointed).
+//! Two payloads, plain JSON or KPL aggregates of 100 user records each, and for
+//! each a fresh consumer (every record is handled, then checkpointed) or a
+//! replay (every record is skipped as checkpointed); plus the decode alone.
 //!
 //! `cargo bench -p shardline --bench engine` prints criterion's figures (the
 //! `thrpt` line is records/s) and a closing table of records/s.
@@ -190,6 +190,10 @@ fn bench_engine(c: &mut Criterion, bench: &Bench, cases: &[Case]) {
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(RECORDS as u64));
     for case in cases {
+        // The decode alone, to see what the engine and the store add to it.
+        group.bench_function(format!("{}/decode-only", case.name), |b| {
+            b.iter(|| decode_event(&case.event).expect("the bench event decodes"))
+        });
         group.bench_function(format!("{}/fresh", case.name), |b| {
             b.iter(|| bench.run_fresh(&case.event))
         });
