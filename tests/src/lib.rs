@@ -23,6 +23,7 @@
 
 pub mod counting;
 pub mod dynamodb;
+pub mod fault_proxy;
 pub mod kinesis;
 pub mod lambda;
 

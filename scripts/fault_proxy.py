@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy between an AWS SDK and kinesis-mock (which never
+fails entries by itself), for the fan-out tests.
+
+    fault_proxy.py --target http://127.0.0.1:PORT [--entry-failure-rate 0.2]
+                   [--request-failure-rate 0.05] [--deny-stream NAME] [--seed 7]
+
+Listens on a free 127.0.0.1 port and prints `listening on http://127.0.0.1:N`.
+For PutRecords (JSON protocol) it:
+  - fails a whole request with a 500 InternalFailure at --request-failure-rate,
+    before forwarding (so nothing was written);
+  - fails single entries with ProvisionedThroughputExceededException at
+    --entry-failure-rate: those entries are NOT forwarded, the others are, and
+    the response is stitched back in the original order;
+  - answers AccessDeniedException for streams named by --deny-stream.
+Everything else is forwarded untouched. `GET /__stats` returns counters as JSON.
+Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import random
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STATS = {
+    "put_records_requests": 0,
+    "put_records_entries": 0,
+    "injected_entry_failures": 0,
+    "injected_request_failures": 0,
+    "denied_requests": 0,
+}
+LOCK = threading.Lock()
+
+
+def bump(name, by=1):
+    with LOCK:
+        STATS[name] += by
+
+
+class Proxy(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    config = None  # set in main
+    rng = None
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def reply(self, status, body, content_type="application/x-amz-json-1.1"):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", "fault-proxy")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def forward(self, body):
+        target = urllib.parse.urlsplit(self.config.target)
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+        headers["Content-Length"] = str(len(body))
+        conn.request(self.command, self.path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        out_headers = [(k, v) for k, v in response.getheaders() if k.lower() not in ("content-length", "connection", "transfer-encoding")]
+        conn.close()
+        return response.status, out_headers, data
+
+    def relay(self, status, headers, data):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def roll(self, rate):
+        with LOCK:
+            return self.rng.random() < rate
+
+    def do_GET(self):
+        if self.path == "/__stats":
+            with LOCK:
+                self.reply(200, dict(STATS), "application/json")
+            return
+        self.relay(*self.forward(b""))
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        target = self.headers.get("X-Amz-Target", "")
+        if not target.endswith(".PutRecords"):
+            self.relay(*self.forward(body))
+            return
+        request = json.loads(body)
+        bump("put_records_requests")
+        bump("put_records_entries", len(request.get("Records", [])))
+        stream = request.get("StreamName") or request.get("StreamARN", "").rsplit("/", 1)[-1]
+        if stream in self.config.deny_stream:
+            bump("denied_requests")
+            self.reply(400, {"__type": "AccessDeniedException", "message": f"injected: no access to {stream}"})
+            return
+        if self.roll(self.config.request_failure_rate):
+            bump("injected_request_failures")
+            self.reply(500, {"__type": "InternalFailure", "message": "injected request failure"})
+            return
+        records = request.get("Records", [])
+        fail = [self.roll(self.config.entry_failure_rate) for _ in records]
+        kept = [r for r, f in zip(records, fail) if not f]
+        real = []
+        real_failed = 0
+        if kept:
+            forwarded = dict(request, Records=kept)
+            status, headers, data = self.forward(json.dumps(forwarded).encode())
+            if status != 200:
+                self.relay(status, headers, data)
+                return
+            answer = json.loads(data)
+            real = answer.get("Records", [])
+            real_failed = answer.get("FailedRecordCount", 0)
+        injected = sum(fail)
+        bump("injected_entry_failures", injected)
+        results = []
+        it = iter(real)
+        for failed in fail:
+            if failed:
+                results.append({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected entry failure"})
+            else:
+                results.append(next(it))
+        self.reply(200, {"FailedRecordCount": injected + real_failed, "Records": results, "EncryptionType": "NONE"})
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--entry-failure-rate", type=float, default=0.0)
+    parser.add_argument("--request-failure-rate", type=float, default=0.0)
+    parser.add_argument("--deny-stream", action="append", default=[])
+    parser.add_argument("--seed", type=int, default=7)
+    config = parser.parse_args()
+    Proxy.config = config
+    Proxy.rng = random.Random(config.seed)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    server.daemon_threads = True
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+//! A fault-injecting proxy in front of kinesis-mock (`scripts/fault_proxy.py`):
+//! fails a share of PutRecords entries and whole requests, or denies a stream.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+/// What the proxy injects.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Share of PutRecords entries failed with ProvisionedThroughputExceededException.
+    pub entry_failure_rate: f64,
+    /// Share of PutRecords requests failed whole with a 500 InternalFailure.
+    pub request_failure_rate: f64,
+    /// Streams whose PutRecords get AccessDeniedException.
+    pub deny_streams: Vec<String>,
+}
+
+/// A running proxy; stopped when dropped.
+pub struct FaultProxy {
+    /// The proxy's endpoint URL.
+    pub endpoint: String,
+    child: Child,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `target` (kinesis-mock's endpoint) on a free loopback port.
+    pub fn start(target: &str, faults: &Faults) -> FaultProxy {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fault_proxy.py");
+        let mut command = Command::new("python3");
+        command
+            .arg(script)
+            .arg("--target")
+            .arg(target)
+            .arg("--entry-failure-rate")
+            .arg(faults.entry_failure_rate.to_string())
+            .arg("--request-failure-rate")
+            .arg(faults.request_failure_rate.to_string());
+        for stream in &faults.deny_streams {
+            command.arg("--deny-stream").arg(stream);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs scripts/fault_proxy.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("proxy stdout"))
+            .read_line(&mut line)
+            .expect("the proxy prints its address");
+        let endpoint = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected proxy output {line:?}"))
+            .to_owned();
+        FaultProxy { endpoint, child }
+    }
+
+    /// The proxy's counters (`put_records_requests`, `injected_entry_failures`, ...).
+    pub fn stats(&self) -> serde_json::Value {
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connect to the proxy");
+        write!(
+            stream,
+            "GET /__stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("proxy stats {body:?}: {e}"))
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

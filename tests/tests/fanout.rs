@@ -1,0 +1,339 @@
+//! The fan-out against kinesis-mock (destinations) and moto (state), with a
+//! fault-injecting proxy where the test needs failures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardline::decode::decode_event;
+use shardline::sink::kinesis::KinesisSink;
+use shardline::sink::{DeliveryOrder, FanOut, OutRecord, Sink, SinkError, StaticDestinations};
+use shardline::state::{DynamoDbStore, StateStore};
+use shardline::{BatchOutcome, Deadline, EngineConfig, Position, process_event};
+use shardline_tests::fault_proxy::{FaultProxy, Faults};
+use shardline_tests::kinesis;
+use shardline_tests::lambda::{EventRecord, event, made_up, stream_arn};
+use shardline_tests::{Emulators, RequestCounter, unique_name};
+
+const KEYS: u64 = 500;
+
+struct Setup {
+    emulators: Emulators,
+    direct: aws_sdk_kinesis::Client,
+    store: DynamoDbStore,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let emulators = Emulators::from_env();
+        let store = DynamoDbStore::new(emulators.dynamodb(), unique_name("fanout"));
+        store.create_table().await.unwrap();
+        let direct = emulators.kinesis();
+        Setup {
+            emulators,
+            direct,
+            store,
+        }
+    }
+
+    /// Destination streams of 4 shards each.
+    async fn streams(&self, count: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for _ in 0..count {
+            let name = unique_name("dest");
+            kinesis::create_stream(&self.direct, &name, 4).await;
+            names.push(name);
+        }
+        names
+    }
+
+    /// A Kinesis client to `endpoint` (the proxy, or kinesis-mock), counting requests.
+    fn client(&self, endpoint: Option<&str>) -> (aws_sdk_kinesis::Client, RequestCounter) {
+        let counter = RequestCounter::new();
+        let mut config = self.emulators.kinesis_config().interceptor(counter.clone());
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        (aws_sdk_kinesis::Client::from_conf(config.build()), counter)
+    }
+
+    fn fanout(
+        &self,
+        client: &aws_sdk_kinesis::Client,
+        streams: &[String],
+        order: DeliveryOrder,
+    ) -> FanOut {
+        let sinks: Vec<Arc<dyn Sink>> = streams
+            .iter()
+            .map(|s| {
+                Arc::new(
+                    KinesisSink::new(client.clone(), s.clone())
+                        .order(order)
+                        .backoff(Duration::from_millis(5), Duration::from_millis(50)),
+                ) as Arc<dyn Sink>
+            })
+            .collect();
+        FanOut::new(StaticDestinations(sinks), 1024 * 1024)
+    }
+
+    async fn run(
+        &self,
+        fanout: &FanOut,
+        records: &[EventRecord],
+        config: &EngineConfig,
+    ) -> BatchOutcome {
+        let json = event(&stream_arn("source"), "shardId-000000000000", records);
+        process_event(
+            decode_event(&json).unwrap(),
+            fanout,
+            &self.store,
+            config,
+            Deadline::after(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Every record of a destination, shard by shard, in shard order.
+    async fn read_all(&self, stream: &str) -> Vec<kinesis::ReadRecord> {
+        let mut all = Vec::new();
+        for shard in kinesis::list_shards(&self.direct, stream).await {
+            all.extend(
+                kinesis::read_shard(&self.direct, stream, &shard.shard_id)
+                    .await
+                    .records,
+            );
+        }
+        all
+    }
+
+    /// Asserts a destination holds `expected` records exactly once, with their
+    /// keys, and (if `ordered`) in order per key.
+    async fn assert_delivered(&self, stream: &str, expected: &[EventRecord], ordered: bool) {
+        let read = self.read_all(stream).await;
+        let mut by_data: HashMap<&[u8], usize> = HashMap::new();
+        for r in &read {
+            *by_data.entry(&r.data).or_default() += 1;
+        }
+        let wanted: HashMap<&[u8], &str> = expected
+            .iter()
+            .map(|r| (r.data.as_slice(), r.partition_key.as_str()))
+            .collect();
+        assert_eq!(read.len(), expected.len(), "{stream}: record count");
+        for r in &read {
+            assert_eq!(
+                by_data[r.data.as_slice()],
+                1,
+                "{stream}: a record is there twice"
+            );
+            assert_eq!(
+                wanted.get(r.data.as_slice()).copied(),
+                Some(r.partition_key.as_str()),
+                "{stream}: unknown record or wrong partition key"
+            );
+        }
+        if ordered {
+            // A key lives on one shard; read_all returns each shard in order.
+            let mut last: HashMap<&str, &[u8]> = HashMap::new();
+            for r in &read {
+                if let Some(previous) = last.insert(&r.partition_key, &r.data) {
+                    assert!(
+                        previous < r.data.as_slice(),
+                        "{stream}: key {} out of order",
+                        r.partition_key
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn records(count: u64) -> Vec<EventRecord> {
+    made_up(
+        0,
+        count,
+        |i| format!("user-{}", i % KEYS),
+        |i| format!("rec-{i:06}").into_bytes(),
+    )
+}
+
+async fn fan_out_in_batches(
+    setup: &Setup,
+    fanout: &FanOut,
+    all: &[EventRecord],
+    batch: usize,
+    config: &EngineConfig,
+) {
+    for chunk in all.chunks(batch) {
+        let outcome = setup.run(fanout, chunk, config).await;
+        assert!(outcome.response.is_success(), "{:?}", outcome.report);
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_records_reach_three_streams_exactly_once_in_order() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(3).await;
+    let (client, counter) = setup.client(None);
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Ordered);
+    let all = records(10_000);
+    fan_out_in_batches(&setup, &fanout, &all, 1_000, &EngineConfig::new("fanout")).await;
+    for stream in &streams {
+        setup.assert_delivered(stream, &all, true).await;
+    }
+    // 1,000 records of 500 keys: two requests per batch and destination.
+    assert_eq!(counter.get("PutRecords"), 10 * 2 * 3);
+    assert_eq!(fanout.retried_entries(), 0);
+}
+
+#[tokio::test]
+async fn partial_failures_are_retried_exactly_once_and_in_order() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(2).await;
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            entry_failure_rate: 0.2,
+            request_failure_rate: 0.05,
+            ..Faults::default()
+        },
+    );
+    let (client, _) = setup.client(Some(&proxy.endpoint));
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Ordered);
+    let all = records(3_000);
+    fan_out_in_batches(&setup, &fanout, &all, 1_000, &EngineConfig::new("fanout")).await;
+    let stats = proxy.stats();
+    assert!(
+        stats["injected_entry_failures"].as_u64().unwrap() > 100,
+        "{stats}"
+    );
+    assert!(
+        stats["injected_request_failures"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(fanout.retried_entries() > 100);
+    for stream in &streams {
+        setup.assert_delivered(stream, &all, true).await;
+    }
+}
+
+#[tokio::test]
+async fn throughput_mode_loses_and_repeats_nothing_under_failures() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(2).await;
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            entry_failure_rate: 0.2,
+            request_failure_rate: 0.05,
+            ..Faults::default()
+        },
+    );
+    let (client, _) = setup.client(Some(&proxy.endpoint));
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Throughput);
+    let all = records(3_000);
+    fan_out_in_batches(&setup, &fanout, &all, 1_000, &EngineConfig::new("fanout")).await;
+    for stream in &streams {
+        setup.assert_delivered(stream, &all, false).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_one_destination_failed_writes_nothing_twice_to_the_others() {
+    let setup = Setup::new().await;
+    let mut streams = setup.streams(2).await;
+    let late = unique_name("late");
+    streams.push(late.clone()); // does not exist yet
+    let (client, _) = setup.client(None);
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Ordered);
+    let batch = records(600);
+    let config = EngineConfig::new("fanout");
+
+    let first = setup.run(&fanout, &batch, &config).await;
+    assert_eq!(
+        first.response.batch_item_failures[0].item_identifier, batch[0].sequence_number,
+        "the batch is retried from its start"
+    );
+    for stream in &streams[..2] {
+        setup.assert_delivered(stream, &batch, true).await;
+    }
+
+    kinesis::create_stream(&setup.direct, &late, 4).await;
+    let retry = setup.run(&fanout, &batch, &config).await;
+    assert!(retry.response.is_success(), "{:?}", retry.report);
+    for stream in &streams {
+        setup.assert_delivered(stream, &batch, true).await;
+    }
+    // A third delivery of the same batch is skipped by the checkpoint.
+    let replay = setup.run(&fanout, &batch, &config).await;
+    assert_eq!(replay.report.skipped_checkpointed, 600);
+}
+
+#[tokio::test]
+async fn oversized_records_are_quarantined_and_unknown_or_denied_streams_fail_fast() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(1).await;
+    let (client, counter) = setup.client(None);
+    let sinks: Vec<Arc<dyn Sink>> = vec![Arc::new(KinesisSink::new(
+        client.clone(),
+        streams[0].clone(),
+    ))];
+    let fanout = FanOut::new(StaticDestinations(sinks), 1_000);
+    let mut batch = records(3);
+    batch[1].data = vec![b'x'; 2_000];
+    let outcome = setup
+        .run(&fanout, &batch, &EngineConfig::new("fanout"))
+        .await;
+    assert!(outcome.response.is_success());
+    assert_eq!(outcome.report.quarantined_permanent, 1);
+    let quarantined = setup.store.quarantined("fanout").await.unwrap();
+    assert_eq!(quarantined[0].data.len(), 2_000, "kept with its payload");
+    let delivered = setup.read_all(&streams[0]).await;
+    assert_eq!(delivered.len(), 2, "the oversized record is not sent");
+
+    // An unknown stream: one request, a clear refusal naming it.
+    let missing = unique_name("missing");
+    let sink = KinesisSink::new(client.clone(), missing.clone());
+    let out_record = |i: u64| OutRecord {
+        source: Position::new(i.to_string().parse().unwrap(), 0),
+        partition_key: "k".into(),
+        explicit_hash_key: None,
+        data: bytes::Bytes::from_static(b"x"),
+    };
+    counter.reset();
+    let sent = sink
+        .send(
+            &[out_record(1), out_record(2)],
+            Deadline::after(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(
+        matches!(&sent.error, Some(SinkError::Refused { destination, code, .. })
+            if *destination == missing && code == "ResourceNotFoundException"),
+        "{:?}",
+        sent.error
+    );
+    assert_eq!(sent.delivered, [false, false]);
+    assert_eq!(counter.get("PutRecords"), 1, "not retried");
+    assert!(sent.error.unwrap().to_string().contains(&missing));
+
+    // Access denied (through the proxy): refused at once, naming the stream.
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            deny_streams: vec![streams[0].clone()],
+            ..Faults::default()
+        },
+    );
+    let (denied_client, denied_counter) = setup.client(Some(&proxy.endpoint));
+    let sink = KinesisSink::new(denied_client, streams[0].clone());
+    let sent = sink
+        .send(&[out_record(1)], Deadline::after(Duration::from_secs(30)))
+        .await;
+    assert!(
+        matches!(&sent.error, Some(SinkError::Refused { code, .. }) if code == "AccessDeniedException"),
+        "{:?}",
+        sent.error
+    );
+    assert_eq!(denied_counter.get("PutRecords"), 1);
+}
