@@ -325,13 +325,14 @@ async fn short_remaining_time_stops_before_a_record_and_does_not_count_an_attemp
     let mut env = Env::new("deadline");
     env.config.time_reserve = Duration::from_millis(100);
     env.config.max_attempts = 2;
-    let records = texts(8);
+    let records = texts(12);
     let event = event(&records);
-    // 150 ms per record, 700 ms left: the engine keeps back the reserve plus the
-    // slowest call seen, so it starts a few records and stops well before the end.
+    // 150 ms per record, 1200 ms left: the engine keeps back the reserve plus the
+    // slowest call seen, so it starts at most 7 records (fewer on a slow machine)
+    // and stops well before the end.
     let slow = Scripted::ok().slow(Duration::from_millis(150));
     let outcome = env
-        .run_until(&event, &slow, Deadline::after(Duration::from_millis(700)))
+        .run_until(&event, &slow, Deadline::after(Duration::from_millis(1200)))
         .await;
     let started = slow.seen().len();
     assert!(
@@ -505,4 +506,84 @@ async fn records_of_a_plain_event_are_plain() {
     assert_eq!(seen[0].origin, RecordOrigin::Plain);
     assert_eq!(seen[0].partition_key, "k-1");
     assert_eq!(seen[0].explicit_hash_key, None);
+}
+
+/// A handler that, on its first record, lets a "newer invocation" of the same
+/// batch run to completion on the same store (what happens when an invocation
+/// that Lambda gave up on keeps running while the retry is processed).
+struct Overtaken {
+    store: Arc<shardline::state::EmbeddedStore>,
+    config: shardline::EngineConfig,
+    event: Vec<u8>,
+    seen: Scripted,
+    newer: Scripted,
+}
+
+impl shardline::Handler for Overtaken {
+    async fn handle(&self, record: &shardline::Record) -> Result<(), HandlerError> {
+        if self.seen.seen().is_empty() {
+            let decoded = shardline::decode::decode_event(&self.event).unwrap();
+            let newer = shardline::process_event(
+                decoded,
+                &self.newer,
+                &*self.store,
+                &self.config,
+                Deadline::none(),
+            )
+            .await
+            .unwrap();
+            assert!(newer.response.is_success());
+        }
+        self.seen.handle(record).await
+    }
+}
+
+#[tokio::test]
+async fn an_invocation_overtaken_by_a_newer_one_writes_nothing_and_asks_for_a_retry() {
+    use shardline::state::StateStore as _;
+    let dir = TempDir::new("superseded");
+    let store = Arc::new(shardline::state::EmbeddedStore::open(dir.path()).unwrap());
+    let config = shardline::EngineConfig::new("superseded");
+    let event = event(&texts(3));
+    let handler = Overtaken {
+        store: store.clone(),
+        config: config.clone(),
+        event: event.clone(),
+        seen: Scripted::ok(),
+        newer: Scripted::ok(),
+    };
+    let decoded = shardline::decode::decode_event(&event).unwrap();
+    let older = shardline::process_event(decoded, &handler, &*store, &config, Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(handler.newer.seen_texts(), ["r1", "r2", "r3"]);
+    assert_eq!(handler.seen.seen_texts(), ["r1", "r2", "r3"]);
+    assert_eq!(older.report.superseded, 1);
+    assert_eq!(
+        failures(&older),
+        [seq(1)],
+        "the overtaken invocation asks Lambda to retry from its first record"
+    );
+    let key = shardline::state::ShardKey {
+        consumer: config.consumer.clone(),
+        shard: shardline::ShardRef {
+            stream_arn: Arc::from(STREAM),
+            shard_id: Arc::from(SHARD),
+        },
+    };
+    let state = store.load_shard(&key).await.unwrap();
+    assert_eq!(
+        state.version, 1,
+        "only the newer invocation's commit is stored"
+    );
+    assert_eq!(state.checkpoint, Some(pos(&seq(3), 0)));
+
+    // Lambda's retry finds everything checkpointed by the newer invocation.
+    let retry = Scripted::ok();
+    let decoded = shardline::decode::decode_event(&event).unwrap();
+    let outcome = shardline::process_event(decoded, &retry, &*store, &config, Deadline::none())
+        .await
+        .unwrap();
+    assert!(retry.seen().is_empty());
+    assert_eq!(outcome.report.skipped_checkpointed, 3);
 }

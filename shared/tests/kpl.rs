@@ -160,17 +160,18 @@ async fn an_exhausted_sub_record_is_quarantined_alone_and_the_aggregate_goes_on(
 async fn a_cut_off_inside_an_aggregate_resumes_at_the_next_sub_record() {
     let mut env = Env::new("kpl-deadline");
     env.config.time_reserve = std::time::Duration::from_millis(100);
-    let event = event(&[agg_rec(&seq(1), &users(8))]);
+    let event = event(&[agg_rec(&seq(1), &users(12))]);
     let slow = Scripted::ok().slow(std::time::Duration::from_millis(120));
     let outcome = env
         .run_until(
             &event,
             &slow,
-            shardline::Deadline::after(std::time::Duration::from_millis(600)),
+            shardline::Deadline::after(std::time::Duration::from_millis(1200)),
         )
         .await;
     let started = slow.seen().len() as u64;
-    assert!((1..8).contains(&started), "started {started}");
+    // At most 9 of 12 can start (reserve plus the slowest call is kept back).
+    assert!((1..12).contains(&started), "started {started}");
     assert_eq!(failures(&outcome), [seq(1)]);
     assert_eq!(outcome.report.cut_off, 1);
     assert_eq!(env.checkpoint().await, Some((seq(1), started - 1)));
@@ -178,7 +179,7 @@ async fn a_cut_off_inside_an_aggregate_resumes_at_the_next_sub_record() {
     let ok = Scripted::ok();
     env.run(&event, &ok).await;
     let subsequences: Vec<u64> = ok.seen().iter().map(|s| s.subsequence).collect();
-    assert_eq!(subsequences, (started..8).collect::<Vec<_>>());
+    assert_eq!(subsequences, (started..12).collect::<Vec<_>>());
 }
 
 #[tokio::test]
