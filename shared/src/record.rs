@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-/// Digits a [`SequenceNumber`] may have at most; also the width of
-/// [`SequenceNumber::to_fixed_width`].
-pub const SEQUENCE_NUMBER_MAX_DIGITS: usize = 80;
+/// Digits a [`SequenceNumber`] may have at most (the Kinesis API's pattern
+/// `0|([1-9]\d{0,128})`); also the width of [`SequenceNumber::to_fixed_width`].
+pub const SEQUENCE_NUMBER_MAX_DIGITS: usize = 129;
 
 /// Why a text is not a sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -297,7 +297,7 @@ mod tests {
         let long = "1".repeat(SEQUENCE_NUMBER_MAX_DIGITS + 1);
         assert_eq!(
             long.parse::<SequenceNumber>(),
-            Err(SequenceNumberError::TooLong(81))
+            Err(SequenceNumberError::TooLong(130))
         );
     }
 

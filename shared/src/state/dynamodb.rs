@@ -13,7 +13,7 @@
 //! | quarantine part | same `pk` | the entry's `sk` + `#part#0001`... | `data` |
 //! | sink progress | `{consumer}#sink#{stream_arn}#{shard_id}#{destination}` | `delivered` | `delivered` |
 //!
-//! Positions are stored as `{sequence, 80 digits}.{subsequence, 20 digits}`, so
+//! Positions are stored as `{sequence, 129 digits}.{subsequence, 20 digits}`, so
 //! the string comparisons of condition expressions order them as numbers. Every
 //! write is conditional: a checkpoint never moves backwards, and a commit names
 //! the version it read, so a stale invocation cannot overwrite a newer one.
