@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints and every test, against real local emulators
+# The test command: the SAM template lint (pinned cfn-lint), formatting, lints and every test, against real local emulators
 # (kinesis-mock for Kinesis, moto for DynamoDB; installed into .tools/ on first use).
 #
 #   scripts/test.sh                     everything
@@ -18,6 +18,7 @@ scripts/emulators.sh start
 # shellcheck source=/dev/null
 source .tools/emulators.env
 
+scripts/lint-template.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast "$@"
