@@ -360,6 +360,67 @@ impl DynamoDbStore {
         Ok(found)
     }
 
+    /// Writes conditional items with TransactWriteItems, 100 a request. An item
+    /// whose condition fails is set aside (with the item DynamoDB returned for
+    /// it, if asked with `ALL_OLD`); the others of a cancelled transaction are
+    /// sent again (after a pause when DynamoDB reports a conflict), at most
+    /// [`MAX_TRIES`] times. Returns the items whose condition failed.
+    async fn transact_conditional<'t, T>(
+        &self,
+        entries: &'t [T],
+        build: impl Fn(&T) -> Result<TransactWriteItem, StateError>,
+        operation: &'static str,
+    ) -> Result<Vec<(&'t T, Option<Item>)>, StateError> {
+        let mut failed = Vec::new();
+        for chunk in entries.chunks(TRANSACT_ITEMS) {
+            let mut pending: Vec<&T> = chunk.iter().collect();
+            let mut tries = 0;
+            while !pending.is_empty() {
+                let items = pending
+                    .iter()
+                    .map(|entry| build(entry))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let error = match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => e,
+                };
+                let Some(reasons) = cancellation_reasons(&error) else {
+                    return Err(backend(operation, error));
+                };
+                let mut retry = Vec::new();
+                let mut conflicted = false;
+                for (index, entry) in pending.into_iter().enumerate() {
+                    let reason = reasons.get(index);
+                    match reason.and_then(|r| r.code()) {
+                        Some("ConditionalCheckFailed") => {
+                            failed.push((entry, reason.and_then(|r| r.item()).cloned()));
+                        }
+                        Some("None") | None => retry.push(entry),
+                        Some(_) => {
+                            conflicted = true;
+                            retry.push(entry);
+                        }
+                    }
+                }
+                pending = retry;
+                tries += 1;
+                if tries >= MAX_TRIES {
+                    return Err(backend(operation, error));
+                }
+                if conflicted {
+                    pause(tries).await;
+                }
+            }
+        }
+        Ok(failed)
+    }
+
     /// Writes items with BatchWriteItem, 25 a request, retrying unprocessed ones.
     async fn put_all(&self, items: Vec<Item>, operation: &'static str) -> Result<(), StateError> {
         for chunk in items.chunks(25) {
@@ -519,91 +580,45 @@ impl StateStore for DynamoDbStore {
         claims: &[DedupClaim],
         now: SystemTime,
     ) -> Result<Vec<ClaimOutcome>, StateError> {
-        let mut outcomes: Vec<Option<ClaimOutcome>> = vec![None; claims.len()];
-        let indexed: Vec<usize> = (0..claims.len()).collect();
-        for chunk in indexed.chunks(TRANSACT_ITEMS) {
-            let mut pending: Vec<usize> = chunk.to_vec();
-            let mut tries = 0;
-            while !pending.is_empty() {
-                let items: Vec<TransactWriteItem> = pending
-                    .iter()
-                    .map(|&i| {
-                        let claim = &claims[i];
-                        let expires_ms = epoch_millis(claim.expires_at);
-                        Put::builder()
-                            .table_name(&self.table)
-                            .item(PK, s(format!("{consumer}#dedup#{}", claim.key)))
-                            .item(SK, s("claim"))
-                            .item("owner", s(claim.owner.clone()))
-                            .item("expires_ms", n(expires_ms))
-                            .item(TTL_ATTRIBUTE, n(expires_ms / 1000 + 1))
-                            .condition_expression(
-                                "attribute_not_exists(pk) OR #owner = :owner OR expires_ms < :now",
-                            )
-                            .expression_attribute_names("#owner", "owner")
-                            .expression_attribute_values(":owner", s(claim.owner.clone()))
-                            .expression_attribute_values(":now", n(epoch_millis(now)))
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
-                            .build()
-                            .map(|put| TransactWriteItem::builder().put(put).build())
-                            .map_err(|e| backend("build a dedup claim", e))
-                    })
-                    .collect::<Result<_, _>>()?;
-                match self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
-                    .await
-                {
-                    Ok(_) => {
-                        for i in pending.drain(..) {
-                            outcomes[i] = Some(ClaimOutcome::Won);
-                        }
-                    }
-                    Err(e) => {
-                        let Some(reasons) = cancellation_reasons(&e) else {
-                            return Err(backend("claim dedup keys", e));
-                        };
-                        let mut retry = Vec::new();
-                        let mut conflicted = false;
-                        for (&i, reason) in pending
-                            .iter()
-                            .zip(reasons.iter().map(Some).chain(std::iter::repeat(None)))
-                        {
-                            match reason.and_then(|r| r.code()) {
-                                Some("ConditionalCheckFailed") => {
-                                    let holder = reason
-                                        .and_then(|r| r.item())
-                                        .and_then(|item| get_s(item, "owner"))
-                                        .unwrap_or("another record")
-                                        .to_owned();
-                                    outcomes[i] = Some(ClaimOutcome::HeldBy(holder));
-                                }
-                                Some("None") | None => retry.push(i),
-                                Some(_) => {
-                                    conflicted = true;
-                                    retry.push(i);
-                                }
-                            }
-                        }
-                        pending = retry;
-                        tries += 1;
-                        if tries >= MAX_TRIES {
-                            return Err(backend("claim dedup keys", e));
-                        }
-                        if conflicted {
-                            pause(tries).await;
-                        }
-                    }
-                }
-            }
+        let build = |claim: &DedupClaim| {
+            let expires_ms = epoch_millis(claim.expires_at);
+            Put::builder()
+                .table_name(&self.table)
+                .item(PK, s(format!("{consumer}#dedup#{}", claim.key)))
+                .item(SK, s("claim"))
+                .item("owner", s(claim.owner.clone()))
+                .item("expires_ms", n(expires_ms))
+                .item(TTL_ATTRIBUTE, n(expires_ms / 1000 + 1))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR #owner = :owner OR expires_ms < :now",
+                )
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(claim.owner.clone()))
+                .expression_attribute_values(":now", n(epoch_millis(now)))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| backend("build a dedup claim", e))
+        };
+        let lost = self
+            .transact_conditional(claims, build, "claim dedup keys")
+            .await?;
+        let mut holders: HashMap<&str, String> = HashMap::new();
+        for (claim, item) in lost {
+            let holder = item
+                .as_ref()
+                .and_then(|item| get_s(item, "owner"))
+                .unwrap_or("another record");
+            holders.insert(claim.key.as_str(), holder.to_owned());
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(ClaimOutcome::Won))
+        Ok(claims
+            .iter()
+            .map(|claim| match holders.remove(claim.key.as_str()) {
+                Some(holder) => ClaimOutcome::HeldBy(holder),
+                None => ClaimOutcome::Won,
+            })
             .collect())
     }
 
@@ -819,83 +834,40 @@ impl StateStore for DynamoDbStore {
             self.put_all(quarantine, "write quarantined records")
                 .await?;
         }
-        let mut superseded = Vec::new();
-        for chunk in commits.chunks(TRANSACT_ITEMS) {
-            let mut pending: Vec<&KeyCommit> = chunk.iter().collect();
-            let mut tries = 0;
-            while !pending.is_empty() {
-                let items: Vec<TransactWriteItem> = pending
-                    .iter()
-                    .map(|commit| {
-                        let mut values = Item::new();
-                        let (set, remove) = progress_update(
-                            commit.progress.checkpoint.as_ref(),
-                            commit.progress.head.as_ref(),
-                            &mut values,
-                        );
-                        let condition = match &commit.read.checkpoint {
-                            None => "attribute_not_exists(checkpoint)".to_owned(),
-                            Some(read) => {
-                                values.insert(":read".into(), s(encode_position(read)));
-                                "checkpoint = :read".to_owned()
-                            }
-                        };
-                        Update::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(Self::key(
-                                progress_pk(key, &commit.partition_key),
-                                "progress",
-                            )))
-                            .update_expression(update_expression(&set, &remove))
-                            .condition_expression(condition)
-                            .set_expression_attribute_values((!values.is_empty()).then_some(values))
-                            .build()
-                            .map(|u| TransactWriteItem::builder().update(u).build())
-                            .map_err(|e| backend("build a key progress write", e))
-                    })
-                    .collect::<Result<_, _>>()?;
-                match self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
-                    .await
-                {
-                    Ok(_) => pending.clear(),
-                    Err(e) => {
-                        let Some(reasons) = cancellation_reasons(&e) else {
-                            return Err(backend("commit key progress", e));
-                        };
-                        let mut retry = Vec::new();
-                        let mut conflicted = false;
-                        for (commit, reason) in pending
-                            .iter()
-                            .zip(reasons.iter().map(Some).chain(std::iter::repeat(None)))
-                        {
-                            match reason.and_then(|r| r.code()) {
-                                Some("ConditionalCheckFailed") => {
-                                    superseded.push(commit.partition_key.clone());
-                                }
-                                Some("None") | None => retry.push(*commit),
-                                Some(_) => {
-                                    conflicted = true;
-                                    retry.push(*commit);
-                                }
-                            }
-                        }
-                        pending = retry;
-                        tries += 1;
-                        if tries >= MAX_TRIES {
-                            return Err(backend("commit key progress", e));
-                        }
-                        if conflicted {
-                            pause(tries).await;
-                        }
-                    }
+        let build = |commit: &KeyCommit| {
+            let mut values = Item::new();
+            let (set, remove) = progress_update(
+                commit.progress.checkpoint.as_ref(),
+                commit.progress.head.as_ref(),
+                &mut values,
+            );
+            let condition = match &commit.read.checkpoint {
+                None => "attribute_not_exists(checkpoint)",
+                Some(read) => {
+                    values.insert(":read".into(), s(encode_position(read)));
+                    "checkpoint = :read"
                 }
-            }
-        }
-        Ok(superseded)
+            };
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(
+                    progress_pk(key, &commit.partition_key),
+                    "progress",
+                )))
+                .update_expression(update_expression(&set, &remove))
+                .condition_expression(condition)
+                .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                .build()
+                .map(|u| TransactWriteItem::builder().update(u).build())
+                .map_err(|e| backend("build a key progress write", e))
+        };
+        let superseded = self
+            .transact_conditional(commits, build, "commit key progress")
+            .await?;
+        Ok(superseded
+            .into_iter()
+            .map(|(commit, _)| commit.partition_key.clone())
+            .collect())
     }
 
     async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {

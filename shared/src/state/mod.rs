@@ -200,7 +200,8 @@ pub trait StateStore: Send + Sync {
 
     /// Claims dedup keys for records about to be handled, all in one call. A key
     /// held by another owner and not expired at `now` is lost; an expired one is
-    /// taken over. Returns one outcome per claim, in order.
+    /// taken over. Returns one outcome per claim, in order. The keys of one call
+    /// are distinct (the engine settles repeats within a batch itself).
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be read or written.
