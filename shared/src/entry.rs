@@ -285,7 +285,7 @@ impl<H: Handler> App<H> {
                 async move {
                     let started = std::time::Instant::now();
                     let request_id = event.context.request_id.clone();
-                    let deadline = Deadline::from_epoch_millis(event.context.deadline);
+                    let deadline = lambda_deadline(event.context.deadline);
                     let result = async {
                         let decoded = decode_envelope(event.payload)?;
                         let range = BatchRange::of(&decoded);
@@ -314,8 +314,11 @@ impl<H: Handler> App<H> {
                         skipped = outcome.report.skipped(),
                         quarantined = outcome.report.quarantined(),
                         failed = outcome.report.failed,
-                        iterator_age_ms = outcome.report.iterator_age.map_or(0, |a| a.as_millis()),
-                        duration_ms = started.elapsed().as_millis(),
+                        iterator_age_ms = outcome
+                            .report
+                            .iterator_age
+                            .map_or(0, |a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+                        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                         "batch done"
                     );
                     Ok::<BatchResponse, Error>(outcome.response)
@@ -484,6 +487,19 @@ async fn parent_guard() -> Result<ParentGuard, Error> {
     Err(Error::Usage(
         "the parent-shard guard needs the `kinesis` feature; set SHARDLINE_PARENT_GUARD=off".into(),
     ))
+}
+
+/// The invocation's deadline from `Lambda-Runtime-Deadline-Ms`: epoch
+/// milliseconds in Lambda. `cargo lambda watch` (1.9) sends the timeout itself
+/// (`600000`); a value before the year 2000 is taken as such a duration, so the
+/// local loop is not cut off at once.
+fn lambda_deadline(deadline_ms: u64) -> Deadline {
+    const YEAR_2000_MS: u64 = 946_684_800_000;
+    if deadline_ms < YEAR_2000_MS {
+        Deadline::after(Duration::from_millis(deadline_ms))
+    } else {
+        Deadline::from_epoch_millis(deadline_ms)
+    }
 }
 
 /// The shards and the sequence range of a batch, for its log line (never the payloads).

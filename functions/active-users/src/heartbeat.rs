@@ -65,7 +65,7 @@ impl Heartbeat {
     /// [`HeartbeatError`] when the payload is not a usable heartbeat.
     pub fn parse(payload: &[u8], now_ms: u64, window: Duration) -> Result<Self, HeartbeatError> {
         let beat: Heartbeat =
-            serde_json::from_slice(payload).map_err(|e| HeartbeatError::Shape(e.to_string()))?;
+            serde_json::from_slice(payload).map_err(|e| HeartbeatError::Shape(describe(&e)))?;
         if beat.user.is_empty() || beat.user.len() > MAX_USER_BYTES {
             return Err(HeartbeatError::User(beat.user.len()));
         }
@@ -81,6 +81,27 @@ impl Heartbeat {
         }
         Ok(beat)
     }
+}
+
+/// What is wrong with a payload, without quoting it: serde's messages can
+/// carry values from the payload (`invalid type: string "..."`), and the reason
+/// is logged and kept with the quarantined record.
+fn describe(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let message = error.to_string();
+    let what = match error.classify() {
+        // Names a field of the heartbeat, nothing of the payload.
+        Category::Data if message.starts_with("missing field") => message
+            .split(" at line")
+            .next()
+            .unwrap_or("missing field")
+            .to_owned(),
+        Category::Data => "a field has the wrong type or value".to_owned(),
+        Category::Syntax => "not JSON".to_owned(),
+        Category::Eof => "truncated JSON".to_owned(),
+        Category::Io => "unreadable".to_owned(),
+    };
+    format!("{what} (line {}, column {})", error.line(), error.column())
 }
 
 /// The window in milliseconds.
@@ -140,6 +161,23 @@ mod tests {
             parse(r#"{"user":"u","ts":-5}"#),
             Err(HeartbeatError::Shape(_))
         ));
+        // The reason never quotes the payload.
+        let err = parse(r#"{"user":"secret-id","ts":"secret-value"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a heartbeat {\"user\": \"<id>\", \"ts\": <epoch ms>}: \
+             a field has the wrong type or value (line 1, column 39)"
+        );
+        let err = parse(r#"{"ts":1763789990000}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `user` (line 1"),
+            "{err}"
+        );
+        let err = parse("secret text").unwrap_err();
+        assert!(
+            err.to_string().ends_with("not JSON (line 1, column 1)"),
+            "{err}"
+        );
         assert_eq!(
             parse(r#"{"user":"","ts":1763789990000}"#),
             Err(HeartbeatError::User(0))
