@@ -8,7 +8,9 @@
 //!   parent-shard guard's whole-batch failures cannot run into Lambda dropping
 //!   records; every limit is in Lambda's range;
 //! - each function is built by cargo-lambda from a binary of this workspace,
-//!   on `provided.al2023` with handler `bootstrap`.
+//!   on `provided.al2023` with handler `bootstrap`;
+//! - the heartbeat source's maximum record age is not below the largest active
+//!   window the template allows (Lambda would drop heartbeats still in it).
 //!
 //! The template is read with a small YAML reader for the block style it is
 //! written in (CloudFormation tags such as `!Ref` and `!GetAtt` included); it
@@ -628,4 +630,39 @@ Top:
 #[should_panic(expected = "anchors and aliases are not supported")]
 fn the_reader_refuses_what_it_does_not_know() {
     parse("A: &anchor 1\nB: *anchor\n");
+}
+
+#[test]
+fn the_heartbeat_source_never_drops_a_record_still_in_the_window() {
+    let template = template();
+    let window_max = number(template.path(&["Parameters", "ActiveWindowSeconds", "MaxValue"]))
+        .expect("ActiveWindowSeconds.MaxValue");
+    let age = number(template.path(&[
+        "Resources",
+        "ActiveUsersFunction",
+        "Properties",
+        "Events",
+        "Heartbeats",
+        "Properties",
+        "MaximumRecordAgeInSeconds",
+    ]))
+    .expect("the heartbeat source's MaximumRecordAgeInSeconds");
+    assert!(
+        age == -1 || age >= window_max,
+        "Lambda would drop heartbeats of {age} s, inside a window of up to {window_max} s"
+    );
+    assert!(
+        matches!(
+            template.path(&[
+                "Resources",
+                "ActiveUsersFunction",
+                "Properties",
+                "Environment",
+                "Variables",
+                "ACTIVE_WINDOW_SECONDS"
+            ]),
+            Some(Yaml::Tagged(tag, value)) if tag == "!Ref" && value.as_str() == Some("ActiveWindowSeconds")
+        ),
+        "ACTIVE_WINDOW_SECONDS comes from the parameter"
+    );
 }
