@@ -111,8 +111,15 @@ impl Deadline {
         Deadline(Instant::now().checked_add(remaining))
     }
 
-    /// From Lambda's deadline in milliseconds since the epoch.
+    /// From Lambda's `Lambda-Runtime-Deadline-Ms`: milliseconds since the epoch.
+    /// `cargo lambda watch` (1.9) sends the timeout itself (`600000`) instead;
+    /// a value before the year 2000 is taken as such a duration, so the local
+    /// loop is not cut off at once.
     pub fn from_epoch_millis(deadline_ms: u64) -> Self {
+        const YEAR_2000_MS: u64 = 946_684_800_000;
+        if deadline_ms < YEAR_2000_MS {
+            return Deadline::after(Duration::from_millis(deadline_ms));
+        }
         let now_ms = crate::quarantine::epoch_millis(SystemTime::now());
         Deadline::after(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
     }

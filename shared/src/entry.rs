@@ -285,7 +285,7 @@ impl<H: Handler> App<H> {
                 async move {
                     let started = std::time::Instant::now();
                     let request_id = event.context.request_id.clone();
-                    let deadline = lambda_deadline(event.context.deadline);
+                    let deadline = Deadline::from_epoch_millis(event.context.deadline);
                     let result = async {
                         let decoded = decode_envelope(event.payload)?;
                         let range = BatchRange::of(&decoded);
@@ -487,19 +487,6 @@ async fn parent_guard() -> Result<ParentGuard, Error> {
     Err(Error::Usage(
         "the parent-shard guard needs the `kinesis` feature; set SHARDLINE_PARENT_GUARD=off".into(),
     ))
-}
-
-/// The invocation's deadline from `Lambda-Runtime-Deadline-Ms`: epoch
-/// milliseconds in Lambda. `cargo lambda watch` (1.9) sends the timeout itself
-/// (`600000`); a value before the year 2000 is taken as such a duration, so the
-/// local loop is not cut off at once.
-fn lambda_deadline(deadline_ms: u64) -> Deadline {
-    const YEAR_2000_MS: u64 = 946_684_800_000;
-    if deadline_ms < YEAR_2000_MS {
-        Deadline::after(Duration::from_millis(deadline_ms))
-    } else {
-        Deadline::from_epoch_millis(deadline_ms)
-    }
 }
 
 /// The shards and the sequence range of a batch, for its log line (never the payloads).

@@ -36,7 +36,7 @@ impl Handler for Ledger {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let txn: Txn = record
             .json()
-            .map_err(|e| HandlerError::permanent(format!("not a ledger transaction: {e}")))?;
+            .map_err(|e| HandlerError::permanent(describe(&e)))?;
         if txn.account.is_empty() || txn.seq == 0 || txn.txn.is_empty() {
             return Err(HandlerError::permanent(
                 "a ledger transaction needs an account, a seq from 1 and a txn id",
@@ -61,6 +61,21 @@ impl Handler for Ledger {
         }
         Ok(())
     }
+}
+
+/// Why a payload is not a ledger transaction, without quoting it (serde's
+/// messages quote values, and quarantine details are logged).
+fn describe(error: &serde_json::Error) -> String {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape (account, seq, amount, txn)",
+    };
+    format!(
+        "not a ledger transaction: {kind} at line {} column {}",
+        error.line(),
+        error.column()
+    )
 }
 
 /// The ledger's own table, created by `setup` when `LEDGER_TABLE` is set.

@@ -145,6 +145,8 @@ impl Handler for FanOut {
             self.requests.fetch_add(outcome.requests, Ordering::Relaxed);
             self.retried_entries
                 .fetch_add(outcome.retried_entries, Ordering::Relaxed);
+            crate::metrics::add_count("FanoutRequests", outcome.requests);
+            crate::metrics::add_count("FanoutRetries", outcome.retried_entries);
             let mut now = vec![false; records.len()];
             for (&index, delivered) in todo.iter().zip(&outcome.delivered) {
                 now[index] = *delivered;
