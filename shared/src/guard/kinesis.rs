@@ -79,21 +79,40 @@ impl ShardDirectory for KinesisShards {
         after: Option<&Position>,
     ) -> Result<ShardTail, BoxError> {
         let name = stream_name(&shard.stream_arn);
-        let request = self
-            .client
-            .get_shard_iterator()
-            .stream_name(name)
-            .shard_id(&*shard.shard_id);
-        let request = match after {
-            // AT, not AFTER: the checkpoint may sit inside a KPL aggregate.
-            Some(position) => request
-                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-                .starting_sequence_number(position.sequence.as_str()),
-            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        let iterator_at = |kind: ShardIteratorType| {
+            let request = self
+                .client
+                .get_shard_iterator()
+                .stream_name(name)
+                .shard_id(&*shard.shard_id)
+                .shard_iterator_type(kind.clone());
+            match (kind, after) {
+                (ShardIteratorType::AtSequenceNumber, Some(position)) => {
+                    request.starting_sequence_number(position.sequence.as_str())
+                }
+                _ => request,
+            }
         };
-        let mut iterator = request
-            .send()
-            .await
+        // AT, not AFTER: the checkpoint may sit inside a KPL aggregate. If the
+        // checkpoint's record has been trimmed, read from the trim horizon
+        // instead: what lies at or before the checkpoint is skipped below.
+        let first = match after {
+            Some(_) => {
+                iterator_at(ShardIteratorType::AtSequenceNumber)
+                    .send()
+                    .await
+            }
+            None => iterator_at(ShardIteratorType::TrimHorizon).send().await,
+        };
+        let first = match first {
+            Ok(out) => Ok(out),
+            Err(e) if after.is_some() => {
+                tracing::debug!(shard = %shard.shard_id, error = %DisplayErrorContext(&e), "checkpoint not readable; reading from the trim horizon");
+                iterator_at(ShardIteratorType::TrimHorizon).send().await
+            }
+            Err(e) => Err(e),
+        };
+        let mut iterator = first
             .map_err(|e| {
                 service_error(format!("GetShardIterator on {name}/{}", shard.shard_id), e)
             })?
