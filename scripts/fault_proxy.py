@@ -7,8 +7,9 @@ fails entries by itself), for the fan-out tests.
 
 Listens on a free 127.0.0.1 port and prints `listening on http://127.0.0.1:N`.
 For PutRecords (JSON protocol) it:
-  - fails a whole request with a 500 InternalFailure at --request-failure-rate,
-    before forwarding (so nothing was written);
+  - fails a whole request with a 500 InternalFailure at --request-failure-rate
+    (evenly spread: the n-th request fails when n * rate crosses a whole
+    number), before forwarding (so nothing was written);
   - fails single entries with ProvisionedThroughputExceededException at
     --entry-failure-rate: those entries are NOT forwarded, the others are, and
     the response is stitched back in the original order;
@@ -39,6 +40,7 @@ LOCK = threading.Lock()
 def bump(name, by=1):
     with LOCK:
         STATS[name] += by
+        return STATS[name]
 
 
 class Proxy(BaseHTTPRequestHandler):
@@ -82,6 +84,14 @@ class Proxy(BaseHTTPRequestHandler):
         with LOCK:
             return self.rng.random() < rate
 
+    def fail_this_request(self, n):
+        """Whole-request failures are spread evenly, not drawn at random: the
+        n-th PutRecords fails when n * rate crosses a whole number, so a run of
+        N requests fails exactly floor(N * rate) of them, whatever the thread
+        interleaving does to the random draws."""
+        rate = self.config.request_failure_rate
+        return int(n * rate) > int((n - 1) * rate)
+
     def do_GET(self):
         if self.path == "/__stats":
             with LOCK:
@@ -96,14 +106,14 @@ class Proxy(BaseHTTPRequestHandler):
             self.relay(*self.forward(body))
             return
         request = json.loads(body)
-        bump("put_records_requests")
+        request_number = bump("put_records_requests")
         bump("put_records_entries", len(request.get("Records", [])))
         stream = request.get("StreamName") or request.get("StreamARN", "").rsplit("/", 1)[-1]
         if stream in self.config.deny_stream:
             bump("denied_requests")
             self.reply(400, {"__type": "AccessDeniedException", "message": f"injected: no access to {stream}"})
             return
-        if self.roll(self.config.request_failure_rate):
+        if self.fail_this_request(request_number):
             bump("injected_request_failures")
             self.reply(500, {"__type": "InternalFailure", "message": "injected request failure"})
             return
