@@ -159,9 +159,10 @@ impl ParentGuard {
             shard_id: key.shard.shard_id.to_string(),
             source,
         };
-        let parents = match &state.lineage {
+        // The listing that found the parents also serves the first check of them.
+        let (parents, mut listing) = match &state.lineage {
             Lineage::Cleared { .. } => return Ok(Verdict::Clear),
-            Lineage::Pending { parents } => parents.clone(),
+            Lineage::Pending { parents } => (parents.clone(), None),
             Lineage::Unknown => {
                 let listed = self
                     .directory
@@ -169,9 +170,9 @@ impl ParentGuard {
                     .await
                     .map_err(directory_error)?;
                 let parents = listed
-                    .into_iter()
+                    .iter()
                     .find(|s| *s.shard_id == *key.shard.shard_id)
-                    .map(|s| s.parents)
+                    .map(|s| s.parents.clone())
                     .unwrap_or_default();
                 if parents.is_empty() {
                     store
@@ -187,7 +188,7 @@ impl ParentGuard {
                         },
                     )
                     .await?;
-                parents
+                (parents, Some(listed))
             }
         };
 
@@ -195,11 +196,14 @@ impl ParentGuard {
         let mut waiting: Vec<String> = parents.clone();
         loop {
             let mut blocker = None;
-            let listed = self
-                .directory
-                .list_shards(&key.shard.stream_arn)
-                .await
-                .map_err(directory_error)?;
+            let listed = match listing.take() {
+                Some(listed) => listed,
+                None => self
+                    .directory
+                    .list_shards(&key.shard.stream_arn)
+                    .await
+                    .map_err(directory_error)?,
+            };
             let mut still = Vec::new();
             for parent in waiting {
                 match self.parent_progress(store, key, &parent, &listed).await? {
