@@ -17,7 +17,9 @@ use std::time::Instant;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Shard, ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::{
+    PutRecordsRequestEntry, Shard, ShardIteratorType, StreamDescriptionSummary, StreamStatus,
+};
 
 use crate::WAIT_TIMEOUT;
 
@@ -154,19 +156,21 @@ pub async fn create_stream(client: &Client, stream: &str, shard_count: i32) {
     wait_for_stream_active(client, stream).await;
 }
 
-/// The stream's status (ACTIVE, CREATING, UPDATING, DELETING).
-pub async fn stream_status(client: &Client, stream: &str) -> StreamStatus {
-    let summary = client
+/// The stream's DescribeStreamSummary.
+async fn summary(client: &Client, stream: &str) -> StreamDescriptionSummary {
+    client
         .describe_stream_summary()
         .stream_name(stream)
         .send()
         .await
-        .unwrap_or_else(|e| fail("DescribeStreamSummary", stream, e));
-    summary
-        .stream_description_summary()
+        .unwrap_or_else(|e| fail("DescribeStreamSummary", stream, e))
+        .stream_description_summary
         .unwrap_or_else(|| panic!("DescribeStreamSummary of {stream} has no summary"))
-        .stream_status()
-        .clone()
+}
+
+/// The stream's status (ACTIVE, CREATING, UPDATING, DELETING).
+pub async fn stream_status(client: &Client, stream: &str) -> StreamStatus {
+    summary(client, stream).await.stream_status
 }
 
 /// Waits until the stream is ACTIVE.
@@ -183,17 +187,7 @@ pub async fn wait_for_stream_active(client: &Client, stream: &str) {
 
 /// The stream's ARN (for Lambda events' `eventSourceARN`).
 pub async fn stream_arn(client: &Client, stream: &str) -> String {
-    let summary = client
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap_or_else(|e| fail("DescribeStreamSummary", stream, e));
-    summary
-        .stream_description_summary()
-        .unwrap_or_else(|| panic!("DescribeStreamSummary of {stream} has no summary"))
-        .stream_arn()
-        .to_owned()
+    summary(client, stream).await.stream_arn
 }
 
 /// Deletes the stream (consumers included); does not wait for it to disappear.
