@@ -4,6 +4,7 @@ fails entries by itself), for the fan-out tests.
 
     fault_proxy.py --target http://127.0.0.1:PORT [--entry-failure-rate 0.2]
                    [--request-failure-rate 0.05] [--deny-stream NAME] [--seed 7]
+                   [--delay-ms 100] [--jitter-ms 50] [--max-partition-key 256]
 
 Listens on a free 127.0.0.1 port and prints `listening on http://127.0.0.1:N`.
 For PutRecords (JSON protocol) it:
@@ -13,7 +14,12 @@ For PutRecords (JSON protocol) it:
   - fails single entries with ProvisionedThroughputExceededException at
     --entry-failure-rate: those entries are NOT forwarded, the others are, and
     the response is stitched back in the original order;
-  - answers AccessDeniedException for streams named by --deny-stream.
+  - answers AccessDeniedException for streams named by --deny-stream;
+  - refuses a whole request with a ValidationException when one of its
+    partition keys is longer than --max-partition-key characters, as Kinesis
+    does (kinesis-mock does not check);
+  - holds each request --delay-ms, plus a random 0..--jitter-ms, before
+    forwarding it (a slow destination; concurrent requests overtake each other).
 Everything else is forwarded untouched. `GET /__stats` returns counters as JSON.
 Standard library only.
 """
@@ -24,6 +30,7 @@ import json
 import random
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +40,7 @@ STATS = {
     "injected_entry_failures": 0,
     "injected_request_failures": 0,
     "denied_requests": 0,
+    "refused_requests": 0,
 }
 LOCK = threading.Lock()
 
@@ -113,6 +121,17 @@ class Proxy(BaseHTTPRequestHandler):
             bump("denied_requests")
             self.reply(400, {"__type": "AccessDeniedException", "message": f"injected: no access to {stream}"})
             return
+        longest = max((len(r.get("PartitionKey", "")) for r in request.get("Records", [])), default=0)
+        if self.config.max_partition_key and longest > self.config.max_partition_key:
+            bump("refused_requests")
+            self.reply(400, {"__type": "ValidationException", "message": f"1 validation error detected: a partitionKey is {longest} characters, more than {self.config.max_partition_key}"})
+            return
+        delay = self.config.delay_ms / 1000.0
+        if self.config.jitter_ms:
+            with LOCK:
+                delay += self.rng.random() * self.config.jitter_ms / 1000.0
+        if delay:
+            time.sleep(delay)
         if self.fail_this_request(request_number):
             bump("injected_request_failures")
             self.reply(500, {"__type": "InternalFailure", "message": "injected request failure"})
@@ -150,6 +169,9 @@ def main():
     parser.add_argument("--request-failure-rate", type=float, default=0.0)
     parser.add_argument("--deny-stream", action="append", default=[])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument("--max-partition-key", type=int, default=0)
     config = parser.parse_args()
     Proxy.config = config
     Proxy.rng = random.Random(config.seed)

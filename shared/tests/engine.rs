@@ -587,3 +587,23 @@ async fn an_invocation_overtaken_by_a_newer_one_writes_nothing_and_asks_for_a_re
     assert!(retry.seen().is_empty());
     assert_eq!(outcome.report.skipped_checkpointed, 3);
 }
+
+#[tokio::test]
+async fn a_quarantined_record_gives_its_dedup_key_back_so_a_replay_runs() {
+    let mut env = Env::new("dedup-quarantine");
+    env.config.skip.dedup = Some(dedup_by_id(Duration::from_secs(3600)));
+    let poison = Scripted::new(|_| Err(HandlerError::permanent("bad amount")));
+    let first = env
+        .run(&event(&[Rec::new(seq(1), br#"{"id":"q"}"#)]), &poison)
+        .await;
+    assert_eq!(first.report.quarantined_permanent, 1);
+
+    // The quarantined record is put back on the stream (a new sequence number)
+    // after the bug is fixed: it must run, not be skipped as a duplicate of itself.
+    let fixed = Scripted::ok();
+    let replay = env
+        .run(&event(&[Rec::new(seq(2), br#"{"id":"q"}"#)]), &fixed)
+        .await;
+    assert_eq!(replay.report.skipped_duplicate, 0, "{:?}", replay.report);
+    assert_eq!(fixed.seen_sequences(), [seq(2)]);
+}

@@ -1,5 +1,6 @@
 //! A fault-injecting proxy in front of kinesis-mock (`scripts/fault_proxy.py`):
-//! fails a share of PutRecords entries and whole requests, or denies a stream.
+//! fails a share of PutRecords entries and whole requests, denies a stream,
+//! refuses over-long partition keys, and delays requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,6 +15,13 @@ pub struct Faults {
     pub request_failure_rate: f64,
     /// Streams whose PutRecords get AccessDeniedException.
     pub deny_streams: Vec<String>,
+    /// Milliseconds each PutRecords is held before it is forwarded.
+    pub delay_ms: u64,
+    /// A random 0..this many more milliseconds per PutRecords.
+    pub jitter_ms: u64,
+    /// Refuse a whole PutRecords (ValidationException) holding a partition key
+    /// longer than this many characters, as Kinesis does (0: no check).
+    pub max_partition_key: usize,
 }
 
 /// A running proxy; stopped when dropped.
@@ -36,6 +44,13 @@ impl FaultProxy {
             .arg(faults.entry_failure_rate.to_string())
             .arg("--request-failure-rate")
             .arg(faults.request_failure_rate.to_string());
+        command
+            .arg("--delay-ms")
+            .arg(faults.delay_ms.to_string())
+            .arg("--jitter-ms")
+            .arg(faults.jitter_ms.to_string())
+            .arg("--max-partition-key")
+            .arg(faults.max_partition_key.to_string());
         for stream in &faults.deny_streams {
             command.arg("--deny-stream").arg(stream);
         }

@@ -337,3 +337,100 @@ async fn oversized_records_are_quarantined_and_unknown_or_denied_streams_fail_fa
     );
     assert_eq!(denied_counter.get("PutRecords"), 1);
 }
+
+#[tokio::test]
+async fn interleaved_batches_of_one_shard_reach_every_destination_in_per_key_mode() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(2).await;
+    let (client, _) = setup.client(None);
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Ordered);
+    let mut config = EngineConfig::new("fanout");
+    config.progress = shardline::ProgressMode::PartitionKey;
+    // ParallelizationFactor 2: one lane per key, their sequence numbers interleaved.
+    let all = made_up(
+        0,
+        400,
+        |i| format!("k{}", i % 2),
+        |i| format!("rec-{i:06}").into_bytes(),
+    );
+    for lane in 0..2 {
+        let batch: Vec<EventRecord> = all.iter().skip(lane).step_by(2).cloned().collect();
+        let outcome = setup.run(&fanout, &batch, &config).await;
+        assert!(outcome.response.is_success(), "{:?}", outcome.report);
+        assert_eq!(outcome.report.processed, 200);
+    }
+    for stream in &streams {
+        setup.assert_delivered(stream, &all, true).await;
+    }
+}
+
+#[tokio::test]
+async fn throughput_mode_keeps_each_key_in_order_when_nothing_fails() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(1).await;
+    // Concurrent requests overtake each other on their way to the stream.
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            jitter_ms: 80,
+            ..Faults::default()
+        },
+    );
+    let (client, _) = setup.client(Some(&proxy.endpoint));
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Throughput);
+    let all = made_up(
+        0,
+        2_000,
+        |i| format!("user-{}", i % 10),
+        |i| format!("rec-{i:06}").into_bytes(),
+    );
+    fan_out_in_batches(&setup, &fanout, &all, 2_000, &EngineConfig::new("fanout")).await;
+    assert_eq!(fanout.retried_entries(), 0, "nothing failed");
+    setup.assert_delivered(&streams[0], &all, true).await;
+}
+
+#[tokio::test]
+async fn a_slow_destination_never_holds_the_invocation_past_its_deadline() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(1).await;
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            delay_ms: 600,
+            ..Faults::default()
+        },
+    );
+    let (client, _) = setup.client(Some(&proxy.endpoint));
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Ordered);
+    let mut config = EngineConfig::new("fanout");
+    config.time_reserve = Duration::from_millis(200);
+    // One key: ordered delivery sends its records one request at a time.
+    let batch = made_up(0, 5, |_| "k".into(), |i| format!("rec-{i:06}").into_bytes());
+    let json = event(&stream_arn("source"), "shardId-000000000000", &batch);
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        assert!(invocations <= 10, "no progress across invocations");
+        let remaining = Duration::from_millis(1_000);
+        let started = std::time::Instant::now();
+        let outcome = process_event(
+            decode_event(&json).unwrap(),
+            &fanout,
+            &setup.store,
+            &config,
+            Deadline::after(remaining),
+        )
+        .await
+        .unwrap();
+        assert!(
+            started.elapsed() < remaining,
+            "invocation {invocations} answered after {:?}, past its {remaining:?}",
+            started.elapsed()
+        );
+        if outcome.response.is_success() {
+            break;
+        }
+    }
+    assert!(invocations > 1, "the batch needed several invocations");
+    setup.assert_delivered(&streams[0], &batch, true).await;
+}

@@ -336,3 +336,123 @@ async fn the_guard_switched_off_does_not_block() {
     assert_eq!(texts(&handler), ["c1"]);
     assert_eq!(world.kinesis_requests.total(), 0);
 }
+
+#[tokio::test]
+async fn an_empty_intermediate_parent_does_not_let_a_grandchild_overtake_its_grandparent() {
+    let world = World::new(1).await;
+    let grandparent = kinesis::list_shards(&world.kinesis, &world.stream).await[0].clone();
+    world
+        .put(grandparent.starting_hash_key, &["g1", "g2"])
+        .await;
+    let [low, _high] =
+        kinesis::split_shard(&world.kinesis, &world.stream, &grandparent.shard_id).await;
+    // `low` closes empty: split again before anything is put into it.
+    let [grandchild, _] = kinesis::split_shard(&world.kinesis, &world.stream, &low.shard_id).await;
+    world.put(grandchild.starting_hash_key, &["c1"]).await;
+    let records = world.records(&grandchild.shard_id).await;
+    let handler = Recorder::default();
+    let config = world.config(true);
+    let held = world
+        .process(
+            &grandchild.shard_id,
+            &records,
+            &handler,
+            &config,
+            Duration::from_millis(800),
+        )
+        .await;
+    assert_eq!(
+        held.report.blocked_on_parent, 1,
+        "the grandparent still has unprocessed records: {:?}",
+        held.report
+    );
+    assert!(texts(&handler).is_empty(), "{:?}", texts(&handler));
+
+    let grandparent_records = world.records(&grandparent.shard_id).await;
+    world
+        .process(
+            &grandparent.shard_id,
+            &grandparent_records,
+            &handler,
+            &config,
+            Duration::from_secs(20),
+        )
+        .await;
+    let through = world
+        .process(
+            &grandchild.shard_id,
+            &records,
+            &handler,
+            &config,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(through.response.is_success(), "{:?}", through.report);
+    assert_eq!(texts(&handler), ["g1", "g2", "c1"]);
+}
+
+#[tokio::test]
+async fn in_per_key_mode_a_parent_whose_records_are_all_done_lets_its_child_go() {
+    let world = World::new(1).await;
+    let parent = kinesis::list_shards(&world.kinesis, &world.stream).await[0].clone();
+    for (i, key) in ["ka", "kb", "ka", "kb"].iter().enumerate() {
+        kinesis::put_record_at_hash_key(
+            &world.kinesis,
+            &world.stream,
+            key,
+            parent.starting_hash_key,
+            format!("p{i}").as_bytes(),
+        )
+        .await;
+    }
+    let [low, _] = kinesis::split_shard(&world.kinesis, &world.stream, &parent.shard_id).await;
+    world.put(low.starting_hash_key, &["c1"]).await;
+    let mut config = world.config(true);
+    config.progress = shardline::ProgressMode::PartitionKey;
+    let handler = Recorder::default();
+    let parent_records = world.records(&parent.shard_id).await;
+    // Two lanes of the parent (ParallelizationFactor 2): one batch per key.
+    for key in ["ka", "kb"] {
+        let lane: Vec<ReadRecord> = parent_records
+            .iter()
+            .filter(|r| r.partition_key == key)
+            .cloned()
+            .collect();
+        let out = world
+            .process(
+                &parent.shard_id,
+                &lane,
+                &handler,
+                &config,
+                Duration::from_secs(20),
+            )
+            .await;
+        assert!(out.response.is_success(), "{:?}", out.report);
+        if key == "ka" {
+            // Half the parent is done: its child must still wait.
+            let child_records = world.records(&low.shard_id).await;
+            let held = world
+                .process(
+                    &low.shard_id,
+                    &child_records,
+                    &handler,
+                    &config,
+                    Duration::from_millis(800),
+                )
+                .await;
+            assert_eq!(held.report.blocked_on_parent, 1, "{:?}", held.report);
+        }
+    }
+    let child_records = world.records(&low.shard_id).await;
+    let through = world
+        .process(
+            &low.shard_id,
+            &child_records,
+            &handler,
+            &config,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(through.response.is_success(), "{:?}", through.report);
+    assert_eq!(texts(&handler), ["p0", "p2", "p1", "p3", "c1"]);
+}

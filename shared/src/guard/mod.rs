@@ -422,6 +422,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_child_missing_from_the_listing_is_not_cleared() {
+        let store = store();
+        // ListShards lags behind a reshard (or names another stream): the child
+        // is not listed, so its parents are not known yet.
+        let (guard, _) = guard(vec![], ShardTail::Open);
+        let state = store.load_shard(&key("child")).await.unwrap();
+        let verdict = guard
+            .check(
+                &store,
+                &key("child"),
+                &state,
+                Deadline::after(Duration::from_millis(150)),
+                Duration::from_millis(20),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(verdict, Verdict::Blocked { .. }),
+            "not listed is not cleared: {verdict:?}"
+        );
+        let state = store.load_shard(&key("child")).await.unwrap();
+        assert_eq!(state.lineage, Lineage::Unknown);
+    }
+
+    #[tokio::test]
     async fn a_parent_read_to_its_end_is_recorded_as_ended() {
         let store = store();
         let parent = ListedShard {
