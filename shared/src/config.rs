@@ -7,6 +7,7 @@
 //! | `SHARDLINE_MAX_RECORD_AGE_SECONDS` | skip records older than this (unset: never) | function's choice |
 //! | `SHARDLINE_STATE_DIR` | folder of the embedded state | `.shardline` (in Lambda `/tmp/shardline`) |
 //! | `SHARDLINE_TIME_RESERVE_MS` | time kept back at the end of an invocation | 1000 |
+//! | `SHARDLINE_TIMEOUT_SECONDS` | locally, the invocation's timeout (as the function's Lambda timeout); `invoke --remaining-ms` overrides it | 60 |
 //! | `SHARDLINE_LOG` | log filter, such as `info` or `shardline=debug,warn` | `warn` locally, `info` in Lambda |
 //! | `SHARDLINE_STATE_TABLE` | DynamoDB table of Shardline's state (unset: the embedded store) | unset |
 //! | `SHARDLINE_PROGRESS` | `shard` (one checkpoint per shard) or `partition-key` (for ParallelizationFactor > 1) | `shard` |
@@ -15,6 +16,10 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// The local invocation's timeout without `SHARDLINE_TIMEOUT_SECONDS`: the
+/// functions' timeout in the SAM template.
+pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A setting that is present but not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,12 +107,14 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// `SHARDLINE_TIME_RESERVE_MS`.
     pub time_reserve: Duration,
+    /// `SHARDLINE_TIMEOUT_SECONDS`: the local invocation's timeout.
+    pub local_timeout: Duration,
     /// `SHARDLINE_LOG`.
     pub log: String,
     /// `SHARDLINE_STATE_TABLE`.
     pub state_table: Option<String>,
     /// `SHARDLINE_PROGRESS`.
-    pub progress: crate::engine::ProgressMode,
+    pub progress: crate::state::ProgressMode,
     /// `SHARDLINE_PARENT_GUARD` (`None`: the function's default).
     pub parent_guard: Option<bool>,
 }
@@ -162,6 +169,13 @@ impl Settings {
         )?
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(1));
+        let local_timeout = parse_var(
+            lookup,
+            "SHARDLINE_TIMEOUT_SECONDS",
+            "a whole number of seconds from 1 to 900 (Lambda's longest timeout)",
+            |n: &u64| (1..=900).contains(n),
+        )?
+        .map_or(DEFAULT_LOCAL_TIMEOUT, Duration::from_secs);
         let log = lookup("SHARDLINE_LOG")
             .filter(|l| !l.trim().is_empty())
             .unwrap_or_else(|| if lambda { "info" } else { "warn" }.to_owned());
@@ -177,7 +191,7 @@ impl Settings {
             lookup,
             "SHARDLINE_PROGRESS",
             "`shard` or `partition-key`",
-            |_: &crate::engine::ProgressMode| true,
+            |_: &crate::state::ProgressMode| true,
         )?
         .unwrap_or_default();
         let parent_guard = parse_var(
@@ -193,6 +207,7 @@ impl Settings {
             max_record_age,
             state_dir,
             time_reserve,
+            local_timeout,
             log,
             state_table,
             progress,
@@ -220,6 +235,7 @@ mod tests {
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.state_dir, PathBuf::from(".shardline"));
         assert_eq!(s.max_record_age, None);
+        assert_eq!(s.local_timeout, Duration::from_secs(60));
         let s = Settings::from_lookup(&lookup(&[]), true).unwrap();
         assert_eq!(s.state_dir, PathBuf::from("/tmp/shardline"));
     }
@@ -241,6 +257,15 @@ mod tests {
         assert_eq!(err.variable, "SHARDLINE_MAX_RECORD_AGE_SECONDS");
         let err = Settings::from_lookup(&lookup(&[("SHARDLINE_LOG", "=====")]), false).unwrap_err();
         assert_eq!(err.variable, "SHARDLINE_LOG");
+        for bad in ["0", "901", "1m"] {
+            let pairs: &'static [(&'static str, &'static str)] = match bad {
+                "0" => &[("SHARDLINE_TIMEOUT_SECONDS", "0")],
+                "901" => &[("SHARDLINE_TIMEOUT_SECONDS", "901")],
+                _ => &[("SHARDLINE_TIMEOUT_SECONDS", "1m")],
+            };
+            let err = Settings::from_lookup(&lookup(pairs), false).unwrap_err();
+            assert_eq!(err.variable, "SHARDLINE_TIMEOUT_SECONDS", "{bad}");
+        }
     }
 
     #[test]
@@ -272,7 +297,7 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(s.progress, crate::engine::ProgressMode::PartitionKey);
+        assert_eq!(s.progress, crate::state::ProgressMode::PartitionKey);
         assert_eq!(s.parent_guard, Some(false));
         assert_eq!(s.state_table.as_deref(), Some("state"));
         let err =

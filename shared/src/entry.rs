@@ -4,7 +4,9 @@
 //! loop. On a developer's machine the same binary takes subcommands:
 //!
 //! - `invoke FILE [--remaining-ms N]`: process one event file; stdout carries only
-//!   the Lambda response JSON, stderr a one-line summary and the logs;
+//!   the Lambda response JSON, stderr a one-line summary and the logs. As in
+//!   Lambda, the invocation has a timeout: `--remaining-ms`, or
+//!   `SHARDLINE_TIMEOUT_SECONDS` (60 by default, the template's timeout);
 //! - `quarantine`: print the quarantined records as JSON lines;
 //! - `setup`: create the DynamoDB tables the function needs (for local emulators;
 //!   in AWS the SAM template creates them);
@@ -23,13 +25,15 @@ use crate::config::{ConfigError, Settings};
 use crate::decode::{
     DecodedEvent, EventError, KinesisEventEnvelope, decode_envelope, decode_event,
 };
-use crate::engine::{Deadline, EngineConfig, EngineError, process_event};
+use crate::engine::{EngineConfig, EngineError, process_event};
+use crate::error::BoxError;
 use crate::guard::ParentGuard;
-use crate::handler::{BoxError, Handler};
+use crate::handler::Handler;
 use crate::record::Record;
 use crate::response::BatchResponse;
 use crate::skip::{DedupRule, SkipRules};
 use crate::state::{EmbeddedStore, StateError, StateStore};
+use crate::time::Deadline;
 
 /// Why a Shardline program stopped.
 #[derive(thiserror::Error)]
@@ -372,7 +376,7 @@ impl<H: Handler> App<H> {
 
     async fn invoke(&self, settings: &Settings, args: &[String]) -> Result<(), Error> {
         let mut file = None;
-        let mut deadline = Deadline::none();
+        let mut deadline = Deadline::after(settings.local_timeout);
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
             match arg.as_str() {
@@ -406,7 +410,7 @@ impl<H: Handler> App<H> {
     fn usage(&self) -> String {
         let mut text = format!(
             "{name}: a Shardline Kinesis consumer\n\nUsage: {name} <command>\n\nCommands:\n  \
-             invoke FILE [--remaining-ms N]  process one Lambda Kinesis event file\n  \
+             invoke FILE [--remaining-ms N]  process one Lambda Kinesis event file (timeout: SHARDLINE_TIMEOUT_SECONDS)\n  \
              quarantine                      print quarantined records as JSON lines\n  \
              setup                           create the DynamoDB tables named by the environment\n",
             name = self.name

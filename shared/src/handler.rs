@@ -4,15 +4,14 @@
 //! again on Lambda's retry; with `?` on any error type this is the default) or a
 //! permanent one (the record goes to the quarantine at once).
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
+use std::sync::Mutex;
 
-use crate::engine::Deadline;
-use crate::record::{Record, ShardRef};
-use crate::state::StateStore;
-
-/// A boxed error, as handlers and commands may return.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
+use crate::record::{Position, Record, ShardRef};
+use crate::time::Deadline;
 
 /// Whether a failed record is worth trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,21 +134,73 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called once per shard after its records, before the checkpoint is written:
     /// a handler that buffers (keeps the latest value per key, batches its
-    /// writes, fans records out) writes here. If it fails, nothing of the batch
-    /// is checkpointed and Lambda retries the batch from its first record not yet
-    /// done, so what `handle` buffered must be safe to apply again.
-    fn flush(&self, batch: &Batch<'_>) -> impl Future<Output = Result<(), HandlerError>> + Send {
+    /// writes, fans records out) writes here, within [`Batch::deadline`].
+    ///
+    /// A record is done only once `handle` succeeded and the flush did not name
+    /// it in a [`FlushError`]. A failed record counts an attempt, like a failed
+    /// `handle`: Lambda retries from it, and after `SHARDLINE_MAX_ATTEMPTS` it is
+    /// quarantined (at once for a permanent error). What `handle` buffered for
+    /// records after it is handed over again on the retry, so it must be safe to
+    /// apply again; [`Batch::deliveries`] remembers, per destination, what was
+    /// already written.
+    fn flush(&self, batch: &Batch<'_>) -> impl Future<Output = Result<(), FlushError>> + Send {
         let _ = batch;
         std::future::ready(Ok(()))
     }
 }
 
-/// What [`Handler::flush`] knows of the batch it ends.
+/// Why a flush did not write everything.
+///
+/// `?` on a [`HandlerError`] (or any error, as retryable) gives
+/// [`FlushError::Batch`].
+#[derive(Debug)]
+pub enum FlushError {
+    /// Nothing of the batch can be known written. A retryable error counts an
+    /// attempt against the first record of each unit (the shard, or each
+    /// partition key in per-key mode) still waiting; a permanent one
+    /// quarantines every record the flush held.
+    Batch(HandlerError),
+    /// These records were not written; every other record was.
+    Records(Vec<RecordFailure>),
+}
+
+/// One record a flush could not write, and why.
+#[derive(Debug)]
+pub struct RecordFailure {
+    /// The record.
+    pub position: Position,
+    /// Why: retryable (counted as an attempt) or permanent (quarantined).
+    pub error: HandlerError,
+}
+
+impl<E: Into<HandlerError>> From<E> for FlushError {
+    fn from(error: E) -> Self {
+        FlushError::Batch(error.into())
+    }
+}
+
+impl fmt::Display for FlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlushError::Batch(error) => write!(f, "flush failed: {error}"),
+            FlushError::Records(failures) => {
+                write!(f, "{} records not written", failures.len())?;
+                if let Some(first) = failures.first() {
+                    write!(f, " (first {}: {})", first.position, first.error)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What the flush of one batch knows: its shard, its deadline, and what each
+/// destination already holds.
 pub struct Batch<'a> {
     pub(crate) consumer: &'a str,
     pub(crate) shard: &'a ShardRef,
-    pub(crate) store: &'a dyn StateStore,
     pub(crate) deadline: Deadline,
+    pub(crate) deliveries: &'a Deliveries,
 }
 
 impl<'a> Batch<'a> {
@@ -163,15 +214,73 @@ impl<'a> Batch<'a> {
         self.shard
     }
 
-    /// Shardline's state store, for handlers that keep progress of their own
-    /// (the fan-out keeps what each destination has received).
-    pub fn store(&self) -> &'a dyn StateStore {
-        self.store
-    }
-
-    /// When the invocation must answer.
+    /// When the flush must be done: the invocation's deadline less the time kept
+    /// back for the commit (`SHARDLINE_TIME_RESERVE_MS`).
     pub fn deadline(&self) -> Deadline {
         self.deadline
+    }
+
+    /// What each destination already holds of this batch's records, and where
+    /// to note what this flush wrote (kept in Shardline's state with the
+    /// checkpoint, so a retry writes nothing twice).
+    pub fn deliveries(&self) -> &'a Deliveries {
+        self.deliveries
+    }
+}
+
+/// Per destination, the records of a batch it holds: those written by earlier
+/// attempts (from Shardline's state) and those this attempt notes.
+///
+/// ```
+/// use shardline::handler::Deliveries;
+/// use shardline::Position;
+/// let first = Position::new("1".parse().unwrap(), 0);
+/// let deliveries = Deliveries::default();
+/// assert!(!deliveries.holds("stream-a", &first));
+/// deliveries.note("stream-a", &first);
+/// assert!(deliveries.holds("stream-a", &first));
+/// assert!(!deliveries.holds("stream-b", &first));
+/// ```
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    before: HashMap<String, HashSet<Position>>,
+    noted: Mutex<HashMap<String, HashSet<Position>>>,
+}
+
+impl Deliveries {
+    pub(crate) fn new(before: HashMap<String, HashSet<Position>>) -> Self {
+        Deliveries {
+            before,
+            noted: Mutex::default(),
+        }
+    }
+
+    /// Whether `destination` holds the record at `position`.
+    pub fn holds(&self, destination: &str, position: &Position) -> bool {
+        self.before
+            .get(destination)
+            .is_some_and(|held| held.contains(position))
+            || self
+                .noted()
+                .get(destination)
+                .is_some_and(|held| held.contains(position))
+    }
+
+    /// Notes that `destination` now holds the record at `position`.
+    pub fn note(&self, destination: &str, position: &Position) {
+        self.noted()
+            .entry(destination.to_owned())
+            .or_default()
+            .insert(position.clone());
+    }
+
+    /// What this attempt noted, per destination.
+    pub(crate) fn into_noted(self) -> HashMap<String, HashSet<Position>> {
+        self.noted.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn noted(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<Position>>> {
+        self.noted.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -63,6 +63,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod entry;
+pub mod error;
 pub mod guard;
 pub mod handler;
 pub mod logging;
@@ -74,12 +75,18 @@ pub mod response;
 pub mod sink;
 pub mod skip;
 pub mod state;
+pub mod time;
 
-pub use engine::{BatchOutcome, Deadline, EngineConfig, ProgressMode, process_event};
+pub use engine::{BatchOutcome, EngineConfig, process_event};
 pub use entry::{App, Error};
-pub use handler::{Batch, BoxError, FailureKind, Handler, HandlerError, handler_fn};
+pub use error::BoxError;
+pub use handler::{
+    Batch, FailureKind, FlushError, Handler, HandlerError, RecordFailure, handler_fn,
+};
 pub use quarantine::{QuarantineReason, QuarantinedRecord};
 pub use record::{Position, Record, RecordOrigin, SequenceNumber, SequenceNumberError, ShardRef};
 pub use report::BatchReport;
 pub use response::BatchResponse;
 pub use skip::SkipRule;
+pub use state::ProgressMode;
+pub use time::Deadline;

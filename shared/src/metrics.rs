@@ -248,7 +248,7 @@ pub fn document(
     root.insert(
         "_aws".to_owned(),
         json!({
-            "Timestamp": crate::quarantine::epoch_millis(at),
+            "Timestamp": crate::time::epoch_millis(at),
             "CloudWatchMetrics": [{
                 "Namespace": config.namespace,
                 "Dimensions": [[FUNCTION_DIMENSION]],

@@ -6,7 +6,9 @@
 //! decoded. The entry keeps everything needed to replay it.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::time::epoch_millis;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -121,12 +123,6 @@ fn cut(mut text: String, max: usize) -> String {
         text.push_str("...");
     }
     text
-}
-
-pub(crate) fn epoch_millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 mod base64_bytes {

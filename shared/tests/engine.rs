@@ -44,10 +44,15 @@ async fn first_retryable_failure_stops_the_shard_and_reports_only_that_record() 
     let head = env
         .state()
         .await
+        .progress
         .head
         .expect("the failed record is the head");
     assert_eq!((head.position, head.attempts), (pos(&seq(3), 0), 1));
-    assert_eq!(env.state().await.version, 1, "one commit for the batch");
+    assert_eq!(
+        env.state().await.progress.version,
+        1,
+        "one commit for the batch"
+    );
 
     // Lambda retries with the same batch: the failed record comes first, nothing before it.
     let fixed = Scripted::ok();
@@ -58,7 +63,7 @@ async fn first_retryable_failure_stops_the_shard_and_reports_only_that_record() 
     assert_eq!(second.report.processed, 3);
     assert_eq!(env.checkpoint().await, Some((seq(5), 0)));
     assert_eq!(
-        env.state().await.head,
+        env.state().await.progress.head,
         None,
         "the head's attempt count is cleared once done"
     );
@@ -73,7 +78,7 @@ async fn failure_of_the_first_record_reports_it_and_sets_no_checkpoint() {
     assert_eq!(failures(&outcome), [seq(1)]);
     assert_eq!(failing.seen_texts(), ["r1"]);
     assert_eq!(env.checkpoint().await, None);
-    assert_eq!(env.state().await.head.map(|h| h.attempts), Some(1));
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
 }
 
 #[tokio::test]
@@ -164,7 +169,10 @@ async fn retryable_failures_are_counted_across_invocations_until_quarantined() {
         assert_eq!(failures(&outcome), [seq(2)], "attempt {attempt}");
         let expected: &[&str] = if attempt == 1 { &["r1", "r2"] } else { &["r2"] };
         assert_eq!(handler.seen_texts(), expected, "attempt {attempt}");
-        assert_eq!(env.state().await.head.map(|h| h.attempts), Some(attempt));
+        assert_eq!(
+            env.state().await.progress.head.map(|h| h.attempts),
+            Some(attempt)
+        );
         assert!(env.quarantined().await.is_empty(), "attempt {attempt}");
     }
 
@@ -193,7 +201,7 @@ async fn retryable_failures_are_counted_across_invocations_until_quarantined() {
             .contains("account service unavailable")
     );
     assert_eq!(env.checkpoint().await, Some((seq(3), 0)));
-    assert_eq!(env.state().await.head, None);
+    assert_eq!(env.state().await.progress.head, None);
 }
 
 #[tokio::test]
@@ -218,7 +226,7 @@ async fn attempts_belong_to_the_record_that_failed_not_to_the_shard() {
         "r3 has one attempt of 2: retried, not quarantined"
     );
     assert!(env.quarantined().await.is_empty());
-    let head = env.state().await.head.unwrap();
+    let head = env.state().await.progress.head.unwrap();
     assert_eq!((head.position, head.attempts), (pos(&seq(3), 0), 1));
 }
 
@@ -229,7 +237,7 @@ async fn replaying_a_done_event_processes_nothing_and_commits_nothing() {
     let handler = Scripted::ok();
     let first = env.run(&event, &handler).await;
     assert_eq!(first.report.processed, 6);
-    let version = env.state().await.version;
+    let version = env.state().await.progress.version;
     assert_eq!(version, 1, "one commit for the whole batch");
 
     handler.clear();
@@ -240,7 +248,7 @@ async fn replaying_a_done_event_processes_nothing_and_commits_nothing() {
     assert_eq!(replay.report.skipped_checkpointed, 6);
     assert_eq!(replay.report.processed, 0);
     assert_eq!(
-        env.state().await.version,
+        env.state().await.progress.version,
         version,
         "a replay commits nothing"
     );
@@ -351,7 +359,7 @@ async fn short_remaining_time_stops_before_a_record_and_does_not_count_an_attemp
     assert_eq!(outcome.report.not_started, (records.len() - started) as u64);
     assert_eq!(env.checkpoint().await, Some((seq(started as u64), 0)));
     assert_eq!(
-        env.state().await.head,
+        env.state().await.progress.head,
         None,
         "no attempt was counted for the cut-off record"
     );
@@ -363,7 +371,7 @@ async fn short_remaining_time_stops_before_a_record_and_does_not_count_an_attemp
     assert_eq!(failing.seen_sequences(), [first_unstarted.as_str()]);
     assert_eq!(failures(&retry), [first_unstarted.as_str()]);
     assert!(env.quarantined().await.is_empty());
-    assert_eq!(env.state().await.head.map(|h| h.attempts), Some(1));
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
 }
 
 #[tokio::test]
@@ -377,7 +385,7 @@ async fn a_cut_off_before_the_head_record_keeps_its_attempt_count() {
         _ => Ok(()),
     });
     env.run(&event, &failing).await;
-    assert_eq!(env.state().await.head.map(|h| h.attempts), Some(1));
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
 
     // Less time left than the reserve: nothing starts, r1 is reported, nothing is written.
     let untouched = Scripted::ok();
@@ -391,13 +399,13 @@ async fn a_cut_off_before_the_head_record_keeps_its_attempt_count() {
     assert!(untouched.seen().is_empty());
     assert_eq!(failures(&cut), [seq(1)]);
     assert_eq!(cut.report.cut_off, 1);
-    assert_eq!(env.state().await.head.map(|h| h.attempts), Some(1));
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
 
     // The next failure is attempt 2 of 3, still retried.
     failing.clear();
     let again = env.run(&event, &failing).await;
     assert_eq!(failures(&again), [seq(1)]);
-    assert_eq!(env.state().await.head.map(|h| h.attempts), Some(2));
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(2));
     assert!(env.quarantined().await.is_empty());
 }
 
@@ -573,10 +581,10 @@ async fn an_invocation_overtaken_by_a_newer_one_writes_nothing_and_asks_for_a_re
     };
     let state = store.load_shard(&key).await.unwrap();
     assert_eq!(
-        state.version, 1,
+        state.progress.version, 1,
         "only the newer invocation's commit is stored"
     );
-    assert_eq!(state.checkpoint, Some(pos(&seq(3), 0)));
+    assert_eq!(state.progress.checkpoint, Some(pos(&seq(3), 0)));
 
     // Lambda's retry finds everything checkpointed by the newer invocation.
     let retry = Scripted::ok();
@@ -606,4 +614,58 @@ async fn a_quarantined_record_gives_its_dedup_key_back_so_a_replay_runs() {
         .await;
     assert_eq!(replay.report.skipped_duplicate, 0, "{:?}", replay.report);
     assert_eq!(fixed.seen_sequences(), [seq(2)]);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_counts_attempts_until_the_record_is_quarantined() {
+    let mut env = Env::new("panic");
+    env.config.max_attempts = 2;
+    let event = event(&[Rec::new(seq(1), b"boom"), Rec::new(seq(2), b"fine")]);
+    let handler = Scripted::new(|r| {
+        if r.text() == Some("boom") {
+            panic!("index out of bounds in the handler");
+        }
+        Ok(())
+    });
+    let first = env.run(&event, &handler).await;
+    assert_eq!(
+        failures(&first),
+        [seq(1)],
+        "a panic is a failure of its record"
+    );
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    let second = env.run(&event, &handler).await;
+    assert!(second.response.is_success(), "{:?}", second.report);
+    let quarantined = env.quarantined().await;
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].reason, QuarantineReason::Exhausted);
+    assert!(
+        quarantined[0].detail.contains("panicked"),
+        "{}",
+        quarantined[0].detail
+    );
+    assert_eq!(env.checkpoint().await, Some((seq(2), 0)));
+}
+
+#[tokio::test]
+async fn a_handler_that_hangs_is_cut_before_the_deadline_and_counted() {
+    let mut env = Env::new("hang");
+    env.config.time_reserve = Duration::from_millis(200);
+    let event = event(&[Rec::new(seq(1), b"fine"), Rec::new(seq(2), b"hangs")]);
+    let handler = Scripted::new(|_| Ok(())).slow(Duration::from_secs(30));
+    let started = std::time::Instant::now();
+    let outcome = env
+        .run_until(
+            &event,
+            &handler,
+            Deadline::after(Duration::from_millis(800)),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(failures(&outcome), [seq(1)]);
+    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
 }

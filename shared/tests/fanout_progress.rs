@@ -124,7 +124,7 @@ async fn a_shorter_retry_keeps_what_was_delivered_past_its_end() {
     }
     let all: Vec<String> = (1..=10).map(seq).collect();
     assert_eq!(texts_of(&env, "a"), all, "a got every record once");
-    let mut b = texts_of(&env, "b");
+    let mut b = texts_of(&env, "b-dir/b");
     b.sort();
     assert_eq!(b, all, "b got every record once");
 }

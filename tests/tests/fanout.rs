@@ -434,3 +434,49 @@ async fn a_slow_destination_never_holds_the_invocation_past_its_deadline() {
     assert!(invocations > 1, "the batch needed several invocations");
     setup.assert_delivered(&streams[0], &batch, true).await;
 }
+
+#[tokio::test]
+async fn a_request_refused_for_one_record_delivers_the_others_and_quarantines_that_one() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(1).await;
+    // The proxy refuses, as Kinesis does, a whole PutRecords holding a key it
+    // finds invalid (here: longer than 8 characters).
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            max_partition_key: 8,
+            ..Faults::default()
+        },
+    );
+    let (client, counter) = setup.client(Some(&proxy.endpoint));
+    let fanout = setup.fanout(&client, &streams, DeliveryOrder::Throughput);
+    let mut batch = made_up(
+        0,
+        20,
+        |i| format!("k{}", i % 5),
+        |i| format!("rec-{i:06}").into_bytes(),
+    );
+    batch[13].partition_key = "much-too-long".into();
+    let outcome = setup
+        .run(&fanout, &batch, &EngineConfig::new("fanout"))
+        .await;
+    assert!(outcome.response.is_success(), "{:?}", outcome.report);
+    assert_eq!(
+        outcome.report.quarantined_permanent, 1,
+        "{:?}",
+        outcome.report
+    );
+    let quarantined = setup.store.quarantined("fanout").await.unwrap();
+    assert_eq!(quarantined[0].sequence_number, batch[13].sequence_number);
+    assert_eq!(quarantined[0].data.as_ref(), b"rec-000013");
+    assert!(
+        quarantined[0].detail.contains("ValidationException"),
+        "{}",
+        quarantined[0].detail
+    );
+    let mut delivered = batch.clone();
+    delivered.remove(13);
+    setup.assert_delivered(&streams[0], &delivered, true).await;
+    // Halving isolates the record: a handful of requests, not one per record.
+    assert!(counter.get("PutRecords") <= 12, "{:?}", counter.snapshot());
+}

@@ -1,75 +1,357 @@
 //! One contract for both state stores: every case runs against the embedded
-//! store (SQLite) and the DynamoDB store (moto), with the same assertions.
+//! store (SQLite) and the DynamoDB store (moto), with the same assertions, so
+//! the two cannot drift apart.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use shardline::quarantine::{QuarantineReason, QuarantinedRecord};
 use shardline::state::{
-    DynamoDbStore, EmbeddedStore, HeadAttempts, KeyCommit, KeyProgress, ShardKey, StateStore,
+    ClaimOutcome, CommitOutcome, DedupClaim, Delivered, DynamoDbStore, EmbeddedStore, HeadAttempts,
+    KeyCommit, Lineage, PositionRanges, Progress, Settled, ShardKey, ShardState, ShardStatus,
+    StateStore,
 };
 use shardline::{Position, ShardRef};
 use shardline_tests::{Emulators, unique_name};
 
-fn key() -> ShardKey {
+fn key(shard: &str) -> ShardKey {
     ShardKey {
         consumer: "contract".into(),
         shard: ShardRef {
             stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/contract"),
-            shard_id: Arc::from("shardId-000000000000"),
+            shard_id: Arc::from(shard),
         },
     }
 }
 
-fn pos(n: u64) -> Position {
+fn pos(n: u64, sub: u64) -> Position {
     Position::new(
         format!("4959033827149025660855969253836157109592157598{n:010}")
             .parse()
             .unwrap(),
-        0,
+        sub,
     )
 }
 
-async fn racing_key_commits_lose_no_attempt(store: &dyn StateStore) {
-    let read = KeyProgress {
-        checkpoint: Some(pos(1)),
-        head: None,
-    };
-    let first_failure = KeyProgress {
-        checkpoint: Some(pos(1)),
+fn delivered(ranges: &[(&str, u64, u64)]) -> Delivered {
+    let mut delivered = Delivered::new();
+    for (name, from, to) in ranges {
+        let mut set = PositionRanges::new();
+        set.insert(pos(*from, 0), pos(*to, 3));
+        delivered.set(name, set);
+    }
+    delivered
+}
+
+fn quarantined(n: u64, bytes: usize) -> QuarantinedRecord {
+    QuarantinedRecord {
+        stream_arn: "arn:aws:kinesis:us-east-1:1:stream/contract".into(),
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: pos(n, 0).sequence.to_string(),
+        subsequence_number: 0,
+        partition_key: "k".into(),
+        reason: QuarantineReason::Permanent,
+        detail: format!("record {n} is bad"),
+        attempts: 1,
+        quarantined_at: 1_700_000_000_000 + n,
+        data: Bytes::from((0..bytes).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+    }
+}
+
+fn claim(key: &str, owner: &str, ttl: u64) -> DedupClaim {
+    DedupClaim {
+        key: key.into(),
+        owner: owner.into(),
+        expires_at: SystemTime::now() + Duration::from_secs(ttl),
+    }
+}
+
+async fn a_new_shard_reads_as_nothing(store: &dyn StateStore) {
+    let state = store.load_shard(&key("fresh")).await.unwrap();
+    assert_eq!(state, ShardState::default());
+    assert_eq!(state.progress.version, 0);
+}
+
+async fn shard_progress_round_trips_and_is_fenced(store: &dyn StateStore) {
+    let k = key("shard-fence");
+    let progress = Progress {
+        checkpoint: Some(pos(5, 2)),
         head: Some(HeadAttempts {
-            position: pos(2),
-            attempts: 1,
+            position: pos(6, 0),
+            attempts: 2,
         }),
+        delivered: delivered(&[
+            ("stream-a", 7, 9),
+            ("arn:aws:kinesis:us-east-1:1:stream/b", 8, 8),
+        ]),
+        version: 0,
     };
-    let start = KeyCommit {
+    let settled = Settled::default();
+    assert_eq!(
+        store.commit(&k, 0, &progress, &settled).await.unwrap(),
+        CommitOutcome::Committed { version: 1 }
+    );
+    assert_eq!(
+        store.commit(&k, 0, &progress, &settled).await.unwrap(),
+        CommitOutcome::Superseded,
+        "a writer that read version 0 is stale now"
+    );
+    let state = store.load_shard(&k).await.unwrap();
+    assert_eq!(
+        state.progress,
+        Progress {
+            version: 1,
+            ..progress.clone()
+        }
+    );
+    // Clearing the head and the deliveries writes them away.
+    let cleared = Progress {
+        checkpoint: Some(pos(9, 3)),
+        ..Progress::default()
+    };
+    assert_eq!(
+        store.commit(&k, 1, &cleared, &settled).await.unwrap(),
+        CommitOutcome::Committed { version: 2 }
+    );
+    let state = store.load_shard(&k).await.unwrap();
+    assert_eq!(
+        state.progress,
+        Progress {
+            version: 2,
+            ..cleared
+        }
+    );
+}
+
+async fn quarantine_goes_with_the_commit_and_keeps_payloads(store: &dyn StateStore) {
+    let k = key("shard-quarantine");
+    let settled = Settled {
+        quarantine: vec![quarantined(1, 10), quarantined(2, 900 * 1024)],
+        released: vec![],
+    };
+    let progress = Progress {
+        checkpoint: Some(pos(2, 0)),
+        ..Progress::default()
+    };
+    store.commit(&k, 0, &progress, &settled).await.unwrap();
+    let stored = store.quarantined("contract").await.unwrap();
+    let mine: Vec<&QuarantinedRecord> = stored
+        .iter()
+        .filter(|q| q.detail.starts_with("record 1 ") || q.detail.starts_with("record 2 "))
+        .collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(*mine[0], settled.quarantine[0]);
+    assert_eq!(
+        *mine[1], settled.quarantine[1],
+        "a 900 KB payload comes back whole"
+    );
+}
+
+async fn racing_key_commits_lose_no_attempt(store: &dyn StateStore) {
+    let k = key("keys-race");
+    let commit = |read_version: u64, attempts: u32| KeyCommit {
         partition_key: "k".into(),
-        read: KeyProgress::default(),
-        progress: read.clone(),
+        read_version,
+        progress: Progress {
+            checkpoint: Some(pos(1, 0)),
+            head: (attempts > 0).then(|| HeadAttempts {
+                position: pos(2, 0),
+                attempts,
+            }),
+            ..Progress::default()
+        },
     };
+    let none = Settled::default();
     assert!(
         store
-            .commit_key_progress(&key(), &[start], &[])
+            .commit_key_progress(&k, &[commit(0, 0)], &none)
             .await
             .unwrap()
             .is_empty()
     );
-    let commit = KeyCommit {
-        partition_key: "k".into(),
-        read: read.clone(),
-        progress: first_failure.clone(),
-    };
     assert!(
         store
-            .commit_key_progress(&key(), &[commit.clone()], &[])
+            .commit_key_progress(&k, &[commit(1, 1)], &none)
             .await
             .unwrap()
             .is_empty()
     );
-    // A second invocation read the same (now stale) progress and failed the same record.
+    // A second invocation read version 1 too and failed the same record.
     let superseded = store
-        .commit_key_progress(&key(), &[commit], &[])
+        .commit_key_progress(&k, &[commit(1, 1)], &none)
         .await
         .unwrap();
     assert_eq!(superseded, ["k"], "a stale writer of a key is refused");
+    let read = store.load_key_progress(&k, &["k".into()]).await.unwrap();
+    assert_eq!(read["k"].version, 2);
+    assert_eq!(read["k"].head.as_ref().map(|h| h.attempts), Some(1));
+}
+
+async fn many_keys_round_trip_and_unknown_keys_are_left_out(store: &dyn StateStore) {
+    let k = key("keys-many");
+    let commits: Vec<KeyCommit> = (0..250)
+        .map(|i| KeyCommit {
+            partition_key: format!("user-{i}"),
+            read_version: 0,
+            progress: Progress {
+                checkpoint: Some(pos(i, 0)),
+                delivered: if i % 50 == 0 {
+                    delivered(&[("d", i + 1, i + 2)])
+                } else {
+                    Delivered::new()
+                },
+                ..Progress::default()
+            },
+        })
+        .collect();
+    let none = Settled::default();
+    assert!(
+        store
+            .commit_key_progress(&k, &commits, &none)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut wanted: Vec<String> = commits.iter().map(|c| c.partition_key.clone()).collect();
+    wanted.push("never-seen".into());
+    let read = store.load_key_progress(&k, &wanted).await.unwrap();
+    assert_eq!(read.len(), 250);
+    for commit in &commits {
+        let got = &read[&commit.partition_key];
+        assert_eq!(
+            *got,
+            Progress {
+                version: 1,
+                ..commit.progress.clone()
+            }
+        );
+    }
+}
+
+async fn dedup_claims_respect_owners_expiry_and_release(store: &dyn StateStore) {
+    let now = SystemTime::now();
+    let name = unique_name("order");
+    let won = store
+        .claim_dedup_keys("contract", &[claim(&name, "a", 60)], now)
+        .await
+        .unwrap();
+    assert_eq!(won, [ClaimOutcome::Won]);
+    let again = store
+        .claim_dedup_keys("contract", &[claim(&name, "a", 60)], now)
+        .await
+        .unwrap();
+    assert_eq!(again, [ClaimOutcome::Won], "the same owner keeps its claim");
+    let lost = store
+        .claim_dedup_keys("contract", &[claim(&name, "b", 60)], now)
+        .await
+        .unwrap();
+    assert_eq!(lost, [ClaimOutcome::HeldBy("a".into())]);
+    let later = now + Duration::from_secs(61);
+    let taken = store
+        .claim_dedup_keys("contract", &[claim(&name, "b", 120)], later)
+        .await
+        .unwrap();
+    assert_eq!(taken, [ClaimOutcome::Won], "an expired claim is taken over");
+
+    // A quarantined record gives its claim back with the commit; a claim of
+    // another owner is left alone.
+    let k = key("dedup-release");
+    let released = Settled {
+        quarantine: vec![quarantined(40, 1)],
+        released: vec![claim(&name, "b", 60)],
+    };
+    let progress = Progress {
+        checkpoint: Some(pos(40, 0)),
+        ..Progress::default()
+    };
+    store.commit(&k, 0, &progress, &released).await.unwrap();
+    let fresh = store
+        .claim_dedup_keys("contract", &[claim(&name, "c", 60)], now)
+        .await
+        .unwrap();
+    assert_eq!(fresh, [ClaimOutcome::Won], "b's claim was given back");
+
+    let other = unique_name("order");
+    store
+        .claim_dedup_keys("contract", &[claim(&other, "x", 60)], now)
+        .await
+        .unwrap();
+    let wrong_owner = Settled {
+        quarantine: vec![],
+        released: vec![claim(&other, "y", 60)],
+    };
+    let none = Settled::default();
+    store
+        .commit_key_progress(&k, &[], &wrong_owner)
+        .await
+        .unwrap();
+    store.commit_key_progress(&k, &[], &none).await.unwrap();
+    let held = store
+        .claim_dedup_keys("contract", &[claim(&other, "z", 60)], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        [ClaimOutcome::HeldBy("x".into())],
+        "only the owner's claim is released"
+    );
+}
+
+async fn lineage_moves_forward_and_shard_ends_are_kept(store: &dyn StateStore) {
+    let k = key("lineage");
+    let parents = vec!["shardId-000000000001".to_owned()];
+    store
+        .save_lineage(
+            &k,
+            &Lineage::Pending {
+                parents: parents.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .save_lineage(
+            &k,
+            &Lineage::Cleared {
+                parents: parents.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .save_lineage(
+            &k,
+            &Lineage::Pending {
+                parents: parents.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let state = store.load_shard(&k).await.unwrap();
+    assert_eq!(
+        state.lineage,
+        Lineage::Cleared {
+            parents: parents.clone()
+        },
+        "never back"
+    );
+    assert_eq!(
+        state.progress.version, 0,
+        "lineage does not move the version"
+    );
+    store
+        .mark_shard_end(&k, &["c1".into(), "c2".into()])
+        .await
+        .unwrap();
+    let state = store.load_shard(&k).await.unwrap();
+    assert_eq!(
+        state.status,
+        ShardStatus::Ended {
+            children: vec!["c1".into(), "c2".into()]
+        }
+    );
+    assert_eq!(state.lineage, Lineage::Cleared { parents });
 }
 
 async fn dynamodb() -> DynamoDbStore {
@@ -83,12 +365,30 @@ fn embedded() -> EmbeddedStore {
     EmbeddedStore::open(&dir).unwrap()
 }
 
-#[tokio::test]
-async fn embedded_racing_key_commits_lose_no_attempt() {
-    racing_key_commits_lose_no_attempt(&embedded()).await;
+/// Each case, once per store.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod embedded_store {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(&super::embedded()).await;
+            })*
+        }
+        mod dynamodb_store {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(&super::dynamodb().await).await;
+            })*
+        }
+    };
 }
 
-#[tokio::test]
-async fn dynamodb_racing_key_commits_lose_no_attempt() {
-    racing_key_commits_lose_no_attempt(&dynamodb().await).await;
-}
+contract!(
+    a_new_shard_reads_as_nothing,
+    shard_progress_round_trips_and_is_fenced,
+    quarantine_goes_with_the_commit_and_keeps_payloads,
+    racing_key_commits_lose_no_attempt,
+    many_keys_round_trip_and_unknown_keys_are_left_out,
+    dedup_claims_respect_owners_expiry_and_release,
+    lineage_moves_forward_and_shard_ends_are_kept,
+);

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shardline::config::{ConfigError, parse_var};
 use shardline::entry::TableSpec;
 use shardline::record::ShardRef;
-use shardline::{Batch, BoxError, Handler, HandlerError, Record};
+use shardline::{Batch, BoxError, FlushError, Handler, HandlerError, Record};
 
 use crate::heartbeat::{Heartbeat, is_active};
 use crate::store::{ActiveUsersStore, EmbeddedActiveUsers, StoreError};
@@ -160,7 +160,7 @@ impl Handler for ActiveUsers {
             .remove(batch.shard());
     }
 
-    async fn flush(&self, batch: &Batch<'_>) -> Result<(), HandlerError> {
+    async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
         let shard = batch.shard();
         let latest = self
             .pending

@@ -1,5 +1,7 @@
 //! [`ShardDirectory`] over Kinesis: ListShards for lineage and expiry,
 //! GetShardIterator + GetRecords for a parent's tail.
+//!
+//! A tail read makes at most [`MAX_READS`] GetRecords calls.
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::Client;
@@ -7,9 +9,9 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
 
-use super::{ListedShard, ShardDirectory, ShardTail};
+use super::{ListedShard, ShardDirectory, Tail, TailEnd, TailRecord};
 use crate::decode::kpl::{Deaggregated, deaggregate};
-use crate::handler::BoxError;
+use crate::error::BoxError;
 use crate::record::{Position, SequenceNumber, ShardRef};
 
 /// How many GetRecords calls a tail check may make before calling the shard open.
@@ -73,13 +75,87 @@ impl ShardDirectory for KinesisShards {
         }
     }
 
-    async fn tail_after(
+    async fn read_after(
         &self,
         shard: &ShardRef,
         after: Option<&Position>,
-    ) -> Result<ShardTail, BoxError> {
+        max_records: usize,
+    ) -> Result<Tail, BoxError> {
         let name = stream_name(&shard.stream_arn);
-        let iterator_at = |kind: ShardIteratorType| {
+        let mut iterator = self.first_iterator(shard, after).await?;
+        let mut records = Vec::new();
+        for _ in 0..MAX_READS {
+            let Some(current) = iterator.take() else {
+                return Ok(Tail {
+                    records,
+                    end: TailEnd::Ended { children: vec![] },
+                });
+            };
+            let limit = i32::try_from(max_records.clamp(1, 10_000)).unwrap_or(10_000);
+            let page = self
+                .client
+                .get_records()
+                .shard_iterator(current)
+                .limit(limit)
+                .send()
+                .await
+                .map_err(|e| {
+                    service_error(format!("GetRecords on {name}/{}", shard.shard_id), e)
+                })?;
+            for record in page.records() {
+                let sequence: SequenceNumber = record.sequence_number().parse()?;
+                let users = user_records(record.data().as_ref());
+                if let Some(position) = after
+                    && !(sequence > position.sequence
+                        || (sequence == position.sequence && users > position.subsequence + 1))
+                {
+                    continue;
+                }
+                records.push(TailRecord {
+                    sequence,
+                    last_subsequence: users.saturating_sub(1),
+                    partition_key: record.partition_key().to_owned(),
+                });
+            }
+            let end = match page.next_shard_iterator() {
+                None => Some(TailEnd::Ended {
+                    children: page
+                        .child_shards()
+                        .iter()
+                        .map(|c| c.shard_id().to_owned())
+                        .collect(),
+                }),
+                Some(_) if page.records().is_empty() && page.millis_behind_latest() == Some(0) => {
+                    Some(TailEnd::Open)
+                }
+                Some(_) if records.len() >= max_records => Some(TailEnd::More),
+                Some(next) => {
+                    iterator = Some(next.to_owned());
+                    None
+                }
+            };
+            if let Some(end) = end {
+                return Ok(Tail { records, end });
+            }
+        }
+        Ok(Tail {
+            records,
+            end: TailEnd::More,
+        })
+    }
+}
+
+impl KinesisShards {
+    /// An iterator at `after` (AT, not AFTER: the position may sit inside a KPL
+    /// aggregate), or at the trim horizon without one, or when the record at
+    /// `after` has been trimmed (what lies at or before it is skipped by the reader).
+    async fn first_iterator(
+        &self,
+        shard: &ShardRef,
+        after: Option<&Position>,
+    ) -> Result<Option<String>, BoxError> {
+        let name = stream_name(&shard.stream_arn);
+        let request = |kind: ShardIteratorType| {
             let request = self
                 .client
                 .get_shard_iterator()
@@ -93,83 +169,31 @@ impl ShardDirectory for KinesisShards {
                 _ => request,
             }
         };
-        // AT, not AFTER: the checkpoint may sit inside a KPL aggregate. If the
-        // checkpoint's record has been trimmed, read from the trim horizon
-        // instead: what lies at or before the checkpoint is skipped below.
         let first = match after {
-            Some(_) => {
-                iterator_at(ShardIteratorType::AtSequenceNumber)
-                    .send()
-                    .await
-            }
-            None => iterator_at(ShardIteratorType::TrimHorizon).send().await,
+            Some(_) => request(ShardIteratorType::AtSequenceNumber).send().await,
+            None => request(ShardIteratorType::TrimHorizon).send().await,
         };
         let first = match first {
             Ok(out) => Ok(out),
             Err(e) if after.is_some() => {
                 tracing::debug!(shard = %shard.shard_id, error = %DisplayErrorContext(&e), "checkpoint not readable; reading from the trim horizon");
-                iterator_at(ShardIteratorType::TrimHorizon).send().await
+                request(ShardIteratorType::TrimHorizon).send().await
             }
             Err(e) => Err(e),
         };
-        let mut iterator = first
+        Ok(first
             .map_err(|e| {
                 service_error(format!("GetShardIterator on {name}/{}", shard.shard_id), e)
             })?
-            .shard_iterator;
-        for _ in 0..MAX_READS {
-            let Some(current) = iterator.take() else {
-                return Ok(ShardTail::Ended { children: vec![] });
-            };
-            let page = self
-                .client
-                .get_records()
-                .shard_iterator(current)
-                .limit(100)
-                .send()
-                .await
-                .map_err(|e| {
-                    service_error(format!("GetRecords on {name}/{}", shard.shard_id), e)
-                })?;
-            for record in page.records() {
-                let sequence: SequenceNumber = record.sequence_number().parse()?;
-                if let Some(position) = after
-                    && !is_after(position, &sequence, record.data().as_ref())
-                {
-                    continue;
-                }
-                return Ok(ShardTail::Pending { first: sequence });
-            }
-            match page.next_shard_iterator() {
-                None => {
-                    let children = page
-                        .child_shards()
-                        .iter()
-                        .map(|c| c.shard_id().to_owned())
-                        .collect();
-                    return Ok(ShardTail::Ended { children });
-                }
-                Some(next) => {
-                    if page.records().is_empty() && page.millis_behind_latest() == Some(0) {
-                        return Ok(ShardTail::Open);
-                    }
-                    iterator = Some(next.to_owned());
-                }
-            }
-        }
-        Ok(ShardTail::Open)
+            .shard_iterator)
     }
 }
 
-/// Whether the Kinesis record (`sequence`, `data`) holds anything after `position`:
-/// a later sequence number, or user records of the same aggregate past its subsequence.
-fn is_after(position: &Position, sequence: &SequenceNumber, data: &[u8]) -> bool {
-    if *sequence != position.sequence {
-        return *sequence > position.sequence;
-    }
+/// How many user records a Kinesis record holds: those of a KPL aggregate, else 1.
+fn user_records(data: &[u8]) -> u64 {
     match deaggregate(&Bytes::copy_from_slice(data)) {
-        Deaggregated::Aggregate(records) => (records.len() as u64) > position.subsequence + 1,
-        Deaggregated::Plain | Deaggregated::Fallback(_) => false,
+        Deaggregated::Aggregate(records) => records.len() as u64,
+        Deaggregated::Plain | Deaggregated::Fallback(_) => 1,
     }
 }
 
@@ -188,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_inside_an_aggregate_leaves_the_rest_pending() {
+    fn aggregates_count_their_user_records() {
         let users: Vec<UserRecord> = (0..3)
             .map(|i| UserRecord {
                 partition_key: format!("k{i}"),
@@ -196,15 +220,7 @@ mod tests {
                 data: Bytes::from(vec![i as u8]),
             })
             .collect();
-        let data = aggregate(&users);
-        let seq: SequenceNumber = "100".parse().unwrap();
-        assert!(is_after(&Position::new(seq.clone(), 1), &seq, &data));
-        assert!(!is_after(&Position::new(seq.clone(), 2), &seq, &data));
-        assert!(!is_after(&Position::new(seq.clone(), 0), &seq, b"plain"));
-        assert!(is_after(
-            &Position::new(seq, 0),
-            &"101".parse().unwrap(),
-            b"plain"
-        ));
+        assert_eq!(user_records(&aggregate(&users)), 3);
+        assert_eq!(user_records(b"plain"), 1);
     }
 }

@@ -7,27 +7,70 @@
 //! `BlockOnParentShardTask`:
 //!
 //! - on the first batch of a shard, its parents are looked up (ListShards) and
-//!   kept in the shard's state ([`Lineage`]);
-//! - a parent is finished if its state says it was read to its end, if it has
-//!   expired from the stream, or if reading after its checkpoint finds no
-//!   records and a closed shard (then its end is recorded);
+//!   kept in the shard's state ([`Lineage`]). A shard ListShards does not list
+//!   yet (it lags a reshard) is held, never taken for a shard without parents;
+//! - a parent is finished if its state says so, if it has expired from the
+//!   stream, or if its own parents are finished and every record after its
+//!   checkpoint is done and the shard is closed (then that is recorded). In
+//!   per-key mode, where no batch knows the shard's checkpoint, the guard reads
+//!   the parent and checks each record against its key's progress, keeping how
+//!   far it got ([`parent`]);
 //! - until every parent is finished, the child waits inside the invocation,
 //!   polling, bounded by the remaining time; then the batch is reported failed
 //!   (Lambda retries it later) with a log line naming the parent and how far it is;
 //! - once cleared, later batches of the shard cost nothing more.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use async_trait::async_trait;
+//! use shardline::guard::{ListedShard, ParentGuard, ShardDirectory, Tail, TailEnd, Verdict};
+//! use shardline::state::{EmbeddedStore, ProgressMode, ShardKey, StateStore};
+//! use shardline::{Deadline, Position, ShardRef};
+//!
+//! /// A stream whose only shard has no parents.
+//! struct OneShard;
+//!
+//! #[async_trait]
+//! impl ShardDirectory for OneShard {
+//!     async fn list_shards(&self, _: &str) -> Result<Vec<ListedShard>, shardline::BoxError> {
+//!         Ok(vec![ListedShard { shard_id: "shardId-0".into(), parents: vec![] }])
+//!     }
+//!     async fn read_after(&self, _: &ShardRef, _: Option<&Position>, _: usize)
+//!         -> Result<Tail, shardline::BoxError> {
+//!         Ok(Tail { records: vec![], end: TailEnd::Open })
+//!     }
+//! }
+//!
+//! let store = EmbeddedStore::open(&std::env::temp_dir().join("shardline-doc-guard")).unwrap();
+//! let key = ShardKey {
+//!     consumer: format!("doc-{}", std::process::id()),
+//!     shard: ShardRef { stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"), shard_id: Arc::from("shardId-0") },
+//! };
+//! let state = store.load_shard(&key).await.unwrap();
+//! let guard = ParentGuard::new(Arc::new(OneShard));
+//! let verdict = guard
+//!     .check(&store, &key, &state, ProgressMode::Shard, Deadline::after(Duration::from_secs(5)), Duration::ZERO)
+//!     .await
+//!     .unwrap();
+//! assert_eq!(verdict, Verdict::Clear);
+//! # }
+//! ```
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+pub mod parent;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::engine::Deadline;
-use crate::handler::BoxError;
+use crate::error::BoxError;
 use crate::record::{Position, SequenceNumber, ShardRef};
-use crate::state::{Lineage, ShardKey, ShardState, ShardStatus, StateError, StateStore};
+use crate::state::{Lineage, ProgressMode, ShardKey, ShardState, StateError, StateStore};
+use crate::time::Deadline;
 
 /// A shard as the stream lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,21 +82,46 @@ pub struct ListedShard {
     pub parents: Vec<String>,
 }
 
-/// What reading a closed or open shard after a position found.
+/// One Kinesis record of a shard's tail, as the guard needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShardTail {
-    /// No records after the position and the shard is closed (null next iterator).
+pub struct TailRecord {
+    /// Its sequence number.
+    pub sequence: SequenceNumber,
+    /// The subsequence number of its last user record (0 for a plain record).
+    pub last_subsequence: u64,
+    /// Its partition key (for a KPL aggregate, the aggregate's: what Lambda routes by).
+    pub partition_key: String,
+}
+
+impl TailRecord {
+    /// The position of its last user record: done once this is.
+    pub fn last(&self) -> Position {
+        Position::new(self.sequence.clone(), self.last_subsequence)
+    }
+}
+
+/// How a read of a shard's tail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailEnd {
+    /// The shard is closed and read to its end (null next iterator).
     Ended {
         /// The child shards Kinesis named.
         children: Vec<String>,
     },
-    /// Records are there after the position, the first at this sequence number.
-    Pending {
-        /// The first unprocessed record.
-        first: SequenceNumber,
-    },
-    /// No records now, but the shard is still open.
+    /// The shard is open and read up to its latest record.
     Open,
+    /// More records may follow: the read stopped at its limit.
+    More,
+}
+
+/// What reading a shard after a position found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// Records after the position, in order (a KPL aggregate holding the
+    /// position is there if user records follow it inside the aggregate).
+    pub records: Vec<TailRecord>,
+    /// How the read ended.
+    pub end: TailEnd,
 }
 
 /// Where the guard learns about shards: the stream's shard list and the tail of
@@ -66,15 +134,17 @@ pub trait ShardDirectory: Send + Sync {
     /// A boxed service error.
     async fn list_shards(&self, stream_arn: &str) -> Result<Vec<ListedShard>, BoxError>;
 
-    /// What lies in `shard` after `after` (from its start when `None`).
+    /// At most about `max_records` records of `shard` after `after` (from its
+    /// start when `None`).
     ///
     /// # Errors
     /// A boxed service error.
-    async fn tail_after(
+    async fn read_after(
         &self,
         shard: &ShardRef,
         after: Option<&Position>,
-    ) -> Result<ShardTail, BoxError>;
+        max_records: usize,
+    ) -> Result<Tail, BoxError>;
 }
 
 /// Why the guard could not decide.
@@ -86,7 +156,7 @@ pub enum GuardError {
     /// Listing or reading shards failed.
     #[error("cannot check the parents of {shard_id}: {source}")]
     Directory {
-        /// The child shard.
+        /// The shard being checked.
         shard_id: String,
         /// The service error.
         #[source]
@@ -99,10 +169,12 @@ pub enum GuardError {
 pub enum Verdict {
     /// Every parent is finished: process the batch.
     Clear,
-    /// A parent is not finished and the invocation ran out of time to wait.
+    /// A parent is not finished (or the shard's parents are not known yet) and
+    /// the invocation ran out of time to wait.
     Blocked {
-        /// The parent holding the child back.
-        parent: String,
+        /// The shard holding the child back (the child itself while ListShards
+        /// does not list it).
+        waiting_for: String,
         /// How far it is (for the log line).
         detail: String,
     },
@@ -142,8 +214,9 @@ impl ParentGuard {
         self
     }
 
-    /// Decides whether the shard of `key` may be processed, waiting for its
-    /// parents while the deadline allows (keeping `reserve` back).
+    /// Decides whether the shard of `key` (whose state is `state`) may be
+    /// processed, waiting for its parents while the deadline allows (keeping
+    /// `reserve` back). `mode` says where progress is kept.
     ///
     /// # Errors
     /// [`GuardError`] when the state or the shard directory fails.
@@ -152,70 +225,41 @@ impl ParentGuard {
         store: &dyn StateStore,
         key: &ShardKey,
         state: &ShardState,
+        mode: ProgressMode,
         deadline: Deadline,
         reserve: Duration,
     ) -> Result<Verdict, GuardError> {
-        let directory_error = |source| GuardError::Directory {
-            shard_id: key.shard.shard_id.to_string(),
-            source,
-        };
-        // The listing that found the parents also serves the first check of them.
-        let (parents, mut listing) = match &state.lineage {
+        let mut parents = match &state.lineage {
             Lineage::Cleared { .. } => return Ok(Verdict::Clear),
-            Lineage::Pending { parents } => (parents.clone(), None),
-            Lineage::Unknown => {
-                let listed = self
-                    .directory
-                    .list_shards(&key.shard.stream_arn)
-                    .await
-                    .map_err(directory_error)?;
-                let parents = listed
-                    .iter()
-                    .find(|s| *s.shard_id == *key.shard.shard_id)
-                    .map(|s| s.parents.clone())
-                    .unwrap_or_default();
-                if parents.is_empty() {
-                    store
-                        .save_lineage(key, &Lineage::Cleared { parents: vec![] })
-                        .await?;
-                    return Ok(Verdict::Clear);
-                }
-                store
-                    .save_lineage(
-                        key,
-                        &Lineage::Pending {
-                            parents: parents.clone(),
-                        },
-                    )
-                    .await?;
-                (parents, Some(listed))
-            }
+            Lineage::Pending { parents } => Some(parents.clone()),
+            Lineage::Unknown => None,
         };
-
+        let checker = parent::Checker {
+            directory: &*self.directory,
+            store,
+            consumer: &key.consumer,
+            stream_arn: &key.shard.stream_arn,
+            mode,
+        };
         let mut poll = self.first_poll;
-        let mut waiting: Vec<String> = parents.clone();
         loop {
-            let mut blocker = None;
-            let listed = match listing.take() {
-                Some(listed) => listed,
-                None => self
-                    .directory
-                    .list_shards(&key.shard.stream_arn)
-                    .await
-                    .map_err(directory_error)?,
-            };
-            let mut still = Vec::new();
-            for parent in waiting {
-                match self.parent_progress(store, key, &parent, &listed).await? {
-                    None => {}
-                    Some(detail) => {
-                        blocker.get_or_insert((parent.clone(), detail));
-                        still.push(parent);
-                    }
-                }
+            let listed = checker.list().await?;
+            if parents.is_none() {
+                parents = self.learn_parents(store, key, &listed).await?;
             }
-            waiting = still;
-            let Some((parent, detail)) = blocker else {
+            let blocker = match &parents {
+                Some(parents) if parents.is_empty() => return Ok(Verdict::Clear),
+                Some(parents) => checker.first_unfinished(parents, &listed).await?,
+                None => Some((
+                    key.shard.shard_id.to_string(),
+                    format!(
+                        "shard {} is not listed by ListShards of {} yet, so its parents are not known",
+                        key.shard.shard_id, key.shard.stream_arn
+                    ),
+                )),
+            };
+            let Some((waiting_for, detail)) = blocker else {
+                let parents = parents.unwrap_or_default();
                 tracing::info!(shard = %key.shard.shard_id, parents = ?parents, "every parent shard is finished");
                 store
                     .save_lineage(key, &Lineage::Cleared { parents })
@@ -224,259 +268,39 @@ impl ParentGuard {
             };
             let time_left = deadline.remaining().unwrap_or(Duration::MAX);
             if time_left < reserve + poll {
-                return Ok(Verdict::Blocked { parent, detail });
+                return Ok(Verdict::Blocked {
+                    waiting_for,
+                    detail,
+                });
             }
-            tracing::debug!(shard = %key.shard.shard_id, parent = %parent, detail = %detail, "waiting for parent shard");
+            tracing::debug!(shard = %key.shard.shard_id, waiting_for = %waiting_for, detail = %detail, "waiting for parent shard");
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(self.max_poll);
         }
     }
 
-    /// `None` when `parent` is finished, or what it still has to do.
-    async fn parent_progress(
+    /// The parents of the shard of `key` from `listed`, recorded in its state;
+    /// `None` when the shard is not listed (yet).
+    async fn learn_parents(
         &self,
         store: &dyn StateStore,
-        child: &ShardKey,
-        parent: &str,
+        key: &ShardKey,
         listed: &[ListedShard],
-    ) -> Result<Option<String>, GuardError> {
-        let parent_key = ShardKey {
-            consumer: child.consumer.clone(),
-            shard: ShardRef {
-                stream_arn: child.shard.stream_arn.clone(),
-                shard_id: Arc::from(parent),
-            },
+    ) -> Result<Option<Vec<String>>, GuardError> {
+        let Some(shard) = listed.iter().find(|s| *s.shard_id == *key.shard.shard_id) else {
+            return Ok(None);
         };
-        let state = store.load_shard(&parent_key).await?;
-        if let ShardStatus::Ended { .. } = state.status {
-            return Ok(None);
-        }
-        if !listed.iter().any(|s| s.shard_id == parent) {
-            // Expired from the stream: nothing of it can still be delivered.
-            return Ok(None);
-        }
-        if let Some(head) = &state.head {
-            return Ok(Some(format!(
-                "parent {parent} is retrying its record {} (attempt {})",
-                head.position, head.attempts
-            )));
-        }
-        let tail = self
-            .directory
-            .tail_after(&parent_key.shard, state.checkpoint.as_ref())
-            .await
-            .map_err(|source| GuardError::Directory {
-                shard_id: parent.to_owned(),
-                source,
-            })?;
-        let at = state
-            .checkpoint
-            .as_ref()
-            .map_or_else(|| "its start".to_owned(), |p| format!("checkpoint {p}"));
-        match tail {
-            ShardTail::Ended { children } => {
-                store.mark_shard_end(&parent_key, &children).await?;
-                Ok(None)
+        let lineage = if shard.parents.is_empty() {
+            Lineage::Cleared { parents: vec![] }
+        } else {
+            Lineage::Pending {
+                parents: shard.parents.clone(),
             }
-            ShardTail::Pending { first } => Ok(Some(format!(
-                "parent {parent} is at {at} and has unprocessed records from {first}"
-            ))),
-            ShardTail::Open => Ok(Some(format!("parent {parent} is at {at} and still open"))),
-        }
+        };
+        store.save_lineage(key, &lineage).await?;
+        Ok(Some(shard.parents.clone()))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::EmbeddedStore;
-    use std::sync::Mutex;
-
-    /// A shard directory from a fixed listing; counts tail reads.
-    struct Listing {
-        shards: Vec<ListedShard>,
-        tail: ShardTail,
-        reads: Mutex<u32>,
-    }
-
-    #[async_trait]
-    impl ShardDirectory for Listing {
-        async fn list_shards(&self, _: &str) -> Result<Vec<ListedShard>, BoxError> {
-            Ok(self.shards.clone())
-        }
-        async fn tail_after(
-            &self,
-            _: &ShardRef,
-            _: Option<&Position>,
-        ) -> Result<ShardTail, BoxError> {
-            *self.reads.lock().unwrap() += 1;
-            Ok(self.tail.clone())
-        }
-    }
-
-    fn key(shard: &str) -> ShardKey {
-        ShardKey {
-            consumer: "c".into(),
-            shard: ShardRef {
-                stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"),
-                shard_id: Arc::from(shard),
-            },
-        }
-    }
-
-    fn store() -> EmbeddedStore {
-        let dir = std::env::temp_dir().join(format!(
-            "shardline-guard-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        EmbeddedStore::open(&dir).unwrap()
-    }
-
-    fn guard(shards: Vec<ListedShard>, tail: ShardTail) -> (ParentGuard, Arc<Listing>) {
-        let listing = Arc::new(Listing {
-            shards,
-            tail,
-            reads: Mutex::new(0),
-        });
-        let guard = ParentGuard::new(listing.clone())
-            .with_poll(Duration::from_millis(10), Duration::from_millis(20));
-        (guard, listing)
-    }
-
-    fn child_of(parents: &[&str]) -> ListedShard {
-        ListedShard {
-            shard_id: "child".into(),
-            parents: parents.iter().map(|p| p.to_string()).collect(),
-        }
-    }
-
-    #[tokio::test]
-    async fn an_expired_parent_does_not_block() {
-        let store = store();
-        // The parent is no longer listed: it expired from the stream.
-        let (guard, listing) = guard(vec![child_of(&["gone"])], ShardTail::Open);
-        let state = store.load_shard(&key("child")).await.unwrap();
-        let verdict = guard
-            .check(
-                &store,
-                &key("child"),
-                &state,
-                Deadline::none(),
-                Duration::ZERO,
-            )
-            .await
-            .unwrap();
-        assert_eq!(verdict, Verdict::Clear);
-        assert_eq!(*listing.reads.lock().unwrap(), 0);
-        let state = store.load_shard(&key("child")).await.unwrap();
-        assert_eq!(
-            state.lineage,
-            Lineage::Cleared {
-                parents: vec!["gone".into()]
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn an_unfinished_parent_blocks_until_the_deadline_and_names_itself() {
-        let store = store();
-        let parent = ListedShard {
-            shard_id: "parent".into(),
-            parents: vec![],
-        };
-        let first: SequenceNumber = "42".parse().unwrap();
-        let (guard, listing) = guard(
-            vec![parent, child_of(&["parent"])],
-            ShardTail::Pending { first },
-        );
-        let state = store.load_shard(&key("child")).await.unwrap();
-        let started = std::time::Instant::now();
-        let verdict = guard
-            .check(
-                &store,
-                &key("child"),
-                &state,
-                Deadline::after(Duration::from_millis(200)),
-                Duration::from_millis(50),
-            )
-            .await
-            .unwrap();
-        let Verdict::Blocked { parent, detail } = verdict else {
-            panic!("expected blocked, got {verdict:?}");
-        };
-        assert_eq!(parent, "parent");
-        assert!(detail.contains("from 42"), "{detail}");
-        assert!(
-            *listing.reads.lock().unwrap() >= 2,
-            "it polled while time allowed"
-        );
-        assert!(started.elapsed() < Duration::from_millis(400));
-        let state = store.load_shard(&key("child")).await.unwrap();
-        assert_eq!(
-            state.lineage,
-            Lineage::Pending {
-                parents: vec!["parent".into()]
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn a_child_missing_from_the_listing_is_not_cleared() {
-        let store = store();
-        // ListShards lags behind a reshard (or names another stream): the child
-        // is not listed, so its parents are not known yet.
-        let (guard, _) = guard(vec![], ShardTail::Open);
-        let state = store.load_shard(&key("child")).await.unwrap();
-        let verdict = guard
-            .check(
-                &store,
-                &key("child"),
-                &state,
-                Deadline::after(Duration::from_millis(150)),
-                Duration::from_millis(20),
-            )
-            .await
-            .unwrap();
-        assert!(
-            matches!(verdict, Verdict::Blocked { .. }),
-            "not listed is not cleared: {verdict:?}"
-        );
-        let state = store.load_shard(&key("child")).await.unwrap();
-        assert_eq!(state.lineage, Lineage::Unknown);
-    }
-
-    #[tokio::test]
-    async fn a_parent_read_to_its_end_is_recorded_as_ended() {
-        let store = store();
-        let parent = ListedShard {
-            shard_id: "parent".into(),
-            parents: vec![],
-        };
-        let (guard, _) = guard(
-            vec![parent, child_of(&["parent"])],
-            ShardTail::Ended {
-                children: vec!["child".into()],
-            },
-        );
-        let state = store.load_shard(&key("child")).await.unwrap();
-        let verdict = guard
-            .check(
-                &store,
-                &key("child"),
-                &state,
-                Deadline::none(),
-                Duration::ZERO,
-            )
-            .await
-            .unwrap();
-        assert_eq!(verdict, Verdict::Clear);
-        let parent = store.load_shard(&key("parent")).await.unwrap();
-        assert_eq!(
-            parent.status,
-            ShardStatus::Ended {
-                children: vec!["child".into()]
-            }
-        );
-    }
-}
+mod tests;

@@ -1,11 +1,13 @@
 //! [`FanOut`]: a ready handler that copies every record to N destinations.
 //!
-//! Records are buffered by `handle` and delivered in `flush`, once per batch,
-//! to all destinations at once. What each destination received is kept in
-//! Shardline's state ([`Delivered`] ranges per shard and destination): when one
-//! destination fails and Lambda retries the batch, the others are not written
-//! again. A record larger than a destination takes is quarantined by the engine
-//! (with its payload), never dropped and never half sent.
+//! Records are checked by `handle` (a record Kinesis would refuse is
+//! quarantined at once, with its payload) and buffered; `flush` delivers them,
+//! once per batch, to all destinations at once. What each destination received
+//! is noted in [`Batch::deliveries`] and kept with the checkpoint in
+//! Shardline's state, so when one destination fails and Lambda retries the
+//! batch, the others are not written again. A record not delivered everywhere
+//! counts an attempt against it, so a destination that keeps failing sends its
+//! records to the quarantine instead of blocking the shard forever.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::task::JoinSet;
 
-use super::{Delivered, OutRecord, SendOutcome, Sink};
-use crate::handler::{Batch, BoxError, Handler, HandlerError};
-use crate::record::{Position, Record, ShardRef};
-use crate::state::ShardKey;
+use super::{OutRecord, SendOutcome, Sink, validate};
+use crate::error::BoxError;
+use crate::handler::{Batch, FlushError, Handler, HandlerError, RecordFailure};
+use crate::record::{Record, ShardRef};
 
 /// Where the records of a stream go.
 #[async_trait]
@@ -84,13 +86,7 @@ impl Handler for FanOut {
 
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let out = OutRecord::copy_of(record);
-        if out.size() > self.max_record_bytes {
-            return Err(HandlerError::permanent(format!(
-                "record is {} bytes with its partition key, over the {} bytes a destination takes",
-                out.size(),
-                self.max_record_bytes
-            )));
-        }
+        validate(&out, self.max_record_bytes).map_err(HandlerError::permanent)?;
         self.buffers()
             .entry(record.shard.clone())
             .or_default()
@@ -98,7 +94,7 @@ impl Handler for FanOut {
         Ok(())
     }
 
-    async fn flush(&self, batch: &Batch<'_>) -> Result<(), HandlerError> {
+    async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
         let records = self.buffers().remove(batch.shard()).unwrap_or_default();
         if records.is_empty() {
             return Ok(());
@@ -108,22 +104,11 @@ impl Handler for FanOut {
             .for_stream(&batch.shard().stream_arn)
             .await
             .map_err(HandlerError::retryable)?;
-        let names: Vec<String> = sinks.iter().map(|s| s.destination().to_owned()).collect();
-        let key = ShardKey {
-            consumer: batch.consumer().to_owned(),
-            shard: batch.shard().clone(),
-        };
-        let stored = batch.store().load_sink_progress(&key, &names).await?;
-        let positions: Vec<Position> = records.iter().map(|r| r.source.clone()).collect();
-
+        let deliveries = batch.deliveries();
         let mut sends = JoinSet::new();
         for (slot, sink) in sinks.iter().enumerate() {
-            let before = stored
-                .get(sink.destination())
-                .and_then(|text| Delivered::from_text(text))
-                .unwrap_or_default();
             let todo: Vec<usize> = (0..records.len())
-                .filter(|&i| !before.contains(&positions[i]))
+                .filter(|&i| !deliveries.holds(sink.destination(), &records[i].source))
                 .collect();
             let subset: Vec<OutRecord> = todo.iter().map(|&i| records[i].clone()).collect();
             let (sink, deadline) = (sink.clone(), batch.deadline());
@@ -133,42 +118,94 @@ impl Handler for FanOut {
                 } else {
                     sink.send(&subset, deadline).await
                 };
-                (slot, before, todo, outcome)
+                (slot, todo, outcome)
             });
         }
-
-        let mut progress = Vec::with_capacity(sinks.len());
-        let mut failures = Vec::new();
+        // Per record: why it is not delivered everywhere, if so.
+        let mut failed: HashMap<usize, HandlerError> = HashMap::new();
+        let mut answered = vec![false; sinks.len()];
         while let Some(joined) = sends.join_next().await {
-            let (slot, before, todo, outcome) = joined
-                .map_err(|e| HandlerError::retryable(format!("a destination task failed: {e}")))?;
-            self.requests.fetch_add(outcome.requests, Ordering::Relaxed);
-            self.retried_entries
-                .fetch_add(outcome.retried_entries, Ordering::Relaxed);
-            crate::metrics::add_count("FanoutRequests", outcome.requests);
-            crate::metrics::add_count("FanoutRetries", outcome.retried_entries);
-            let mut now = vec![false; records.len()];
-            for (&index, delivered) in todo.iter().zip(&outcome.delivered) {
-                now[index] = *delivered;
-            }
-            let after = before.after_batch(&positions, |i| now[i]);
-            progress.push((names[slot].clone(), after.to_text()));
-            if !outcome.is_complete() {
-                let reason = outcome.error.map_or_else(
-                    || "not every record was delivered".to_owned(),
-                    |e| e.to_string(),
-                );
-                failures.push(reason);
+            let Ok((slot, todo, outcome)) = joined else {
+                continue;
+            };
+            answered[slot] = true;
+            self.settle(
+                sinks[slot].destination(),
+                &records,
+                &todo,
+                outcome,
+                batch,
+                &mut failed,
+            );
+        }
+        for (slot, sink) in sinks
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !answered[*slot])
+        {
+            let reason = format!(
+                "the delivery task of destination {} failed",
+                sink.destination()
+            );
+            tracing::error!(slot, "{reason}");
+            for (i, record) in records.iter().enumerate() {
+                if !batch.deliveries().holds(sink.destination(), &record.source) {
+                    failed
+                        .entry(i)
+                        .or_insert_with(|| HandlerError::retryable(reason.clone()));
+                }
             }
         }
-        batch.store().save_sink_progress(&key, &progress).await?;
-        if failures.is_empty() {
+        if failed.is_empty() {
             return Ok(());
         }
-        Err(HandlerError::retryable(format!(
-            "fan-out incomplete; the batch will be retried and delivered destinations \
-             are not written again: {}",
-            failures.join("; ")
-        )))
+        let mut failures: Vec<RecordFailure> = failed
+            .into_iter()
+            .map(|(i, error)| RecordFailure {
+                position: records[i].source.clone(),
+                error,
+            })
+            .collect();
+        failures.sort_by(|a, b| a.position.cmp(&b.position));
+        Err(FlushError::Records(failures))
+    }
+}
+
+impl FanOut {
+    /// Notes what one destination received and what it did not, and why.
+    fn settle(
+        &self,
+        destination: &str,
+        records: &[OutRecord],
+        todo: &[usize],
+        outcome: SendOutcome,
+        batch: &Batch<'_>,
+        failed: &mut HashMap<usize, HandlerError>,
+    ) {
+        self.requests.fetch_add(outcome.requests, Ordering::Relaxed);
+        self.retried_entries
+            .fetch_add(outcome.retried_entries, Ordering::Relaxed);
+        crate::metrics::add_count("FanoutRequests", outcome.requests);
+        crate::metrics::add_count("FanoutRetries", outcome.retried_entries);
+        for (&index, delivered) in todo.iter().zip(&outcome.delivered) {
+            if *delivered {
+                batch.deliveries().note(destination, &records[index].source);
+            }
+        }
+        for (at, reason) in &outcome.rejected {
+            // Refused for what it is: quarantined, whatever the others did.
+            failed.insert(todo[*at], HandlerError::permanent(reason.clone()));
+        }
+        let why = outcome.error.map_or_else(
+            || format!("destination {destination}: not delivered"),
+            |e| e.to_string(),
+        );
+        for (&index, delivered) in todo.iter().zip(&outcome.delivered) {
+            if !delivered {
+                failed
+                    .entry(index)
+                    .or_insert_with(|| HandlerError::retryable(why.clone()));
+            }
+        }
     }
 }

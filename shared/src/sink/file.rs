@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use super::{OutRecord, SendOutcome, Sink, SinkError};
-use crate::engine::Deadline;
 use crate::quarantine::encode_payload;
+use crate::time::Deadline;
 
 /// Appends records to a file, standing in for the stream `destination`.
 #[derive(Debug, Clone)]
@@ -81,11 +81,11 @@ impl Sink for FileSink {
             Err(e) => SendOutcome {
                 delivered: vec![false; records.len()],
                 requests: 1,
-                retried_entries: 0,
                 error: Some(SinkError::File {
                     path: self.path.display().to_string(),
                     message: e.to_string(),
                 }),
+                ..SendOutcome::default()
             },
         }
     }

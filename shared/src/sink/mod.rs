@@ -3,8 +3,8 @@
 //! A [`Sink`] delivers a slice of [`OutRecord`]s to one destination and says,
 //! record by record, what it delivered. [`FanOut`] is a ready [`Handler`]
 //! that copies every record to N sinks, concurrently, keeping per destination
-//! what was delivered in Shardline's state, so a Lambda retry after one
-//! destination failed writes nothing twice to the others.
+//! what was delivered in Shardline's state (beside the checkpoint), so a Lambda
+//! retry after one destination failed writes nothing twice to the others.
 //!
 //! - [`kinesis::KinesisSink`]: PutRecords within the service limits, retrying
 //!   only failed entries, in one of two [`DeliveryOrder`]s.
@@ -17,20 +17,18 @@ pub mod fanout;
 pub mod file;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
-pub mod progress;
 
 use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::engine::Deadline;
 use crate::record::{Position, Record};
+use crate::time::Deadline;
 
 pub use fanout::{Destinations, FanOut, StaticDestinations};
 #[cfg(feature = "kinesis")]
 pub use kinesis::DEFAULT_MAX_RECORD_BYTES;
-pub use progress::Delivered;
 #[cfg(not(feature = "kinesis"))]
 /// The default largest record: 1 MiB.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -73,8 +71,9 @@ pub enum DeliveryOrder {
     /// Requests carry at most one record per key; with few keys, more requests.
     #[default]
     Ordered,
-    /// Full requests, several in flight; failed entries are retried in later
-    /// requests, so a key may be reordered when an entry fails. Nothing is lost.
+    /// Full requests, several in flight, each key in one line of requests (so a
+    /// key keeps its order while nothing fails); failed entries are retried in
+    /// later requests, so a key may be reordered when an entry fails. Nothing is lost.
     Throughput,
 }
 
@@ -131,19 +130,79 @@ pub enum SinkError {
 pub struct SendOutcome {
     /// One flag per record given to [`Sink::send`]: delivered or not.
     pub delivered: Vec<bool>,
+    /// Records the destination refuses for what they are (an invalid partition
+    /// key, too large): sending them again cannot help. Index and reason.
+    pub rejected: Vec<(usize, String)>,
     /// Requests made (PutRecords calls, or file writes).
     pub requests: u64,
     /// Entries sent again after failing.
     pub retried_entries: u64,
-    /// Why not everything was delivered, if so.
+    /// Why the other undelivered records were not delivered, if any are left.
     pub error: Option<SinkError>,
 }
 
 impl SendOutcome {
     /// Whether every record was delivered.
     pub fn is_complete(&self) -> bool {
-        self.error.is_none() && self.delivered.iter().all(|d| *d)
+        self.delivered.iter().all(|d| *d)
     }
+}
+
+/// The longest partition key Kinesis takes, in characters.
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+
+/// Why Kinesis would refuse `record` whatever the stream, checked before it is
+/// sent (one such record makes PutRecords refuse its whole request): the size
+/// (payload and partition key) over `max_record_bytes`, a partition key empty
+/// or over 256 characters, an explicit hash key that is not a decimal number
+/// below 2^128.
+///
+/// # Errors
+/// What is wrong, naming the record's source position.
+///
+/// ```
+/// use shardline::sink::{OutRecord, validate};
+/// let mut record = OutRecord {
+///     source: shardline::Position::new("1".parse().unwrap(), 0),
+///     partition_key: "user-1".into(),
+///     explicit_hash_key: None,
+///     data: bytes::Bytes::from_static(b"{}"),
+/// };
+/// assert!(validate(&record, 1024 * 1024).is_ok());
+/// record.partition_key = "k".repeat(257);
+/// assert!(validate(&record, 1024 * 1024).unwrap_err().contains("partition key"));
+/// ```
+pub fn validate(record: &OutRecord, max_record_bytes: usize) -> Result<(), String> {
+    let chars = record.partition_key.chars().count();
+    if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+        return Err(format!(
+            "record {} has a partition key of {chars} characters; Kinesis takes 1 to {MAX_PARTITION_KEY_CHARS}",
+            record.source
+        ));
+    }
+    if let Some(key) = &record.explicit_hash_key
+        && !is_hash_key(key)
+    {
+        return Err(format!(
+            "record {} has explicit hash key {key:?}, not a decimal number from 0 to 2^128 - 1",
+            record.source
+        ));
+    }
+    if record.size() > max_record_bytes {
+        return Err(format!(
+            "record {} is {} bytes with its partition key, over the {max_record_bytes} bytes a destination takes",
+            record.source,
+            record.size()
+        ));
+    }
+    Ok(())
+}
+
+/// A decimal number from 0 to 2^128 - 1, without leading zeros (the pattern
+/// `0|([1-9]\d{0,38})` of the Kinesis API, and in range).
+fn is_hash_key(text: &str) -> bool {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    digits_only && (text == "0" || !text.starts_with('0')) && text.parse::<u128>().is_ok()
 }
 
 /// One destination.
@@ -156,7 +215,8 @@ pub trait Sink: Send + Sync + fmt::Debug {
     fn max_record_bytes(&self) -> usize;
 
     /// Delivers `records`, in order as its [`DeliveryOrder`] promises, retrying
-    /// what fails while `deadline` allows. Never fails as a whole: the outcome
-    /// says record by record what was delivered, and why not all, if so.
+    /// what fails while `deadline` allows (a request is not started when it
+    /// could not answer in time). Never fails as a whole: the outcome says record
+    /// by record what was delivered, what was rejected, and why not all, if so.
     async fn send(&self, records: &[OutRecord], deadline: Deadline) -> SendOutcome;
 }

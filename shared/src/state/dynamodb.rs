@@ -31,18 +31,19 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, KeySchemaElement,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, Delete, KeySchemaElement,
     KeyType, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use bytes::Bytes;
 
 use super::{
-    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, KeyCommit, KeyProgress, Lineage,
-    ShardCommit, ShardKey, ShardState, ShardStatus, StateError, StateStore,
+    ClaimOutcome, CommitOutcome, DedupClaim, Delivered, HeadAttempts, KeyCommit, Lineage, Progress,
+    Settled, ShardKey, ShardState, ShardStatus, StateError, StateStore,
 };
-use crate::quarantine::{QuarantineReason, QuarantinedRecord, epoch_millis};
+use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, SequenceNumber};
+use crate::time::epoch_millis;
 
 const PK: &str = "pk";
 const SK: &str = "sk";
@@ -62,6 +63,7 @@ const MAX_TRIES: u32 = 8;
 pub struct DynamoDbStore {
     client: Client,
     table: String,
+    key_progress_ttl: Duration,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -108,11 +110,8 @@ fn progress_pk(key: &ShardKey, partition_key: &str) -> String {
     )
 }
 
-fn sink_pk(key: &ShardKey, destination: &str) -> String {
-    format!(
-        "{}#sink#{}#{}#{destination}",
-        key.consumer, key.shard.stream_arn, key.shard.shard_id
-    )
+fn dedup_pk(consumer: &str, key: &str) -> String {
+    format!("{consumer}#dedup#{key}")
 }
 
 fn quarantine_pk(consumer: &str) -> String {
@@ -163,8 +162,8 @@ fn corrupt(what: &str, detail: impl Into<String>) -> StateError {
     }
 }
 
-/// Reads `checkpoint`, `head` and `head_attempts` of an item.
-fn read_progress(item: &Item, what: &str) -> Result<KeyProgress, StateError> {
+/// Reads a [`Progress`]: `checkpoint`, `head`, `head_attempts`, `delivered`, `version`.
+fn read_progress(item: &Item, what: &str) -> Result<Progress, StateError> {
     let position = |name: &str| -> Result<Option<Position>, StateError> {
         get_s(item, name)
             .map(|text| {
@@ -172,53 +171,100 @@ fn read_progress(item: &Item, what: &str) -> Result<KeyProgress, StateError> {
             })
             .transpose()
     };
-    Ok(KeyProgress {
+    let texts: Vec<(&str, &str)> = item
+        .get("delivered")
+        .and_then(|v| v.as_m().ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, v)| Some((name.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    let delivered = Delivered::from_texts(texts)
+        .map_err(|name| corrupt(what, format!("delivered ranges of {name}")))?;
+    Ok(Progress {
         checkpoint: position("checkpoint")?,
         head: position("head")?.map(|position| HeadAttempts {
             position,
             attempts: get_n(item, "head_attempts").unwrap_or(0),
         }),
+        delivered,
+        version: get_n(item, "version").unwrap_or(0),
     })
 }
 
-/// The update expression and values that write a checkpoint and a head.
-fn progress_update(
-    checkpoint: Option<&Position>,
-    head: Option<&HeadAttempts>,
-    values: &mut Item,
-) -> (Vec<&'static str>, Vec<&'static str>) {
-    let mut set = Vec::new();
-    let mut remove = Vec::new();
-    if let Some(cp) = checkpoint {
-        set.push("checkpoint = :cp");
-        values.insert(":cp".into(), s(encode_position(cp)));
-    }
-    match head {
-        Some(h) => {
-            set.push("head = :head");
-            set.push("head_attempts = :attempts");
-            values.insert(":head".into(), s(encode_position(&h.position)));
-            values.insert(":attempts".into(), n(h.attempts));
-        }
-        None => {
-            remove.push("head");
-            remove.push("head_attempts");
-        }
-    }
-    (set, remove)
+/// An update that writes a [`Progress`], fenced on the version it was read at.
+struct ProgressUpdate {
+    expression: String,
+    condition: String,
+    values: Item,
 }
 
-fn update_expression(set: &[&str], remove: &[&str]) -> String {
-    let mut expression = String::new();
-    if !set.is_empty() {
-        expression.push_str("SET ");
-        expression.push_str(&set.join(", "));
+impl ProgressUpdate {
+    /// Writes `progress` as version `read_version + 1` if the item is still at
+    /// `read_version`, with `also` set beside it.
+    fn new(
+        progress: &Progress,
+        read_version: u64,
+        also: &[(&'static str, AttributeValue)],
+    ) -> Self {
+        let mut values: Item = HashMap::from([(":new".into(), n(read_version + 1))]);
+        let mut set = vec!["version = :new".to_owned()];
+        let mut remove = Vec::new();
+        let mut condition = if read_version == 0 {
+            "attribute_not_exists(version)".to_owned()
+        } else {
+            values.insert(":read".into(), n(read_version));
+            "version = :read".to_owned()
+        };
+        if let Some(cp) = &progress.checkpoint {
+            set.push("checkpoint = :cp".into());
+            values.insert(":cp".into(), s(encode_position(cp)));
+            condition.push_str(" AND (attribute_not_exists(checkpoint) OR checkpoint <= :cp)");
+        }
+        match &progress.head {
+            Some(h) => {
+                set.push("head = :head, head_attempts = :attempts".into());
+                values.insert(":head".into(), s(encode_position(&h.position)));
+                values.insert(":attempts".into(), n(h.attempts));
+            }
+            None => remove.push("head, head_attempts"),
+        }
+        let delivered = progress.delivered.to_texts();
+        if delivered.is_empty() {
+            remove.push("delivered");
+        } else {
+            set.push("delivered = :delivered".into());
+            let map = delivered
+                .into_iter()
+                .map(|(name, text)| (name, s(text)))
+                .collect();
+            values.insert(":delivered".into(), AttributeValue::M(map));
+        }
+        for (name, value) in also {
+            set.push(format!("{name} = :{name}"));
+            values.insert(format!(":{name}"), value.clone());
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(" REMOVE ");
+            expression.push_str(&remove.join(", "));
+        }
+        ProgressUpdate {
+            expression,
+            condition,
+            values,
+        }
     }
-    if !remove.is_empty() {
-        expression.push_str(" REMOVE ");
-        expression.push_str(&remove.join(", "));
+
+    fn build(self, table: &str, key: Item) -> Result<Update, StateError> {
+        Update::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .update_expression(self.expression)
+            .condition_expression(self.condition)
+            .set_expression_attribute_values(Some(self.values))
+            .build()
+            .map_err(|e| backend("build a progress write", e))
     }
-    expression
 }
 
 /// The items of one quarantined record: the entry, and parts for a large payload.
@@ -289,7 +335,15 @@ impl DynamoDbStore {
         DynamoDbStore {
             client,
             table: table.into(),
+            key_progress_ttl: super::DEFAULT_KEY_PROGRESS_TTL,
         }
+    }
+
+    /// Sets how long a partition key's progress is kept after its last write
+    /// ([`super::DEFAULT_KEY_PROGRESS_TTL`] by default; DynamoDB's TTL deletes it).
+    pub fn with_key_progress_ttl(mut self, ttl: Duration) -> Self {
+        self.key_progress_ttl = ttl;
+        self
     }
 
     /// Creates the state table (on-demand, TTL on `expires_at`) if it does not
@@ -463,6 +517,31 @@ impl DynamoDbStore {
     }
 }
 
+impl DynamoDbStore {
+    /// Deletes the dedup claims of quarantined records that still name them as
+    /// owner (a claim taken over since is left alone), 100 a request.
+    async fn release_claims(
+        &self,
+        consumer: &str,
+        claims: &[DedupClaim],
+    ) -> Result<(), StateError> {
+        let build = |claim: &DedupClaim| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(dedup_pk(consumer, &claim.key), "claim")))
+                .condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(claim.owner.clone()))
+                .build()
+                .map(|delete| TransactWriteItem::builder().delete(delete).build())
+                .map_err(|e| backend("build a dedup release", e))
+        };
+        self.transact_conditional(claims, build, "release dedup claims")
+            .await
+            .map(drop)
+    }
+}
+
 /// Creates a table with string keys, on-demand, optionally with TTL, if missing,
 /// and waits until it is active.
 ///
@@ -554,12 +633,9 @@ impl StateStore for DynamoDbStore {
             return Ok(ShardState::default());
         };
         let what = shard_pk(key);
-        let progress = read_progress(item, &what)?;
         let parents = get_list(item, "parents");
         Ok(ShardState {
-            checkpoint: progress.checkpoint,
-            head: progress.head,
-            version: get_n(item, "version").unwrap_or(0),
+            progress: read_progress(item, &what)?,
             lineage: match get_s(item, "lineage") {
                 Some("pending") => Lineage::Pending { parents },
                 Some("cleared") => Lineage::Cleared { parents },
@@ -584,7 +660,7 @@ impl StateStore for DynamoDbStore {
             let expires_ms = epoch_millis(claim.expires_at);
             Put::builder()
                 .table_name(&self.table)
-                .item(PK, s(format!("{consumer}#dedup#{}", claim.key)))
+                .item(PK, s(dedup_pk(consumer, &claim.key)))
                 .item(SK, s("claim"))
                 .item("owner", s(claim.owner.clone()))
                 .item("expires_ms", n(expires_ms))
@@ -625,40 +701,25 @@ impl StateStore for DynamoDbStore {
     async fn commit(
         &self,
         key: &ShardKey,
-        read: &ShardState,
-        commit: &ShardCommit,
+        read_version: u64,
+        progress: &Progress,
+        settled: &Settled,
     ) -> Result<CommitOutcome, StateError> {
-        let new_version = read.version + 1;
-        let mut values: Item = HashMap::from([(":new".into(), n(new_version))]);
-        let (mut set, remove) = progress_update(
-            commit.checkpoint.as_ref(),
-            commit.head.as_ref(),
-            &mut values,
-        );
-        set.push("version = :new");
-        let mut condition = if read.version == 0 {
-            "attribute_not_exists(version)".to_owned()
-        } else {
-            values.insert(":read".into(), n(read.version));
-            "version = :read".to_owned()
-        };
-        if commit.checkpoint.is_some() {
-            condition.push_str(" AND (attribute_not_exists(checkpoint) OR checkpoint <= :cp)");
-        }
-        let expression = update_expression(&set, &remove);
-        let pk = shard_pk(key);
-
-        let quarantine: Vec<Item> = commit
+        let update = ProgressUpdate::new(progress, read_version, &[]);
+        let item_key = Self::key(shard_pk(key), "state");
+        let quarantine: Vec<Item> = settled
             .quarantine
             .iter()
             .flat_map(|q| quarantine_items(&key.consumer, q))
             .collect();
-        let quarantine_bytes: usize = commit.quarantine.iter().map(|q| q.data.len()).sum();
+        let quarantine_bytes: usize = settled.quarantine.iter().map(|q| q.data.len()).sum();
         let one_transaction = !quarantine.is_empty()
             && quarantine.len() < TRANSACT_ITEMS
             && quarantine_bytes <= TRANSACT_BYTES;
-
-        if one_transaction {
+        let committed = CommitOutcome::Committed {
+            version: read_version + 1,
+        };
+        let outcome = if one_transaction {
             let mut items = Vec::with_capacity(quarantine.len() + 1);
             for item in quarantine {
                 let put = Put::builder()
@@ -668,25 +729,16 @@ impl StateStore for DynamoDbStore {
                     .map_err(|e| backend("build a quarantine write", e))?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(pk, "state")))
-                .update_expression(expression)
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(|e| backend("build a checkpoint write", e))?;
+            let update = update.build(&self.table, item_key)?;
             items.push(TransactWriteItem::builder().update(update).build());
-            return match self
+            match self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items))
                 .send()
                 .await
             {
-                Ok(_) => Ok(CommitOutcome::Committed {
-                    version: new_version,
-                }),
+                Ok(_) => committed,
                 Err(e) => match cancellation_reasons(&e) {
                     Some(reasons)
                         if reasons
@@ -694,36 +746,39 @@ impl StateStore for DynamoDbStore {
                             .and_then(|r| r.code())
                             .is_some_and(|c| c == "ConditionalCheckFailed") =>
                     {
-                        Ok(CommitOutcome::Superseded)
+                        CommitOutcome::Superseded
                     }
-                    _ => Err(backend("commit a checkpoint with quarantined records", e)),
+                    _ => return Err(backend("commit a checkpoint with quarantined records", e)),
                 },
-            };
-        }
-
-        // Large quarantines go first, on their own: they are kept even if the
-        // checkpoint write then loses to a newer invocation.
-        if !quarantine.is_empty() {
-            self.put_all(quarantine, "write quarantined records")
+            }
+        } else {
+            // Large quarantines go first, on their own: they are kept even if the
+            // progress write then loses to a newer invocation.
+            if !quarantine.is_empty() {
+                self.put_all(quarantine, "write quarantined records")
+                    .await?;
+            }
+            match self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(item_key))
+                .update_expression(update.expression)
+                .condition_expression(update.condition)
+                .set_expression_attribute_values(Some(update.values))
+                .send()
+                .await
+            {
+                Ok(_) => committed,
+                Err(e) if is_conditional_check_failed(&e) => CommitOutcome::Superseded,
+                Err(e) => return Err(backend("commit a checkpoint", e)),
+            }
+        };
+        if let CommitOutcome::Committed { .. } = outcome {
+            self.release_claims(&key.consumer, &settled.released)
                 .await?;
         }
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(pk, "state")))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(CommitOutcome::Committed {
-                version: new_version,
-            }),
-            Err(e) if is_conditional_check_failed(&e) => Ok(CommitOutcome::Superseded),
-            Err(e) => Err(backend("commit a checkpoint", e)),
-        }
+        Ok(outcome)
     }
 
     async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError> {
@@ -771,7 +826,7 @@ impl StateStore for DynamoDbStore {
         &self,
         key: &ShardKey,
         partition_keys: &[String],
-    ) -> Result<HashMap<String, KeyProgress>, StateError> {
+    ) -> Result<HashMap<String, Progress>, StateError> {
         let pks: Vec<String> = partition_keys.iter().map(|k| progress_pk(key, k)).collect();
         let items = self.get_all(&pks, "progress", "read key progress").await?;
         let mut found = HashMap::new();
@@ -783,50 +838,14 @@ impl StateStore for DynamoDbStore {
         Ok(found)
     }
 
-    async fn load_sink_progress(
-        &self,
-        key: &ShardKey,
-        destinations: &[String],
-    ) -> Result<HashMap<String, String>, StateError> {
-        let pks: Vec<String> = destinations.iter().map(|d| sink_pk(key, d)).collect();
-        let items = self
-            .get_all(&pks, "delivered", "read sink progress")
-            .await?;
-        Ok(destinations
-            .iter()
-            .zip(&pks)
-            .filter_map(|(destination, pk)| {
-                let delivered = get_s(items.get(pk)?, "delivered")?;
-                Some((destination.clone(), delivered.to_owned()))
-            })
-            .collect())
-    }
-
-    async fn save_sink_progress(
-        &self,
-        key: &ShardKey,
-        progress: &[(String, String)],
-    ) -> Result<(), StateError> {
-        let items = progress
-            .iter()
-            .map(|(destination, delivered)| {
-                HashMap::from([
-                    (PK.to_owned(), s(sink_pk(key, destination))),
-                    (SK.to_owned(), s("delivered")),
-                    ("delivered".to_owned(), s(delivered.clone())),
-                ])
-            })
-            .collect();
-        self.put_all(items, "write sink progress").await
-    }
-
     async fn commit_key_progress(
         &self,
         key: &ShardKey,
         commits: &[KeyCommit],
-        quarantine: &[QuarantinedRecord],
+        settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
-        let quarantine: Vec<Item> = quarantine
+        let quarantine: Vec<Item> = settled
+            .quarantine
             .iter()
             .flat_map(|q| quarantine_items(&key.consumer, q))
             .collect();
@@ -834,35 +853,20 @@ impl StateStore for DynamoDbStore {
             self.put_all(quarantine, "write quarantined records")
                 .await?;
         }
+        let expires = n(epoch_millis(SystemTime::now() + self.key_progress_ttl) / 1000);
         let build = |commit: &KeyCommit| {
-            let mut values = Item::new();
-            let (set, remove) = progress_update(
-                commit.progress.checkpoint.as_ref(),
-                commit.progress.head.as_ref(),
-                &mut values,
-            );
-            let condition = match &commit.read.checkpoint {
-                None => "attribute_not_exists(checkpoint)",
-                Some(read) => {
-                    values.insert(":read".into(), s(encode_position(read)));
-                    "checkpoint = :read"
-                }
-            };
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(
-                    progress_pk(key, &commit.partition_key),
-                    "progress",
-                )))
-                .update_expression(update_expression(&set, &remove))
-                .condition_expression(condition)
-                .set_expression_attribute_values((!values.is_empty()).then_some(values))
-                .build()
+            let also = [(TTL_ATTRIBUTE, expires.clone())];
+            ProgressUpdate::new(&commit.progress, commit.read_version, &also)
+                .build(
+                    &self.table,
+                    Self::key(progress_pk(key, &commit.partition_key), "progress"),
+                )
                 .map(|u| TransactWriteItem::builder().update(u).build())
-                .map_err(|e| backend("build a key progress write", e))
         };
         let superseded = self
             .transact_conditional(commits, build, "commit key progress")
+            .await?;
+        self.release_claims(&key.consumer, &settled.released)
             .await?;
         Ok(superseded
             .into_iter()

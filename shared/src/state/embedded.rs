@@ -18,11 +18,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
 use super::{
-    ClaimOutcome, CommitOutcome, DedupClaim, HeadAttempts, KeyCommit, KeyProgress, Lineage,
-    ShardCommit, ShardKey, ShardState, ShardStatus, StateError, StateStore,
+    ClaimOutcome, CommitOutcome, DedupClaim, Delivered, HeadAttempts, KeyCommit, Lineage, Progress,
+    Settled, ShardKey, ShardState, ShardStatus, StateError, StateStore,
 };
-use crate::quarantine::{QuarantineReason, QuarantinedRecord, epoch_millis};
+use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, SequenceNumber};
+use crate::time::epoch_millis;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS shard (
@@ -39,16 +40,10 @@ CREATE TABLE IF NOT EXISTS shard (
     parents         TEXT    NOT NULL DEFAULT '[]',
     ended           INTEGER NOT NULL DEFAULT 0,
     children        TEXT    NOT NULL DEFAULT '[]',
+    delivered       TEXT    NOT NULL DEFAULT '{}',
     PRIMARY KEY (consumer, stream_arn, shard_id)
 );
-CREATE TABLE IF NOT EXISTS sink_progress (
-    consumer        TEXT    NOT NULL,
-    stream_arn      TEXT    NOT NULL,
-    shard_id        TEXT    NOT NULL,
-    destination     TEXT    NOT NULL,
-    delivered       TEXT    NOT NULL,
-    PRIMARY KEY (consumer, stream_arn, shard_id, destination)
-);
+DROP TABLE IF EXISTS sink_progress;
 CREATE TABLE IF NOT EXISTS key_progress (
     consumer        TEXT    NOT NULL,
     stream_arn      TEXT    NOT NULL,
@@ -59,6 +54,9 @@ CREATE TABLE IF NOT EXISTS key_progress (
     head_seq        TEXT,
     head_sub        INTEGER,
     head_attempts   INTEGER,
+    delivered       TEXT    NOT NULL DEFAULT '{}',
+    version         INTEGER NOT NULL DEFAULT 0,
+    expires_at      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (consumer, stream_arn, shard_id, partition_key)
 );
 CREATE TABLE IF NOT EXISTS dedup (
@@ -113,10 +111,36 @@ pub fn open_database(dir: &Path, name: &str) -> Result<(Connection, PathBuf), St
     Ok((conn, path))
 }
 
+/// Columns added since the first schema: a database made by an earlier
+/// version gets them on open.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("shard", "delivered", "TEXT NOT NULL DEFAULT '{}'"),
+    ("key_progress", "delivered", "TEXT NOT NULL DEFAULT '{}'"),
+    ("key_progress", "version", "INTEGER NOT NULL DEFAULT 0"),
+    ("key_progress", "expires_at", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists(params![column])?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// Shardline's state in a local SQLite file (`shardline.sqlite` in the state folder).
 pub struct EmbeddedStore {
     conn: Mutex<Connection>,
     path: String,
+    key_progress_ttl: std::time::Duration,
 }
 
 impl EmbeddedStore {
@@ -127,15 +151,30 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         let (conn, path) = open_database(dir, "shardline")?;
         let path = path.display().to_string();
-        conn.execute_batch(SCHEMA)
-            .map_err(|source| StateError::Embedded {
-                path: path.clone(),
-                source,
-            })?;
+        let fail = |source| StateError::Embedded {
+            path: path.clone(),
+            source,
+        };
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        add_missing_columns(&conn).map_err(fail)?;
+        // Key progress past its TTL is garbage (DynamoDB's TTL deletes it there).
+        conn.execute(
+            "DELETE FROM key_progress WHERE expires_at > 0 AND expires_at < ?1",
+            params![millis(SystemTime::now())],
+        )
+        .map_err(fail)?;
         Ok(EmbeddedStore {
             conn: Mutex::new(conn),
             path,
+            key_progress_ttl: super::DEFAULT_KEY_PROGRESS_TTL,
         })
+    }
+
+    /// Sets how long a partition key's progress is kept after its last write
+    /// ([`super::DEFAULT_KEY_PROGRESS_TTL`] by default).
+    pub fn with_key_progress_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.key_progress_ttl = ttl;
+        self
     }
 
     fn with_conn<T>(
@@ -152,6 +191,13 @@ impl EmbeddedStore {
     }
 }
 
+fn corrupt(what: &ShardKey, detail: String) -> StateError {
+    StateError::Corrupt {
+        what: format!("{}/{}", what.consumer, what.shard.shard_id),
+        detail,
+    }
+}
+
 fn parse_position(
     what: &ShardKey,
     seq: Option<String>,
@@ -160,36 +206,62 @@ fn parse_position(
     let (Some(seq), Some(sub)) = (seq, sub) else {
         return Ok(None);
     };
-    let corrupt = |detail: String| StateError::Corrupt {
-        what: format!("{}/{}", what.consumer, what.shard.shard_id),
-        detail,
-    };
-    let sequence: SequenceNumber = seq.parse().map_err(|e| corrupt(format!("{e}")))?;
-    let subsequence = u64::try_from(sub).map_err(|_| corrupt(format!("subsequence {sub}")))?;
+    let sequence: SequenceNumber = seq.parse().map_err(|e| corrupt(what, format!("{e}")))?;
+    let subsequence =
+        u64::try_from(sub).map_err(|_| corrupt(what, format!("subsequence {sub}")))?;
     Ok(Some(Position::new(sequence, subsequence)))
 }
 
-/// The five columns that hold a checkpoint and a head record.
-struct PositionColumns {
+/// The columns that hold a [`Progress`], in this order in every query:
+/// checkpoint, head, attempts, delivered, version.
+const PROGRESS_COLUMNS: &str =
+    "checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts, delivered, version";
+
+/// A [`Progress`] as its columns.
+struct ProgressRow {
     checkpoint_seq: Option<String>,
     checkpoint_sub: Option<i64>,
     head_seq: Option<String>,
     head_sub: Option<i64>,
     head_attempts: Option<i64>,
+    delivered: String,
+    version: i64,
 }
 
-impl PositionColumns {
+impl ProgressRow {
+    /// Reads the [`PROGRESS_COLUMNS`] starting at column `first`.
     fn read(row: &rusqlite::Row<'_>, first: usize) -> Result<Self, rusqlite::Error> {
-        Ok(PositionColumns {
+        Ok(ProgressRow {
             checkpoint_seq: row.get(first)?,
             checkpoint_sub: row.get(first + 1)?,
             head_seq: row.get(first + 2)?,
             head_sub: row.get(first + 3)?,
             head_attempts: row.get(first + 4)?,
+            delivered: row.get(first + 5)?,
+            version: row.get(first + 6)?,
         })
     }
 
-    fn parse(self, what: &ShardKey) -> Result<KeyProgress, StateError> {
+    fn of(progress: &Progress, version: u64) -> Self {
+        let texts: serde_json::Map<String, serde_json::Value> = progress
+            .delivered
+            .to_texts()
+            .into_iter()
+            .map(|(name, text)| (name, serde_json::Value::String(text)))
+            .collect();
+        let head = progress.head.as_ref();
+        ProgressRow {
+            checkpoint_seq: progress.checkpoint.as_ref().map(|p| p.sequence.to_string()),
+            checkpoint_sub: progress.checkpoint.as_ref().map(|p| as_i64(p.subsequence)),
+            head_seq: head.map(|h| h.position.sequence.to_string()),
+            head_sub: head.map(|h| as_i64(h.position.subsequence)),
+            head_attempts: head.map(|h| i64::from(h.attempts)),
+            delivered: serde_json::Value::Object(texts).to_string(),
+            version: as_i64(version),
+        }
+    }
+
+    fn parse(self, what: &ShardKey) -> Result<Progress, StateError> {
         let head =
             parse_position(what, self.head_seq, self.head_sub)?.map(|position| HeadAttempts {
                 position,
@@ -198,29 +270,17 @@ impl PositionColumns {
                     .and_then(|a| u32::try_from(a).ok())
                     .unwrap_or(0),
             });
-        Ok(KeyProgress {
+        let texts: HashMap<String, String> = serde_json::from_str(&self.delivered)
+            .map_err(|e| corrupt(what, format!("delivered {:?}: {e}", self.delivered)))?;
+        let delivered = Delivered::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+            .map_err(|name| corrupt(what, format!("delivered ranges of {name}")))?;
+        Ok(Progress {
             checkpoint: parse_position(what, self.checkpoint_seq, self.checkpoint_sub)?,
             head,
+            delivered,
+            version: u64::try_from(self.version).unwrap_or(0),
         })
     }
-}
-
-type PositionParams = (
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<u32>,
-);
-
-fn position_params(checkpoint: Option<&Position>, head: Option<&HeadAttempts>) -> PositionParams {
-    (
-        checkpoint.map(|p| p.sequence.to_string()),
-        checkpoint.map(|p| as_i64(p.subsequence)),
-        head.map(|h| h.position.sequence.to_string()),
-        head.map(|h| as_i64(h.position.subsequence)),
-        head.map(|h| h.attempts),
-    )
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -237,10 +297,11 @@ fn lineage_columns(lineage: &Lineage) -> (&'static str, u8, String) {
     (name, rank, parents)
 }
 
-fn insert_quarantine(
+/// Stores what a batch settled: its quarantined records and released claims.
+fn write_settled(
     tx: &rusqlite::Transaction<'_>,
     consumer: &str,
-    records: &[QuarantinedRecord],
+    settled: &Settled,
 ) -> Result<(), rusqlite::Error> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO quarantine (consumer, stream_arn, shard_id, sequence_number, subsequence_number,
@@ -248,7 +309,7 @@ fn insert_quarantine(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT DO NOTHING",
     )?;
-    for q in records {
+    for q in &settled.quarantine {
         insert.execute(params![
             consumer,
             q.stream_arn,
@@ -263,6 +324,11 @@ fn insert_quarantine(
             &q.data[..],
         ])?;
     }
+    let mut release =
+        tx.prepare_cached("DELETE FROM dedup WHERE consumer = ?1 AND key = ?2 AND owner = ?3")?;
+    for claim in &settled.released {
+        release.execute(params![consumer, claim.key, claim.owner])?;
+    }
     Ok(())
 }
 
@@ -273,41 +339,36 @@ fn millis(time: SystemTime) -> i64 {
 #[async_trait]
 impl StateStore for EmbeddedStore {
     async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError> {
-        type Row = (PositionColumns, i64, String, String, bool, String);
+        type Row = (ProgressRow, String, String, bool, String);
         let row: Option<Row> = self.with_conn(|conn| {
             conn.query_row(
-                "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts, version,
-                        lineage, parents, ended, children
-                 FROM shard WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3",
+                &format!(
+                    "SELECT {PROGRESS_COLUMNS}, lineage, parents, ended, children
+                     FROM shard WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3"
+                ),
                 params![key.consumer, &*key.shard.stream_arn, &*key.shard.shard_id],
                 |r| {
                     Ok((
-                        PositionColumns::read(r, 0)?,
-                        r.get(5)?,
-                        r.get(6)?,
+                        ProgressRow::read(r, 0)?,
                         r.get(7)?,
                         r.get(8)?,
                         r.get(9)?,
+                        r.get(10)?,
                     ))
                 },
             )
             .optional()
         })?;
-        let Some((positions, version, lineage, parents, ended, children)) = row else {
+        let Some((progress, lineage, parents, ended, children)) = row else {
             return Ok(ShardState::default());
         };
-        let progress = positions.parse(key)?;
         let list = |text: &str| -> Result<Vec<String>, StateError> {
-            serde_json::from_str(text).map_err(|e| StateError::Corrupt {
-                what: format!("{}/{}", key.consumer, key.shard.shard_id),
-                detail: format!("shard id list {text:?}: {e}"),
-            })
+            serde_json::from_str(text)
+                .map_err(|e| corrupt(key, format!("shard id list {text:?}: {e}")))
         };
         let parents = list(&parents)?;
         Ok(ShardState {
-            checkpoint: progress.checkpoint,
-            head: progress.head,
-            version: u64::try_from(version).unwrap_or(0),
+            progress: progress.parse(key)?,
             lineage: match lineage.as_str() {
                 "pending" => Lineage::Pending { parents },
                 "cleared" => Lineage::Cleared { parents },
@@ -371,10 +432,12 @@ impl StateStore for EmbeddedStore {
     async fn commit(
         &self,
         key: &ShardKey,
-        read: &ShardState,
-        commit: &ShardCommit,
+        read_version: u64,
+        progress: &Progress,
+        settled: &Settled,
     ) -> Result<CommitOutcome, StateError> {
-        let new_version = read.version + 1;
+        let new_version = read_version + 1;
+        let row = ProgressRow::of(progress, new_version);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let stored: Option<i64> = tx
@@ -384,30 +447,31 @@ impl StateStore for EmbeddedStore {
                     |r| r.get(0),
                 )
                 .optional()?;
-            if stored.unwrap_or(0) != as_i64(read.version) {
+            if stored.unwrap_or(0) != as_i64(read_version) {
                 return Ok(CommitOutcome::Superseded);
             }
-            insert_quarantine(&tx, &key.consumer, &commit.quarantine)?;
-            let (cp_seq, cp_sub, head_seq, head_sub, head_attempts) =
-                position_params(commit.checkpoint.as_ref(), commit.head.as_ref());
+            write_settled(&tx, &key.consumer, settled)?;
             tx.execute(
-                "INSERT INTO shard (consumer, stream_arn, shard_id, checkpoint_seq, checkpoint_sub,
-                    head_seq, head_sub, head_attempts, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (consumer, stream_arn, shard_id) DO UPDATE SET
-                    checkpoint_seq = excluded.checkpoint_seq, checkpoint_sub = excluded.checkpoint_sub,
-                    head_seq = excluded.head_seq, head_sub = excluded.head_sub,
-                    head_attempts = excluded.head_attempts, version = excluded.version",
+                &format!(
+                    "INSERT INTO shard (consumer, stream_arn, shard_id, {PROGRESS_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (consumer, stream_arn, shard_id) DO UPDATE SET
+                        checkpoint_seq = excluded.checkpoint_seq, checkpoint_sub = excluded.checkpoint_sub,
+                        head_seq = excluded.head_seq, head_sub = excluded.head_sub,
+                        head_attempts = excluded.head_attempts, delivered = excluded.delivered,
+                        version = excluded.version"
+                ),
                 params![
                     key.consumer,
                     &*key.shard.stream_arn,
                     &*key.shard.shard_id,
-                    cp_seq,
-                    cp_sub,
-                    head_seq,
-                    head_sub,
-                    head_attempts,
-                    as_i64(new_version),
+                    row.checkpoint_seq,
+                    row.checkpoint_sub,
+                    row.head_seq,
+                    row.head_sub,
+                    row.head_attempts,
+                    row.delivered,
+                    row.version,
                 ],
             )?;
             tx.commit()?;
@@ -462,13 +526,12 @@ impl StateStore for EmbeddedStore {
         &self,
         key: &ShardKey,
         partition_keys: &[String],
-    ) -> Result<HashMap<String, KeyProgress>, StateError> {
-        let rows: Vec<(String, PositionColumns)> = self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts
-                 FROM key_progress
-                 WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND partition_key = ?4",
-            )?;
+    ) -> Result<HashMap<String, Progress>, StateError> {
+        let rows: Vec<(String, ProgressRow)> = self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {PROGRESS_COLUMNS} FROM key_progress
+                 WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND partition_key = ?4"
+            ))?;
             let mut rows = Vec::new();
             for partition_key in partition_keys {
                 let found = stmt
@@ -479,17 +542,17 @@ impl StateStore for EmbeddedStore {
                             &*key.shard.shard_id,
                             partition_key
                         ],
-                        |r| PositionColumns::read(r, 0),
+                        |r| ProgressRow::read(r, 0),
                     )
                     .optional()?;
-                if let Some(columns) = found {
-                    rows.push((partition_key.clone(), columns));
+                if let Some(row) = found {
+                    rows.push((partition_key.clone(), row));
                 }
             }
             Ok(rows)
         })?;
         rows.into_iter()
-            .map(|(partition_key, columns)| Ok((partition_key, columns.parse(key)?)))
+            .map(|(partition_key, row)| Ok((partition_key, row.parse(key)?)))
             .collect()
     }
 
@@ -497,27 +560,28 @@ impl StateStore for EmbeddedStore {
         &self,
         key: &ShardKey,
         commits: &[KeyCommit],
-        quarantine: &[QuarantinedRecord],
+        settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
+        let expires_at = millis(SystemTime::now() + self.key_progress_ttl);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            insert_quarantine(&tx, &key.consumer, quarantine)?;
+            write_settled(&tx, &key.consumer, settled)?;
             let mut superseded = Vec::new();
             {
                 let mut read = tx.prepare_cached(
-                    "SELECT checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts
-                     FROM key_progress
+                    "SELECT version FROM key_progress
                      WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND partition_key = ?4",
                 )?;
-                let mut write = tx.prepare_cached(
+                let mut write = tx.prepare_cached(&format!(
                     "INSERT INTO key_progress (consumer, stream_arn, shard_id, partition_key,
-                        checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                        {PROGRESS_COLUMNS}, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (consumer, stream_arn, shard_id, partition_key) DO UPDATE SET
                         checkpoint_seq = excluded.checkpoint_seq, checkpoint_sub = excluded.checkpoint_sub,
                         head_seq = excluded.head_seq, head_sub = excluded.head_sub,
-                        head_attempts = excluded.head_attempts",
-                )?;
+                        head_attempts = excluded.head_attempts, delivered = excluded.delivered,
+                        version = excluded.version, expires_at = excluded.expires_at"
+                ))?;
                 for commit in commits {
                     let ids = params![
                         key.consumer,
@@ -525,97 +589,30 @@ impl StateStore for EmbeddedStore {
                         &*key.shard.shard_id,
                         commit.partition_key
                     ];
-                    let stored = read
-                        .query_row(ids, |r| PositionColumns::read(r, 0))
-                        .optional()?;
-                    let stored = match stored {
-                        Some(columns) => columns.parse(key).map_err(|e| {
-                            rusqlite::Error::InvalidParameterName(e.to_string())
-                        })?,
-                        None => KeyProgress::default(),
-                    };
-                    if stored != commit.read {
+                    let stored: Option<i64> = read.query_row(ids, |r| r.get(0)).optional()?;
+                    if stored.unwrap_or(0) != as_i64(commit.read_version) {
                         superseded.push(commit.partition_key.clone());
                         continue;
                     }
-                    let (cp_seq, cp_sub, head_seq, head_sub, head_attempts) = position_params(
-                        commit.progress.checkpoint.as_ref(),
-                        commit.progress.head.as_ref(),
-                    );
+                    let row = ProgressRow::of(&commit.progress, commit.read_version + 1);
                     write.execute(params![
                         key.consumer,
                         &*key.shard.stream_arn,
                         &*key.shard.shard_id,
                         commit.partition_key,
-                        cp_seq,
-                        cp_sub,
-                        head_seq,
-                        head_sub,
-                        head_attempts
+                        row.checkpoint_seq,
+                        row.checkpoint_sub,
+                        row.head_seq,
+                        row.head_sub,
+                        row.head_attempts,
+                        row.delivered,
+                        row.version,
+                        expires_at,
                     ])?;
                 }
             }
             tx.commit()?;
             Ok(superseded)
-        })
-    }
-
-    async fn load_sink_progress(
-        &self,
-        key: &ShardKey,
-        destinations: &[String],
-    ) -> Result<HashMap<String, String>, StateError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT delivered FROM sink_progress
-                 WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND destination = ?4",
-            )?;
-            let mut found = HashMap::new();
-            for destination in destinations {
-                let delivered: Option<String> = stmt
-                    .query_row(
-                        params![
-                            key.consumer,
-                            &*key.shard.stream_arn,
-                            &*key.shard.shard_id,
-                            destination
-                        ],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(delivered) = delivered {
-                    found.insert(destination.clone(), delivered);
-                }
-            }
-            Ok(found)
-        })
-    }
-
-    async fn save_sink_progress(
-        &self,
-        key: &ShardKey,
-        progress: &[(String, String)],
-    ) -> Result<(), StateError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO sink_progress (consumer, stream_arn, shard_id, destination, delivered)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (consumer, stream_arn, shard_id, destination)
-                     DO UPDATE SET delivered = excluded.delivered",
-                )?;
-                for (destination, delivered) in progress {
-                    stmt.execute(params![
-                        key.consumer,
-                        &*key.shard.stream_arn,
-                        &*key.shard.shard_id,
-                        destination,
-                        delivered
-                    ])?;
-                }
-            }
-            tx.commit()
         })
     }
 
@@ -708,27 +705,29 @@ mod tests {
         let store = EmbeddedStore::open(&dir).unwrap();
         let fresh = store.load_shard(&key()).await.unwrap();
         assert_eq!(fresh, ShardState::default());
-        let commit = ShardCommit {
+        assert_eq!(fresh.progress.version, 0);
+        let progress = Progress {
             checkpoint: Some(pos(
                 "49590338271490256608559692538361571095921575989136588898",
                 3,
             )),
             ..Default::default()
         };
+        let settled = Settled::default();
         assert_eq!(
-            store.commit(&key(), &fresh, &commit).await.unwrap(),
+            store.commit(&key(), 0, &progress, &settled).await.unwrap(),
             CommitOutcome::Committed { version: 1 }
         );
         // A second writer that read the same (now stale) state loses.
         assert_eq!(
-            store.commit(&key(), &fresh, &commit).await.unwrap(),
+            store.commit(&key(), 0, &progress, &settled).await.unwrap(),
             CommitOutcome::Superseded
         );
         drop(store);
         let reopened = EmbeddedStore::open(&dir).unwrap();
         let state = reopened.load_shard(&key()).await.unwrap();
-        assert_eq!(state.version, 1);
-        assert_eq!(state.checkpoint, commit.checkpoint);
+        assert_eq!(state.progress.version, 1);
+        assert_eq!(state.progress.checkpoint, progress.checkpoint);
     }
 
     #[tokio::test]

@@ -4,23 +4,34 @@
 //!
 //! The trait is shaped for few calls per batch: the engine calls
 //! [`StateStore::load_shard`] once, [`StateStore::claim_dedup_keys`] once when
-//! dedup is on, and [`StateStore::commit`] at most once, whatever the batch size.
+//! dedup is on, and [`StateStore::commit`] at most once, whatever the batch size
+//! (in per-key mode, [`StateStore::load_key_progress`] and
+//! [`StateStore::commit_key_progress`], batched by 100 keys). A fan-out's
+//! delivery progress lives in the same [`Progress`], so it costs no request of its own.
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded;
+pub mod progress;
 
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::handler::BoxError;
+use crate::error::BoxError;
 use crate::quarantine::QuarantinedRecord;
-use crate::record::{Position, ShardRef};
+use crate::record::ShardRef;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
+pub use progress::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
+
+/// How long a partition key's progress is kept after its last write, by
+/// default: longer than a stream's extended retention (7 days), so a key's
+/// progress outlives every record of it that Lambda could still deliver.
+pub const DEFAULT_KEY_PROGRESS_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 
 /// Which consumer's state, for which shard. One store can hold many consumers
 /// (functions) and many streams.
@@ -30,16 +41,6 @@ pub struct ShardKey {
     pub consumer: String,
     /// The stream and shard.
     pub shard: ShardRef,
-}
-
-/// A record that has failed and is at the head of its shard, with the number of
-/// attempts made on it so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeadAttempts {
-    /// The failing record.
-    pub position: Position,
-    /// Attempts made, across invocations.
-    pub attempts: u32,
 }
 
 /// What is known of a shard's parents (after a split or a merge).
@@ -76,61 +77,55 @@ pub enum ShardStatus {
 /// What the store knows of one shard for one consumer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardState {
-    /// The last position done (processed, skipped or quarantined); `None` before
-    /// the first commit.
-    pub checkpoint: Option<Position>,
-    /// The record that last failed at the head of the shard, if any.
-    pub head: Option<HeadAttempts>,
-    /// Bumped by every commit; a commit names the version it read, so a stale
-    /// writer cannot overwrite a newer one. 0 when nothing is stored.
-    pub version: u64,
+    /// The shard's progress (in per-key mode, only the guard's: how far every
+    /// record of the shard is known done).
+    pub progress: Progress,
     /// What is known of the shard's parents.
     pub lineage: Lineage,
     /// Open, or read to its end.
     pub status: ShardStatus,
 }
 
-/// Progress of one partition key of a shard (the ParallelizationFactor mode,
-/// where batches of one shard run at once, ordered per key only).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyProgress {
-    /// The last position of this key done.
-    pub checkpoint: Option<Position>,
-    /// This key's failing record, if any.
-    pub head: Option<HeadAttempts>,
-}
-
-/// One key's change from one batch, written only if the key is still as read.
+/// One partition key's change from one batch, written only if the key is still
+/// at the version the batch read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyCommit {
     /// The partition key.
     pub partition_key: String,
-    /// The progress the batch read (the fence).
-    pub read: KeyProgress,
-    /// The progress to write.
-    pub progress: KeyProgress,
+    /// The version the batch read (0: nothing was stored): the fence.
+    pub read_version: u64,
+    /// The progress to write (its `version` is ignored: the store bumps it).
+    pub progress: Progress,
 }
 
-/// What one batch changes for one shard, written in one go.
+/// What a batch settled outside the normal path, written with its progress.
 #[derive(Debug, Clone, Default)]
-pub struct ShardCommit {
-    /// The new checkpoint (never below the stored one).
-    pub checkpoint: Option<Position>,
-    /// The failing record at the head after this batch, if any.
-    pub head: Option<HeadAttempts>,
-    /// Records quarantined by this batch, to store before the checkpoint moves past them.
+pub struct Settled {
+    /// Records quarantined by this batch, stored no later than the progress
+    /// that passes them.
     pub quarantine: Vec<QuarantinedRecord>,
+    /// Dedup claims of quarantined records, given back so that a replay of the
+    /// record is not skipped as a duplicate of itself. Released only while the
+    /// claim still names this owner.
+    pub released: Vec<DedupClaim>,
+}
+
+impl Settled {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.quarantine.is_empty() && self.released.is_empty()
+    }
 }
 
 /// What became of a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// Written; the shard is now at this version.
+    /// Written; the unit is now at this version.
     Committed {
         /// The new version.
         version: u64,
     },
-    /// Another writer committed since this batch read the shard (this invocation
+    /// Another writer committed since this batch read the unit (this invocation
     /// is stale): nothing was written.
     Superseded,
 }
@@ -212,17 +207,19 @@ pub trait StateStore: Send + Sync {
         now: SystemTime,
     ) -> Result<Vec<ClaimOutcome>, StateError>;
 
-    /// Writes one batch's changes if the shard is still at `read.version`
-    /// (otherwise [`CommitOutcome::Superseded`] and nothing is written).
-    /// Quarantined records are stored no later than the checkpoint that passes them.
+    /// Writes a shard's new progress, with what the batch settled, if the shard
+    /// is still at `read_version` (otherwise [`CommitOutcome::Superseded`] and
+    /// the progress is not written). Quarantined records are stored no later
+    /// than the checkpoint that passes them.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
     async fn commit(
         &self,
         key: &ShardKey,
-        read: &ShardState,
-        commit: &ShardCommit,
+        read_version: u64,
+        progress: &Progress,
+        settled: &Settled,
     ) -> Result<CommitOutcome, StateError>;
 
     /// Records what is known of a shard's parents. Lineage only moves forward
@@ -232,7 +229,8 @@ pub trait StateStore: Send + Sync {
     /// [`StateError`] when the store cannot be written.
     async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError>;
 
-    /// Records that a shard was read to its end, with its children.
+    /// Records that a shard is finished (read to its end, every record done,
+    /// its own parents finished), with its children.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
@@ -247,11 +245,12 @@ pub trait StateStore: Send + Sync {
         &self,
         key: &ShardKey,
         partition_keys: &[String],
-    ) -> Result<std::collections::HashMap<String, KeyProgress>, StateError>;
+    ) -> Result<HashMap<String, Progress>, StateError>;
 
-    /// Writes the quarantined records, then each key's progress if that key is
-    /// still as it was read (batched: about one request per 100 keys). Returns
-    /// the keys another invocation moved first (their changes are not written).
+    /// Writes what the batch settled, then each key's progress if that key is
+    /// still at the version it was read (batched: about one request per 100
+    /// keys). Returns the keys another invocation moved first (their changes are
+    /// not written). Key progress expires after the store's key progress TTL.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
@@ -259,31 +258,8 @@ pub trait StateStore: Send + Sync {
         &self,
         key: &ShardKey,
         commits: &[KeyCommit],
-        quarantine: &[QuarantinedRecord],
+        settled: &Settled,
     ) -> Result<Vec<String>, StateError>;
-
-    /// Reads what each of `destinations` has received of a shard's records (an
-    /// opaque text per destination, written by [`StateStore::save_sink_progress`];
-    /// destinations with nothing stored are left out). One request for up to 100.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be read.
-    async fn load_sink_progress(
-        &self,
-        key: &ShardKey,
-        destinations: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, StateError>;
-
-    /// Writes what each destination has received (batched, unconditional: a
-    /// destination's progress only grows while a batch is retried).
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be written.
-    async fn save_sink_progress(
-        &self,
-        key: &ShardKey,
-        progress: &[(String, String)],
-    ) -> Result<(), StateError>;
 
     /// Every quarantined record of `consumer`, oldest first.
     ///

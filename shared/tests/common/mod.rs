@@ -287,6 +287,7 @@ impl Env {
     pub async fn checkpoint(&self) -> Option<(String, u64)> {
         self.state()
             .await
+            .progress
             .checkpoint
             .map(|p| (p.sequence.to_string(), p.subsequence))
     }

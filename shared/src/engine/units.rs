@@ -1,0 +1,205 @@
+//! The ordering units of one shard's batch, and how a batch's outcomes fold into
+//! their progress.
+//!
+//! A unit is what keeps order: the shard itself ([`ProgressMode::Shard`]) or one
+//! partition key of it ([`ProgressMode::PartitionKey`]; for KPL user records the
+//! aggregate's key, which is what Lambda routes by). A unit's records are done
+//! in order: its checkpoint only moves over done records, and the first record
+//! that is not done stops it for this batch.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::decode::Item;
+use crate::record::{Position, Record};
+use crate::state::progress::just_after;
+use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
+
+/// One unit: what was read, and what this batch makes of it.
+#[derive(Debug, Default)]
+pub(super) struct Unit {
+    /// As stored when the batch began.
+    pub read: Progress,
+    pub checkpoint: Option<Position>,
+    pub head: Option<HeadAttempts>,
+    /// The first record this batch did (to retry from if the commit loses).
+    pub first_done: Option<Position>,
+    /// Whether a record of the unit was left for Lambda's retry.
+    pub stopped: bool,
+    /// The unit's records in this batch, in order.
+    pub positions: Vec<Position>,
+}
+
+impl Unit {
+    fn from_read(read: Progress) -> Self {
+        Unit {
+            checkpoint: read.checkpoint.clone(),
+            head: read.head.clone(),
+            read,
+            ..Unit::default()
+        }
+    }
+
+    /// The record at `position` is done (processed, skipped or quarantined).
+    pub fn advance(&mut self, position: &Position) {
+        self.first_done.get_or_insert_with(|| position.clone());
+        self.checkpoint = Some(position.clone());
+        if self.head.as_ref().is_some_and(|h| h.position <= *position) {
+            self.head = None;
+        }
+    }
+
+    /// The record at `position` failed on attempt `attempts`: the unit stops there.
+    pub fn fail(&mut self, position: &Position, attempts: u32) {
+        self.head = Some(HeadAttempts {
+            position: position.clone(),
+            attempts,
+        });
+        self.stopped = true;
+    }
+
+    /// The progress to store after this batch, with `noted` (what destinations
+    /// received in this attempt) merged into what they held before.
+    pub fn progress(&self, noted: &HashMap<String, HashSet<Position>>) -> Progress {
+        Progress {
+            checkpoint: self.checkpoint.clone(),
+            head: self.head.clone(),
+            delivered: self.delivered(noted),
+            version: self.read.version,
+        }
+    }
+
+    /// Whether the batch changed anything of the unit.
+    pub fn changed(&self, progress: &Progress) -> bool {
+        progress.checkpoint != self.read.checkpoint
+            || progress.head != self.read.head
+            || progress.delivered != self.read.delivered
+    }
+
+    /// What each destination holds of the unit's records after the new checkpoint.
+    ///
+    /// Within the batch's span, the runs of its records a destination holds
+    /// (before or now); outside it, what was stored before (a shorter retry, or
+    /// the first half of a bisected batch, keeps what lies past its end).
+    fn delivered(&self, noted: &HashMap<String, HashSet<Position>>) -> Delivered {
+        let mut delivered = Delivered::new();
+        let (Some(first), Some(last)) = (self.positions.first(), self.positions.last()) else {
+            return self.read.delivered.clone();
+        };
+        let span_end = just_after(last);
+        let positions: Vec<&Position> = self.positions.iter().collect();
+        let mut names: Vec<&String> = self.read.delivered.iter().map(|(n, _)| n).collect();
+        names.extend(noted.keys());
+        names.sort();
+        names.dedup();
+        let empty = PositionRanges::new();
+        for name in names {
+            let before = self
+                .read
+                .delivered
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(&empty, |(_, ranges)| ranges);
+            let now = noted.get(name);
+            let runs = PositionRanges::from_runs(&positions, |i| {
+                before.contains(positions[i]) || now.is_some_and(|n| n.contains(positions[i]))
+            });
+            let mut held = runs.union(&before.outside(first, &span_end));
+            if let Some(checkpoint) = &self.checkpoint {
+                held = held.after(checkpoint);
+            }
+            delivered.set(name, held);
+        }
+        delivered
+    }
+}
+
+/// The units of one shard's batch.
+#[derive(Debug)]
+pub(super) struct Units {
+    mode: ProgressMode,
+    units: HashMap<String, Unit>,
+}
+
+impl Units {
+    /// The shard as one unit.
+    pub fn shard(read: Progress) -> Self {
+        Units {
+            mode: ProgressMode::Shard,
+            units: HashMap::from([(String::new(), Unit::from_read(read))]),
+        }
+    }
+
+    /// One unit per partition key, from what was read of them.
+    pub fn keys(read: HashMap<String, Progress>) -> Self {
+        Units {
+            mode: ProgressMode::PartitionKey,
+            units: read
+                .into_iter()
+                .map(|(key, progress)| (key, Unit::from_read(progress)))
+                .collect(),
+        }
+    }
+
+    pub fn mode(&self) -> ProgressMode {
+        self.mode
+    }
+
+    /// The name of the unit `record` belongs to.
+    pub fn key_of<'r>(&self, record: &'r Record) -> &'r str {
+        match self.mode {
+            ProgressMode::Shard => "",
+            ProgressMode::PartitionKey => record.ordering_key(),
+        }
+    }
+
+    fn read_of(&self, record: &Record) -> Option<&Progress> {
+        self.units.get(self.key_of(record)).map(|u| &u.read)
+    }
+
+    /// At or below the checkpoint read at the start of the batch.
+    pub fn is_done(&self, record: &Record) -> bool {
+        self.read_of(record)
+            .and_then(|p| p.checkpoint.as_ref())
+            .is_some_and(|cp| record.position <= *cp)
+    }
+
+    /// Attempts made on `record` by earlier invocations.
+    pub fn prior_attempts(&self, record: &Record) -> u32 {
+        match self.read_of(record).and_then(|p| p.head.as_ref()) {
+            Some(head) if head.position == record.position => head.attempts,
+            _ => 0,
+        }
+    }
+
+    /// Per destination, the records of `records` it held before this batch.
+    pub fn held(&self, items: &[Item]) -> HashMap<String, HashSet<Position>> {
+        let mut held: HashMap<String, HashSet<Position>> = HashMap::new();
+        for record in items.iter().map(Item::record) {
+            let Some(read) = self.read_of(record) else {
+                continue;
+            };
+            for (name, ranges) in read.delivered.iter() {
+                if ranges.contains(&record.position) {
+                    held.entry(name.clone())
+                        .or_default()
+                        .insert(record.position.clone());
+                }
+            }
+        }
+        held
+    }
+
+    /// The unit of `record`, made if this batch is its first.
+    pub fn unit_mut(&mut self, record: &Record) -> &mut Unit {
+        let key = match self.mode {
+            ProgressMode::Shard => "",
+            ProgressMode::PartitionKey => record.ordering_key(),
+        };
+        self.units.entry(key.to_owned()).or_default()
+    }
+
+    /// Every unit, by name.
+    pub fn into_units(self) -> impl Iterator<Item = (String, Unit)> {
+        self.units.into_iter()
+    }
+}

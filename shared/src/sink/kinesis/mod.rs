@@ -1,0 +1,323 @@
+//! A Kinesis stream as a destination: PutRecords within the service limits,
+//! retrying only the entries that failed.
+//!
+//! - Requests hold at most 500 records and 5 MiB (partition keys counted);
+//!   records Kinesis would refuse (see [`validate`]) are rejected up front.
+//! - Per-entry `ProvisionedThroughputExceededException` and `InternalFailure`
+//!   (the SDK does not retry those) are sent again with exponential backoff and
+//!   full jitter, while the invocation has time.
+//! - Not found, access denied and KMS errors fail fast with a
+//!   [`SinkError::Refused`] naming the stream. A request refused as invalid is
+//!   split until the record at fault stands alone ([`request`]): that record is
+//!   rejected, the others are delivered.
+//! - Time: a request is started only when the time left exceeds the slowest
+//!   request seen so far, and requests still out at the deadline are given up
+//!   (their records may have been written; they count as undelivered).
+//! - Order ([`plan`]): [`DeliveryOrder::Ordered`] sends at most one record per
+//!   partition key per request, the next only after the previous succeeded;
+//!   [`DeliveryOrder::Throughput`] sends full requests on parallel lanes, a key
+//!   in one lane.
+
+mod plan;
+mod request;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use tokio::task::JoinSet;
+
+use self::plan::Plan;
+use self::request::{EntryResult, Failure, classify};
+use super::{DeliveryOrder, OutRecord, SendOutcome, Sink, SinkError, validate};
+use crate::time::Deadline;
+
+/// Records per PutRecords request.
+pub const MAX_REQUEST_RECORDS: usize = 500;
+/// Bytes per PutRecords request, partition keys included.
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+/// The default largest record: 1 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// The largest record a stream raised with UpdateMaxRecordSize takes: 10 MiB.
+pub const MAX_RECORD_BYTES_LIMIT: usize = 10 * 1024 * 1024;
+/// Time a request is given at least; none is started with less left.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(250);
+
+/// A Kinesis stream destination.
+#[derive(Debug, Clone)]
+pub struct KinesisSink {
+    client: Client,
+    stream: String,
+    order: DeliveryOrder,
+    max_record_bytes: usize,
+    max_in_flight: usize,
+    backoff_base: Duration,
+    backoff_max: Duration,
+}
+
+/// What one round of requests came back with.
+#[derive(Default)]
+struct Round {
+    failed_any: bool,
+    refused: Option<(String, String)>,
+    out_of_time: bool,
+    last_error: Option<String>,
+}
+
+impl KinesisSink {
+    /// A destination writing to `stream` (a name, or an ARN for another account),
+    /// ordered, 1 MiB records, 4 requests in flight, backoff from 50 ms to 2 s.
+    pub fn new(client: Client, stream: impl Into<String>) -> Self {
+        KinesisSink {
+            client,
+            stream: stream.into(),
+            order: DeliveryOrder::Ordered,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_in_flight: 4,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets the delivery order.
+    pub fn order(mut self, order: DeliveryOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Sets the largest record the stream takes (1 MiB by default; up to 10 MiB
+    /// for a stream raised with UpdateMaxRecordSize).
+    pub fn max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes.clamp(1, MAX_RECORD_BYTES_LIMIT);
+        self
+    }
+
+    /// Sets how many requests may be in flight at once (the lanes of throughput order).
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// Sets the backoff between retry rounds: first delay and longest.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max.max(base);
+        self
+    }
+
+    /// The delay before retry round `attempt` (1, 2, ...): exponential, capped,
+    /// with full jitter.
+    fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.backoff_max);
+        ceiling.mul_f64(fastrand::f64())
+    }
+
+    /// Sends one round's `requests`, `max_in_flight` at a time, within `deadline`.
+    async fn round(
+        &self,
+        records: &[OutRecord],
+        requests: Vec<Vec<usize>>,
+        deadline: Deadline,
+        slowest: &mut Duration,
+        tried: &mut [bool],
+        outcome: &mut SendOutcome,
+    ) -> Round {
+        let mut round = Round::default();
+        for wave in requests.chunks(self.max_in_flight) {
+            let left = deadline.remaining();
+            if left.is_some_and(|left| left < *slowest) {
+                round.out_of_time = true;
+                break;
+            }
+            let mut in_flight = JoinSet::new();
+            for request in wave {
+                let entries: Vec<(usize, PutRecordsRequestEntry)> = request
+                    .iter()
+                    .filter_map(|&index| {
+                        if std::mem::replace(&mut tried[index], true) {
+                            outcome.retried_entries += 1;
+                        }
+                        let record = &records[index];
+                        PutRecordsRequestEntry::builder()
+                            .data(Blob::new(record.data.to_vec()))
+                            .partition_key(&record.partition_key)
+                            .set_explicit_hash_key(record.explicit_hash_key.clone())
+                            .build()
+                            .ok()
+                            .map(|entry| (index, entry))
+                    })
+                    .collect();
+                in_flight.spawn(request::put(
+                    self.client.clone(),
+                    self.stream.clone(),
+                    entries,
+                ));
+            }
+            let started = Instant::now();
+            let joined = async {
+                let mut results = Vec::new();
+                while let Some(joined) = in_flight.join_next().await {
+                    results.push(joined);
+                }
+                results
+            };
+            let results = match left {
+                Some(left) => match tokio::time::timeout(left, joined).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        // Dropping the set aborts what is still out.
+                        round.out_of_time = true;
+                        round.last_error = Some("requests still out at the deadline".into());
+                        break;
+                    }
+                },
+                None => joined.await,
+            };
+            *slowest = (*slowest).max(started.elapsed());
+            for joined in results {
+                let Ok((entries, requests)) = joined else {
+                    round.failed_any = true;
+                    round.last_error = Some("a request task failed".into());
+                    continue;
+                };
+                outcome.requests += requests;
+                self.settle_entries(entries, &mut round, outcome);
+            }
+        }
+        round
+    }
+
+    fn settle_entries(
+        &self,
+        entries: Vec<(usize, EntryResult)>,
+        round: &mut Round,
+        outcome: &mut SendOutcome,
+    ) {
+        for (index, result) in entries {
+            match result {
+                EntryResult::Delivered => outcome.delivered[index] = true,
+                EntryResult::Rejected(reason) => outcome.rejected.push((
+                    index,
+                    format!("destination {} refuses record: {reason}", self.stream),
+                )),
+                EntryResult::Failed { code, message } => {
+                    round.failed_any = true;
+                    if classify(&code) == Failure::Refuse {
+                        round.refused.get_or_insert((code.clone(), message.clone()));
+                    }
+                    round.last_error = Some(format!("{code}: {message}"));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KinesisSink {
+    fn destination(&self) -> &str {
+        &self.stream
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    async fn send(&self, records: &[OutRecord], deadline: Deadline) -> SendOutcome {
+        let mut outcome = SendOutcome {
+            delivered: vec![false; records.len()],
+            ..SendOutcome::default()
+        };
+        let mut todo = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            match validate(record, self.max_record_bytes) {
+                Ok(()) => todo.push(index),
+                Err(reason) => outcome.rejected.push((index, reason)),
+            }
+        }
+        let mut plan = Plan::new(records, todo, self.order, self.max_in_flight);
+        let mut tried = vec![false; records.len()];
+        let mut failing_rounds = 0u32;
+        let mut slowest = MIN_REQUEST_TIME;
+        let mut last_error = String::from("none");
+        while !plan.is_empty() {
+            let delay = match failing_rounds {
+                0 => Duration::ZERO,
+                n => self.delay(n),
+            };
+            let out_of_time = deadline
+                .remaining()
+                .is_some_and(|left| left < delay + slowest);
+            let round = if out_of_time {
+                Round {
+                    out_of_time,
+                    ..Round::default()
+                }
+            } else {
+                tokio::time::sleep(delay).await;
+                let requests = plan.round(records);
+                self.round(
+                    records,
+                    requests,
+                    deadline,
+                    &mut slowest,
+                    &mut tried,
+                    &mut outcome,
+                )
+                .await
+            };
+            let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+            plan.settle(|i| outcome.delivered[i] || rejected.contains(&i));
+            if let Some(error) = round.last_error {
+                last_error = error;
+            }
+            if let Some((code, message)) = round.refused {
+                tracing::error!(destination = %self.stream, code = %code, "destination refuses writes");
+                outcome.error = Some(SinkError::Refused {
+                    destination: self.stream.clone(),
+                    code,
+                    message,
+                });
+                break;
+            }
+            if round.out_of_time && !plan.is_empty() {
+                outcome.error = Some(SinkError::Incomplete {
+                    destination: self.stream.clone(),
+                    undelivered: outcome.delivered.iter().filter(|d| !**d).count(),
+                    last_error,
+                });
+                break;
+            }
+            failing_rounds = if round.failed_any {
+                failing_rounds + 1
+            } else {
+                0
+            };
+            if round.failed_any {
+                tracing::debug!(destination = %self.stream, round = failing_rounds, error = %last_error, "retrying failed entries");
+            }
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .build();
+        let sink = KinesisSink::new(Client::from_conf(config), "s")
+            .backoff(Duration::from_millis(50), Duration::from_millis(400));
+        for attempt in 1..20 {
+            assert!(sink.delay(attempt) <= Duration::from_millis(400));
+        }
+    }
+}
