@@ -666,3 +666,32 @@ fn the_heartbeat_source_never_drops_a_record_still_in_the_window() {
         "ACTIVE_WINDOW_SECONDS comes from the parameter"
     );
 }
+
+#[test]
+fn the_readme_and_the_template_agree_on_bisect() {
+    let template = template();
+    let resources = template.get("Resources").expect("a Resources section");
+    let mut bisect = Vec::new();
+    for (name, resource) in resources.entries() {
+        let events = resource.get("Properties").and_then(|p| p.get("Events"));
+        for (_, spec) in events.map(Yaml::entries).unwrap_or_default() {
+            if spec.get("Type").and_then(Yaml::as_str) == Some("Kinesis") {
+                let on = spec
+                    .get("Properties")
+                    .and_then(|p| p.get("BisectBatchOnFunctionError"))
+                    .and_then(Yaml::as_str);
+                bisect.push((name.clone(), on.map(str::to_owned)));
+            }
+        }
+    }
+    assert_eq!(bisect.len(), 3);
+    assert!(
+        bisect.iter().all(|(_, on)| on.as_deref() == Some("true")),
+        "{bisect:?}"
+    );
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    assert!(
+        readme.contains("`BisectBatchOnFunctionError` is on for every function in the template"),
+        "the README says what the template does"
+    );
+}

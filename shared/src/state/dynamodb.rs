@@ -6,21 +6,26 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | shard | `{consumer}#shard#{stream_arn}#{shard_id}` | `state` | `checkpoint`, `head`, `head_attempts`, `version`, `lineage`, `lineage_rank`, `parents`, `status`, `children` |
-//! | key progress | `{consumer}#key#{stream_arn}#{shard_id}#{partition_key}` | `progress` | `checkpoint`, `head`, `head_attempts` |
+//! | shard | `{consumer}#shard#{stream_arn}#{shard_id}` | `state` | `checkpoint`, `head`, `head_attempts`, `delivered`, `version`, `lineage`, `lineage_rank`, `parents`, `status`, `children` |
+//! | key progress | `{consumer}#key#{stream_arn}#{shard_id}#{partition_key}` | `progress` | `checkpoint`, `head`, `head_attempts`, `delivered`, `version`, `expires_at` (TTL) |
 //! | dedup claim | `{consumer}#dedup#{key}` | `claim` | `owner`, `expires_ms`, `expires_at` (TTL) |
 //! | quarantine | `{consumer}#quarantine` | `{stream_arn}#{shard_id}#{sequence}#{subsequence}` | record fields, `data`, `parts` |
 //! | quarantine part | same `pk` | the entry's `sk` + `#part#0001`... | `data` |
-//! | sink progress | `{consumer}#sink#{stream_arn}#{shard_id}#{destination}` | `delivered` | `delivered` |
+//!
+//! `delivered` is a map from destination to the text of its position ranges
+//! ([`crate::state::PositionRanges`]).
 //!
 //! Positions are stored as `{sequence, 129 digits}.{subsequence, 20 digits}`, so
 //! the string comparisons of condition expressions order them as numbers. Every
-//! write is conditional: a checkpoint never moves backwards, and a commit names
-//! the version it read, so a stale invocation cannot overwrite a newer one.
+//! progress write is conditional: a commit names the version it read (of the
+//! shard, or of the key), so a stale invocation cannot overwrite a newer one, and
+//! a checkpoint never moves backwards.
 //!
 //! Requests per batch: checkpoint mode reads the shard item (GetItem) and writes
-//! it with any quarantined records (one UpdateItem or TransactWriteItems): 2 in
-//! the steady state. Per-key mode and dedup claims batch 100 keys a request.
+//! it with any quarantined records (one UpdateItem, or TransactWriteItems with up
+//! to 99 quarantine items and 3 MB of payload; more go first in BatchWriteItems
+//! of 25): 2 in the steady state. Per-key mode and dedup claims batch 100 keys a
+//! request; released claims take one more TransactWriteItems per 100.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};

@@ -763,6 +763,44 @@ mod tests {
         assert_eq!(taken, [ClaimOutcome::Won], "an expired claim is taken over");
     }
 
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_gets_the_new_columns() {
+        let dir = tempdir();
+        let (conn, _) = open_database(&dir, "shardline").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE shard (consumer TEXT NOT NULL, stream_arn TEXT NOT NULL,
+                shard_id TEXT NOT NULL, checkpoint_seq TEXT, checkpoint_sub INTEGER,
+                head_seq TEXT, head_sub INTEGER, head_attempts INTEGER, version INTEGER NOT NULL,
+                lineage TEXT NOT NULL DEFAULT 'unknown', parents TEXT NOT NULL DEFAULT '[]',
+                ended INTEGER NOT NULL DEFAULT 0, children TEXT NOT NULL DEFAULT '[]',
+                PRIMARY KEY (consumer, stream_arn, shard_id));
+             CREATE TABLE key_progress (consumer TEXT NOT NULL, stream_arn TEXT NOT NULL,
+                shard_id TEXT NOT NULL, partition_key TEXT NOT NULL, checkpoint_seq TEXT,
+                checkpoint_sub INTEGER, head_seq TEXT, head_sub INTEGER, head_attempts INTEGER,
+                PRIMARY KEY (consumer, stream_arn, shard_id, partition_key));
+             CREATE TABLE sink_progress (consumer TEXT NOT NULL, stream_arn TEXT NOT NULL,
+                shard_id TEXT NOT NULL, destination TEXT NOT NULL, delivered TEXT NOT NULL,
+                PRIMARY KEY (consumer, stream_arn, shard_id, destination));
+             INSERT INTO shard (consumer, stream_arn, shard_id, checkpoint_seq, checkpoint_sub, version)
+                VALUES ('c', 'arn:s', 'shardId-000000000000', '42', 0, 3);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let state = store.load_shard(&key()).await.unwrap();
+        assert_eq!(state.progress.checkpoint, Some(pos("42", 0)));
+        assert_eq!(state.progress.version, 3);
+        let progress = Progress {
+            checkpoint: Some(pos("43", 0)),
+            ..Progress::default()
+        };
+        let outcome = store
+            .commit(&key(), 3, &progress, &Settled::default())
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Committed { version: 4 });
+    }
+
     pub(crate) fn tempdir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "shardline-test-{}-{}",
