@@ -28,7 +28,8 @@ pub struct BatchReport {
     pub quarantined_undecodable: u64,
     /// Records reported for retry after a retryable failure.
     pub failed: u64,
-    /// Records not started: after a failure, or cut off by the remaining time.
+    /// Records left for Lambda's retry: not started after a failure or for lack
+    /// of time, or handled but not written by a flush that failed.
     pub not_started: u64,
     /// Records held back because a parent shard is not finished.
     pub blocked_on_parent: u64,
