@@ -57,12 +57,13 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
 #[cfg(any(feature = "dynamodb", feature = "kinesis"))]
 pub mod aws;
+pub mod buffer;
 pub mod config;
 pub mod decode;
 pub mod engine;
-pub mod entry;
 pub mod error;
 pub mod guard;
 pub mod handler;
@@ -72,13 +73,16 @@ pub mod quarantine;
 pub mod record;
 pub mod report;
 pub mod response;
+pub mod retry;
 pub mod sink;
 pub mod skip;
+pub mod sqlite;
 pub mod state;
+pub mod tables;
 pub mod time;
 
+pub use app::{App, Error};
 pub use engine::{BatchOutcome, EngineConfig, process_event};
-pub use entry::{App, Error};
 pub use error::BoxError;
 pub use handler::{
     Batch, FailureKind, FlushError, Handler, HandlerError, RecordFailure, handler_fn,

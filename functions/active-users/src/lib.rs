@@ -22,18 +22,19 @@ pub mod event;
 pub mod heartbeat;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use shardline::buffer::ShardBuffers;
 use shardline::config::{ConfigError, parse_var};
-use shardline::entry::TableSpec;
-use shardline::record::ShardRef;
+use shardline::tables::StoreError;
+use shardline::time::epoch_millis;
 use shardline::{Batch, BoxError, FlushError, Handler, HandlerError, Record};
 
 use crate::heartbeat::{Heartbeat, is_active};
-use crate::store::{ActiveUsersStore, EmbeddedActiveUsers, StoreError};
+pub use crate::store::ACTIVE_USERS_TABLE;
+use crate::store::ActiveUsersStore;
 
 /// The variable with the active window in seconds.
 pub const WINDOW_VAR: &str = "ACTIVE_WINDOW_SECONDS";
@@ -42,14 +43,6 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 /// The longest window accepted: ten years (the sample events use it, so their
 /// fixed timestamps still count as recent).
 pub const MAX_WINDOW_SECONDS: u64 = 315_360_000;
-
-/// The function's table, created by `setup` when `ACTIVE_USERS_TABLE` is set.
-pub const ACTIVE_USERS_TABLE: TableSpec = TableSpec {
-    env_var: "ACTIVE_USERS_TABLE",
-    hash_key: dynamodb::USER_ATTRIBUTE,
-    range_key: None,
-    ttl_attribute: Some(dynamodb::TTL_ATTRIBUTE),
-};
 
 /// The active window from `lookup` ([`WINDOW_VAR`], default [`DEFAULT_WINDOW`]).
 ///
@@ -66,36 +59,11 @@ pub fn window_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Duration, 
     .map_or(DEFAULT_WINDOW, Duration::from_secs))
 }
 
-/// Opens the store the environment names: the `ACTIVE_USERS_TABLE` table (AWS
-/// clients from the standard variables), else SQLite in `state_dir`.
-///
-/// # Errors
-/// [`StoreError`] when the embedded database cannot be opened.
-pub async fn open_store(state_dir: &Path) -> Result<ActiveUsersStore, StoreError> {
-    match shardline::config::process_env(ACTIVE_USERS_TABLE.env_var)
-        .filter(|t| !t.trim().is_empty())
-    {
-        Some(table) => Ok(ActiveUsersStore::DynamoDb(
-            dynamodb::DynamoActiveUsers::new(shardline::aws::dynamodb().await, table),
-        )),
-        None => Ok(ActiveUsersStore::Embedded(EmbeddedActiveUsers::open(
-            state_dir,
-        )?)),
-    }
-}
-
-/// Milliseconds since the epoch.
-pub fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// The handler: buffers each shard's latest heartbeat per user, writes them on flush.
 pub struct ActiveUsers {
     store: ActiveUsersStore,
     window: Duration,
-    pending: Mutex<HashMap<ShardRef, BTreeMap<String, u64>>>,
+    pending: ShardBuffers<BTreeMap<String, u64>>,
 }
 
 impl ActiveUsers {
@@ -104,7 +72,7 @@ impl ActiveUsers {
         ActiveUsers {
             store,
             window,
-            pending: Mutex::new(HashMap::new()),
+            pending: ShardBuffers::default(),
         }
     }
 
@@ -124,14 +92,14 @@ impl ActiveUsers {
     /// [`StoreError`] when the store cannot be read.
     pub async fn active_now(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         self.store
-            .active(epoch_ms(SystemTime::now()), self.window)
+            .active(epoch_millis(SystemTime::now()), self.window)
             .await
     }
 }
 
 impl Handler for ActiveUsers {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
-        let now_ms = epoch_ms(SystemTime::now());
+        let now_ms = epoch_millis(SystemTime::now());
         let beat =
             Heartbeat::parse(&record.data, now_ms, self.window).map_err(HandlerError::permanent)?;
         if !is_active(beat.ts, now_ms, self.window) {
@@ -141,33 +109,22 @@ impl Handler for ActiveUsers {
             shardline::metrics::add_count("HeartbeatsExpired", 1);
             return Ok(());
         }
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let latest = pending
-            .entry(record.shard.clone())
-            .or_default()
-            .entry(beat.user)
-            .or_insert(beat.ts);
-        *latest = (*latest).max(beat.ts);
+        self.pending.with(&record.shard, |latest| {
+            let ts = latest.entry(beat.user).or_insert(beat.ts);
+            *ts = (*ts).max(beat.ts);
+        });
         Ok(())
     }
 
     async fn begin(&self, batch: &Batch<'_>) {
         // Whatever an invocation that failed before its flush left is dropped:
         // Lambda delivers those records again.
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(batch.shard());
+        self.pending.begin(batch.shard());
     }
 
     async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
         let shard = batch.shard();
-        let latest = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(shard)
-            .unwrap_or_default();
+        let latest = self.pending.take(shard);
         if latest.is_empty() {
             return Ok(());
         }

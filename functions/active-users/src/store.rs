@@ -8,41 +8,24 @@
 //! or applying an older batch after a newer one, changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
-use shardline::state::StateError;
+use shardline::config::Settings;
+use shardline::tables::{StoreError, TableBackend, TableSpec};
 
 use crate::heartbeat::{expires_at, is_active, window_ms};
 
-/// A store failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Opening the embedded database failed.
-    #[error(transparent)]
-    Open(#[from] StateError),
-    /// A query failed.
-    #[error("active-users database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// DynamoDB failed.
-    #[error("active-users table: cannot {operation}: {message}")]
-    DynamoDb {
-        /// What the store was doing.
-        operation: &'static str,
-        /// DynamoDB's error.
-        message: String,
-    },
-    /// Other writers kept conflicting with this batch's transaction.
-    #[error("active-users table: {users} users still conflicted after {rounds} rounds; will retry")]
-    Contended {
-        /// Users not written.
-        users: usize,
-        /// Rounds tried.
-        rounds: usize,
-    },
-}
+/// The function's table, created by `setup` when `ACTIVE_USERS_TABLE` is set;
+/// locally `active-users.sqlite`.
+pub const ACTIVE_USERS_TABLE: TableSpec = TableSpec {
+    env_var: "ACTIVE_USERS_TABLE",
+    local_name: "active-users",
+    hash_key: crate::dynamodb::USER_ATTRIBUTE,
+    range_key: None,
+    ttl_attribute: Some(crate::dynamodb::TTL_ATTRIBUTE),
+};
 
 /// What one [`ActiveUsersStore::advance`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,6 +45,21 @@ pub enum ActiveUsersStore {
 }
 
 impl ActiveUsersStore {
+    /// Opens the store the environment names (see [`ACTIVE_USERS_TABLE`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the local database cannot be opened or set up.
+    pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+        Ok(match ACTIVE_USERS_TABLE.open(settings).await? {
+            TableBackend::DynamoDb { client, table } => {
+                ActiveUsersStore::DynamoDb(crate::dynamodb::DynamoActiveUsers::new(client, table))
+            }
+            TableBackend::Embedded(conn) => {
+                ActiveUsersStore::Embedded(EmbeddedActiveUsers::new(conn)?)
+            }
+        })
+    }
+
     /// Moves each user's last-seen time forward to `latest[user]` (epoch ms) where
     /// that is newer than the stored one; the item expires `window` after it.
     ///
@@ -107,12 +105,11 @@ pub struct EmbeddedActiveUsers {
 }
 
 impl EmbeddedActiveUsers {
-    /// Opens `active-users.sqlite` in `dir` (created if missing).
+    /// The store in the SQLite database `conn`.
     ///
     /// # Errors
-    /// [`StoreError`] when the database cannot be opened or set up.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let (conn, _) = shardline::state::embedded::open_database(dir, "active-users")?;
+    /// [`StoreError`] when the table cannot be set up.
+    pub fn new(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS users (
                  user_id     TEXT PRIMARY KEY,
@@ -191,7 +188,8 @@ mod tests {
     #[tokio::test]
     async fn last_seen_only_moves_forward_and_expired_users_are_hidden() {
         let dir = temp_dir("store");
-        let store = ActiveUsersStore::Embedded(EmbeddedActiveUsers::open(&dir).unwrap());
+        let conn = shardline::sqlite::open(&dir, "active-users").unwrap();
+        let store = ActiveUsersStore::Embedded(EmbeddedActiveUsers::new(conn).unwrap());
         let now = 1_763_790_000_000_u64;
         let first = BTreeMap::from([
             ("a".to_owned(), now - 10_000),

@@ -22,14 +22,15 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use active_users::ActiveUsers;
 use active_users::dynamodb::DynamoActiveUsers;
 use active_users::store::{ActiveUsersStore, Advanced};
-use active_users::{ActiveUsers, epoch_ms};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use shardline::engine::{Deadline, EngineConfig, process_event};
 use shardline::state::EmbeddedStore;
+use shardline::time::epoch_millis as epoch_ms;
 use shardline::{BatchOutcome, BatchReport};
 use shardline_tests::{Emulators, RequestCounter, dynamodb, unique_name};
 

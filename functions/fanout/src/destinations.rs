@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
 use shardline::BoxError;
+use shardline::aws::dynamodb::attr::{get_s, s};
+use shardline::aws::dynamodb::read;
 use shardline::sink::{Destinations, Sink};
 
 /// Makes the sink for a destination name.
@@ -66,42 +66,25 @@ impl ConfiguredDestinations {
         {
             return Ok(names.clone());
         }
-        let mut names = Vec::new();
-        let mut start = None;
-        loop {
-            let page = table
-                .client
-                .query()
-                .table_name(&table.table)
-                .key_condition_expression("source_arn = :arn")
-                .expression_attribute_values(":arn", AttributeValue::S(source_arn.to_owned()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "cannot read fan-out configuration table {}: {}",
-                        table.table,
-                        DisplayErrorContext(e)
-                    )
-                })?;
-            for item in page.items() {
-                let enabled = item
-                    .get("enabled")
+        let query = table
+            .client
+            .query()
+            .table_name(&table.table)
+            .key_condition_expression("source_arn = :arn")
+            .expression_attribute_values(":arn", s(source_arn));
+        let items = read::query_all(query, "read the fan-out configuration table")
+            .await
+            .map_err(|e| format!("fan-out configuration table {}: {e}", table.table))?;
+        let names: Vec<String> = items
+            .iter()
+            .filter(|item| {
+                item.get("enabled")
                     .and_then(|v| v.as_bool().ok())
                     .copied()
-                    .unwrap_or(true);
-                if let (true, Some(name)) =
-                    (enabled, item.get("destination").and_then(|v| v.as_s().ok()))
-                {
-                    names.push(name.clone());
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
+                    .unwrap_or(true)
+            })
+            .filter_map(|item| get_s(item, "destination").map(str::to_owned))
+            .collect();
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -7,18 +7,19 @@
 //! from the `last_seq` that was read, and a txn id is written once. A replay after
 //! a crash, or a racing invocation, therefore applies nothing twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use shardline::aws::dynamodb::attr::{Attributes, get_n, get_s, item, n, s};
+use shardline::aws::dynamodb::write::{Transacted, transact};
+use shardline::aws::dynamodb::{DynamoError, read};
+use shardline::tables::StoreError;
 
 use crate::rules::{Account, Decision, Txn, decide};
-use crate::store::StoreError;
 
 /// How often a transaction is re-decided after losing a race on its account.
-const MAX_RACES: usize = 5;
+const MAX_RACES: u32 = 5;
 
 /// The ledger's DynamoDB store.
 pub struct DynamoLedger {
@@ -26,27 +27,11 @@ pub struct DynamoLedger {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
-
-fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
-    item.get(name)?.as_n().ok()?.parse().ok()
-}
-
-fn dynamo(operation: &'static str, e: impl std::error::Error) -> StoreError {
-    StoreError::DynamoDb {
-        operation,
-        message: DisplayErrorContext(e).to_string(),
-    }
+fn account_key(account: &str) -> Attributes {
+    item([
+        ("pk", s(format!("account#{account}"))),
+        ("sk", s("account")),
+    ])
 }
 
 impl DynamoLedger {
@@ -60,15 +45,63 @@ impl DynamoLedger {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("account#{account}"), "account")))
+            .set_key(Some(account_key(account)))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| dynamo("read an account", e))?;
+            .map_err(|e| DynamoError::service("read an account", e))?;
         Ok(out.item().map_or_else(Account::default, |item| Account {
-            last_seq: number(item, "last_seq").unwrap_or(0),
-            balance: number(item, "balance").unwrap_or(0),
+            last_seq: get_n(item, "last_seq").unwrap_or(0),
+            balance: get_n(item, "balance").unwrap_or(0),
         }))
+    }
+
+    /// The account update (from `before` to `next`) and the txn record, as one
+    /// transaction: the account only moves from what was read, a txn id is
+    /// written once.
+    fn writes(
+        &self,
+        txn: &Txn,
+        before: Account,
+        next: Account,
+        outcome: &str,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let condition = if before.last_seq == 0 {
+            "attribute_not_exists(last_seq)"
+        } else {
+            "last_seq = :prev"
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(account_key(&txn.account)))
+            .update_expression("SET last_seq = :seq, balance = :balance")
+            .condition_expression(condition)
+            .expression_attribute_values(":seq", n(next.last_seq))
+            .expression_attribute_values(":balance", n(next.balance));
+        if before.last_seq != 0 {
+            update = update.expression_attribute_values(":prev", n(before.last_seq));
+        }
+        let record = item([
+            ("pk", s(format!("txn#{}", txn.txn))),
+            ("sk", s("txn")),
+            ("account", s(txn.account.clone())),
+            ("seq", n(txn.seq)),
+            ("amount", n(txn.amount)),
+            ("outcome", s(outcome)),
+        ]);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| DynamoError::build("build a txn write", e))?;
+        let update = update
+            .build()
+            .map_err(|e| DynamoError::build("build an account write", e))?;
+        Ok(vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ])
     }
 
     /// Applies `txn` and says what it did.
@@ -81,52 +114,11 @@ impl DynamoLedger {
                 Decision::Reject(next) => (next, "rejected"),
                 Decision::Duplicate | Decision::Gap { .. } => return Ok(decision),
             };
-            let condition = if account.last_seq == 0 {
-                "attribute_not_exists(last_seq)"
-            } else {
-                "last_seq = :prev"
-            };
-            let mut update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(format!("account#{}", txn.account), "account")))
-                .update_expression("SET last_seq = :seq, balance = :balance")
-                .condition_expression(condition)
-                .expression_attribute_values(":seq", n(next.last_seq))
-                .expression_attribute_values(":balance", n(next.balance));
-            if account.last_seq != 0 {
-                update = update.expression_attribute_values(":prev", n(account.last_seq));
-            }
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(HashMap::from([
-                    ("pk".to_owned(), s(format!("txn#{}", txn.txn))),
-                    ("sk".to_owned(), s("txn")),
-                    ("account".to_owned(), s(txn.account.clone())),
-                    ("seq".to_owned(), n(txn.seq)),
-                    ("amount".to_owned(), n(txn.amount)),
-                    ("outcome".to_owned(), s(outcome)),
-                ])))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| dynamo("build a txn write", e))?;
-            let update = update
-                .build()
-                .map_err(|e| dynamo("build an account write", e))?;
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(update).build())
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .send()
-                .await;
-            let Err(e) = result else {
+            let writes = self.writes(txn, account, next, outcome)?;
+            let Transacted::Cancelled(reasons) =
+                transact(&self.client, writes, "apply a transaction").await?
+            else {
                 return Ok(decision);
-            };
-            let reasons = match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    c.cancellation_reasons().to_vec()
-                }
-                _ => return Err(dynamo("apply a transaction", e)),
             };
             let failed = |i: usize| {
                 reasons
@@ -139,43 +131,38 @@ impl DynamoLedger {
                 return Ok(Decision::Duplicate);
             }
             if !failed(0) {
-                return Err(dynamo("apply a transaction", e));
+                let code = reasons.iter().find_map(|r| r.code()).unwrap_or("unknown");
+                return Err(DynamoError::Cancelled {
+                    operation: "apply a transaction",
+                    code: code.to_owned(),
+                    message: format!("txn {} of account {}", txn.txn, txn.account),
+                }
+                .into());
             }
             // The account moved since it was read: decide again.
         }
         Err(StoreError::Contended {
-            account: txn.account.clone(),
+            what: format!("account {}", txn.account),
+            tries: MAX_RACES,
         })
     }
 
     /// Every account's balance in cents (a full scan: for the `balances` command).
     pub async fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
-        let mut balances = BTreeMap::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :account")
-                .expression_attribute_values(":account", s("account"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| dynamo("scan balances", e))?;
-            for item in out.items() {
-                let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
-                    continue;
-                };
-                if let Some(account) = pk.strip_prefix("account#") {
-                    balances.insert(account.to_owned(), number(item, "balance").unwrap_or(0));
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(balances),
-            }
-        }
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :account")
+            .expression_attribute_values(":account", s("account"))
+            .consistent_read(true);
+        let items = read::scan_all(scan, "scan balances").await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let account = get_s(item, "pk")?.strip_prefix("account#")?;
+                Some((account.to_owned(), get_n(item, "balance").unwrap_or(0)))
+            })
+            .collect())
     }
 }

@@ -13,11 +13,10 @@ mod store;
 
 use std::sync::Arc;
 
-use shardline::entry::TableSpec;
 use shardline::{App, Handler, HandlerError, Record};
 
 use crate::rules::{Decision, Txn};
-use crate::store::{EmbeddedLedger, LedgerStore};
+use crate::store::{LEDGER_TABLE, LedgerStore};
 
 /// An earlier transaction of the account has not been applied yet.
 #[derive(Debug, thiserror::Error)]
@@ -78,39 +77,21 @@ fn describe(error: &serde_json::Error) -> String {
     )
 }
 
-/// The ledger's own table, created by `setup` when `LEDGER_TABLE` is set.
-const LEDGER_TABLE: TableSpec = TableSpec {
-    env_var: "LEDGER_TABLE",
-    hash_key: "pk",
-    range_key: Some("sk"),
-    ttl_attribute: None,
-};
-
 #[tokio::main]
 async fn main() -> Result<(), shardline::Error> {
-    let settings = shardline::config::Settings::from_env()?;
-    let store = match shardline::config::process_env(LEDGER_TABLE.env_var).filter(|t| !t.is_empty())
-    {
-        Some(table) => LedgerStore::DynamoDb(dynamodb::DynamoLedger::new(
-            shardline::aws::dynamodb().await,
-            table,
-        )),
-        None => LedgerStore::Embedded(EmbeddedLedger::open(&settings.state_dir).map_err(|e| {
-            shardline::Error::Command {
-                name: "ledger store".into(),
-                source: e.into(),
-            }
-        })?),
-    };
-    App::new("ledger", Ledger { store })
-        .table(LEDGER_TABLE)
-        .command(
-            "balances",
-            "print every account's balance as one JSON object",
-            balances,
-        )
-        .run()
-        .await
+    App::build("ledger", |settings| async move {
+        Ok(Ledger {
+            store: LedgerStore::open(&settings).await?,
+        })
+    })
+    .table(LEDGER_TABLE)
+    .command(
+        "balances",
+        "print every account's balance as one JSON object",
+        balances,
+    )
+    .run()
+    .await
 }
 
 async fn balances(ledger: Arc<Ledger>, _args: Vec<String>) -> Result<(), shardline::BoxError> {

@@ -5,38 +5,22 @@
 //! account and the txn id), so a replay after a crash applies nothing twice.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use shardline::state::StateError;
+use shardline::config::Settings;
+use shardline::tables::{StoreError, TableBackend, TableSpec};
 
 use crate::rules::{Account, Decision, Txn, decide};
 
-/// A ledger store failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Opening the embedded database failed.
-    #[error(transparent)]
-    Open(#[from] StateError),
-    /// A query failed.
-    #[error("ledger database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// DynamoDB failed.
-    #[error("ledger table: cannot {operation}: {message}")]
-    DynamoDb {
-        /// What the store was doing.
-        operation: &'static str,
-        /// DynamoDB's error.
-        message: String,
-    },
-    /// Other invocations kept moving the account.
-    #[error("account {account} kept changing under this transaction; will retry")]
-    Contended {
-        /// The account.
-        account: String,
-    },
-}
+/// The ledger's own table: `LEDGER_TABLE` in DynamoDB, else `ledger.sqlite`.
+pub const LEDGER_TABLE: TableSpec = TableSpec {
+    env_var: "LEDGER_TABLE",
+    local_name: "ledger",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    ttl_attribute: None,
+};
 
 /// Where the ledger lives: embedded locally, DynamoDB with `LEDGER_TABLE`.
 pub enum LedgerStore {
@@ -47,6 +31,16 @@ pub enum LedgerStore {
 }
 
 impl LedgerStore {
+    /// Opens the store the environment names (see [`LEDGER_TABLE`]).
+    pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+        Ok(match LEDGER_TABLE.open(settings).await? {
+            TableBackend::DynamoDb { client, table } => {
+                LedgerStore::DynamoDb(crate::dynamodb::DynamoLedger::new(client, table))
+            }
+            TableBackend::Embedded(conn) => LedgerStore::Embedded(EmbeddedLedger::new(conn)?),
+        })
+    }
+
     /// Applies `txn` and says what it did.
     pub async fn apply(&self, txn: &Txn) -> Result<Decision, StoreError> {
         match self {
@@ -70,9 +64,8 @@ pub struct EmbeddedLedger {
 }
 
 impl EmbeddedLedger {
-    /// Opens `ledger.sqlite` in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let (conn, _) = shardline::state::embedded::open_database(dir, "ledger")?;
+    /// The ledger in the SQLite database `conn`.
+    pub fn new(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS account (
                  account TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, balance INTEGER NOT NULL,

@@ -10,16 +10,17 @@
 //! records to the quarantine instead of blocking the shard forever.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::task::JoinSet;
 
 use super::{OutRecord, SendOutcome, Sink, validate};
+use crate::buffer::ShardBuffers;
 use crate::error::BoxError;
 use crate::handler::{Batch, FlushError, Handler, HandlerError, RecordFailure};
-use crate::record::{Record, ShardRef};
+use crate::record::Record;
 
 /// Where the records of a stream go.
 #[async_trait]
@@ -46,7 +47,7 @@ impl Destinations for StaticDestinations {
 pub struct FanOut {
     destinations: Arc<dyn Destinations>,
     max_record_bytes: usize,
-    buffers: Mutex<HashMap<ShardRef, Vec<OutRecord>>>,
+    buffers: ShardBuffers<Vec<OutRecord>>,
     requests: AtomicU64,
     retried_entries: AtomicU64,
 }
@@ -58,7 +59,7 @@ impl FanOut {
         FanOut {
             destinations: Arc::new(destinations),
             max_record_bytes,
-            buffers: Mutex::new(HashMap::new()),
+            buffers: ShardBuffers::default(),
             requests: AtomicU64::new(0),
             retried_entries: AtomicU64::new(0),
         }
@@ -73,29 +74,22 @@ impl FanOut {
     pub fn retried_entries(&self) -> u64 {
         self.retried_entries.load(Ordering::Relaxed)
     }
-
-    fn buffers(&self) -> std::sync::MutexGuard<'_, HashMap<ShardRef, Vec<OutRecord>>> {
-        self.buffers.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl Handler for FanOut {
     async fn begin(&self, batch: &Batch<'_>) {
-        self.buffers().insert(batch.shard().clone(), Vec::new());
+        self.buffers.begin(batch.shard());
     }
 
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let out = OutRecord::copy_of(record);
         validate(&out, self.max_record_bytes).map_err(HandlerError::permanent)?;
-        self.buffers()
-            .entry(record.shard.clone())
-            .or_default()
-            .push(out);
+        self.buffers.with(&record.shard, |buffer| buffer.push(out));
         Ok(())
     }
 
     async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
-        let records = self.buffers().remove(batch.shard()).unwrap_or_default();
+        let records = self.buffers.take(batch.shard());
         if records.is_empty() {
             return Ok(());
         }

@@ -7,7 +7,7 @@
 //! safely. A JSON file could do none of that without hand-written locking and
 //! atomic renames.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -83,34 +83,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 ";
 
-/// Opens (creating if needed) the SQLite database `name.sqlite` in `dir`, set up
-/// for several local processes: WAL journal and a busy timeout. Functions use it
-/// for their own local tables too.
-///
-/// # Errors
-/// [`StateError::Embedded`] when the folder or database cannot be opened.
-pub fn open_database(dir: &Path, name: &str) -> Result<(Connection, PathBuf), StateError> {
-    let path = dir.join(format!("{name}.sqlite"));
-    let fail = |source| StateError::Embedded {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Err(fail(rusqlite::Error::InvalidPath(PathBuf::from(format!(
-            "{}: {e}",
-            dir.display()
-        )))));
-    }
-    let conn = Connection::open(&path).map_err(fail)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(fail)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(fail)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(fail)?;
-    Ok((conn, path))
-}
-
 /// Columns added since the first schema: a database made by an earlier
 /// version gets them on open.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
@@ -149,8 +121,11 @@ impl EmbeddedStore {
     /// # Errors
     /// [`StateError::Embedded`] when the database cannot be opened or set up.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let (conn, path) = open_database(dir, "shardline")?;
-        let path = path.display().to_string();
+        let conn = crate::sqlite::open(dir, "shardline").map_err(|e| StateError::Embedded {
+            path: e.path.display().to_string(),
+            source: e.source,
+        })?;
+        let path = dir.join("shardline.sqlite").display().to_string();
         let fail = |source| StateError::Embedded {
             path: path.clone(),
             source,
@@ -766,7 +741,7 @@ mod tests {
     #[tokio::test]
     async fn a_database_of_the_first_schema_gets_the_new_columns() {
         let dir = tempdir();
-        let (conn, _) = open_database(&dir, "shardline").unwrap();
+        let conn = crate::sqlite::open(&dir, "shardline").unwrap();
         conn.execute_batch(
             "CREATE TABLE shard (consumer TEXT NOT NULL, stream_arn TEXT NOT NULL,
                 shard_id TEXT NOT NULL, checkpoint_seq TEXT, checkpoint_sub INTEGER,
@@ -801,7 +776,7 @@ mod tests {
         assert_eq!(outcome, CommitOutcome::Committed { version: 4 });
     }
 
-    pub(crate) fn tempdir() -> PathBuf {
+    pub(crate) fn tempdir() -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "shardline-test-{}-{}",
             std::process::id(),

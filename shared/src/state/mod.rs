@@ -171,7 +171,11 @@ pub enum StateError {
         /// What is wrong with it.
         detail: String,
     },
-    /// A remote backend failed.
+    /// DynamoDB failed.
+    #[cfg(feature = "dynamodb")]
+    #[error("DynamoDB state store: {0}")]
+    DynamoDb(#[from] crate::aws::dynamodb::DynamoError),
+    /// Another remote backend failed.
     #[error("{backend} state store failed to {operation}: {source}")]
     Backend {
         /// The backend, such as `DynamoDB`.

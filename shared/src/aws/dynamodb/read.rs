@@ -1,0 +1,99 @@
+//! Reads: keys batched 100 a BatchGetItem ([`get_all`]), and every page of a
+//! query or a scan through the SDK's paginators ([`query_all`], [`scan_all`]).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
+
+use super::{Attributes, BACKOFF, DynamoError, MAX_TRIES};
+
+/// Keys per BatchGetItem request.
+pub const BATCH_GET_KEYS: usize = 100;
+
+/// Reads the items of `keys` from `table` (consistent reads), 100 a request,
+/// asking again for unprocessed keys after a pause. Missing items are left out.
+///
+/// # Errors
+/// [`DynamoError`] when a request fails or keys stay unprocessed.
+pub async fn get_all(
+    client: &Client,
+    table: &str,
+    keys: Vec<Attributes>,
+    operation: &'static str,
+) -> Result<Vec<Attributes>, DynamoError> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(BATCH_GET_KEYS) {
+        let request = KeysAndAttributes::builder()
+            .consistent_read(true)
+            .set_keys(Some(chunk.to_vec()))
+            .build()
+            .map_err(|e| DynamoError::build(operation, e))?;
+        let mut request = Some(request);
+        let mut tries = 0;
+        while let Some(keys) = request.take() {
+            let out = client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+                .map_err(|e| DynamoError::service(operation, e))?;
+            found.extend(
+                out.responses()
+                    .and_then(|r| r.get(table))
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+            request = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+            if let Some(left) = &request {
+                tries += 1;
+                if tries >= MAX_TRIES {
+                    return Err(DynamoError::Unprocessed {
+                        operation,
+                        count: left.keys().len(),
+                        tries,
+                    });
+                }
+                BACKOFF.pause(tries).await;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Every item a query returns, page after page.
+///
+/// # Errors
+/// [`DynamoError::Service`] when a page fails.
+pub async fn query_all(
+    query: QueryFluentBuilder,
+    operation: &'static str,
+) -> Result<Vec<Attributes>, DynamoError> {
+    let mut pages = query.into_paginator().items().send();
+    let mut items = Vec::new();
+    while let Some(item) = pages.next().await {
+        items.push(item.map_err(|e| DynamoError::service(operation, e))?);
+    }
+    Ok(items)
+}
+
+/// Every item a scan returns, page after page.
+///
+/// # Errors
+/// [`DynamoError::Service`] when a page fails.
+pub async fn scan_all(
+    scan: ScanFluentBuilder,
+    operation: &'static str,
+) -> Result<Vec<Attributes>, DynamoError> {
+    let mut pages = scan.into_paginator().items().send();
+    let mut items = Vec::new();
+    while let Some(item) = pages.next().await {
+        items.push(item.map_err(|e| DynamoError::service(operation, e))?);
+    }
+    Ok(items)
+}

@@ -1,0 +1,229 @@
+//! The state table's items: a [`Progress`] in and out of attributes, and a
+//! quarantined record as an entry plus parts for a large payload.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use bytes::Bytes;
+
+use super::keys::{PK, SK, decode_position, encode_position, quarantine_pk, quarantine_sk};
+use crate::aws::dynamodb::DynamoError;
+use crate::aws::dynamodb::attr::{Attributes, b, get_b, get_n, get_s, get_string_map, item, n, s};
+use crate::quarantine::{QuarantineReason, QuarantinedRecord};
+use crate::state::{Delivered, HeadAttempts, Progress, StateError};
+
+/// Payload bytes per quarantine item, well under DynamoDB's 400 KB item limit.
+pub(super) const PART_BYTES: usize = 300 * 1024;
+
+pub(super) fn corrupt(what: &str, detail: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        what: what.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// Reads a [`Progress`]: `checkpoint`, `head`, `head_attempts`, `delivered`, `version`.
+pub(super) fn read_progress(item: &Attributes, what: &str) -> Result<Progress, StateError> {
+    let position = |name: &str| -> Result<_, StateError> {
+        get_s(item, name)
+            .map(|text| {
+                decode_position(text).ok_or_else(|| corrupt(what, format!("{name} {text:?}")))
+            })
+            .transpose()
+    };
+    let delivered = Delivered::from_texts(get_string_map(item, "delivered"))
+        .map_err(|name| corrupt(what, format!("delivered ranges of {name}")))?;
+    Ok(Progress {
+        checkpoint: position("checkpoint")?,
+        head: position("head")?.map(|position| HeadAttempts {
+            position,
+            attempts: get_n(item, "head_attempts").unwrap_or(0),
+        }),
+        delivered,
+        version: get_n(item, "version").unwrap_or(0),
+    })
+}
+
+/// An update that writes a [`Progress`], fenced on the version it was read at.
+pub(super) struct ProgressUpdate {
+    pub expression: String,
+    pub condition: String,
+    pub values: Attributes,
+}
+
+impl ProgressUpdate {
+    /// Writes `progress` as version `read_version + 1` if the item is still at
+    /// `read_version` (and its checkpoint not beyond), with `also` set beside it.
+    pub fn new(
+        progress: &Progress,
+        read_version: u64,
+        also: &[(&'static str, AttributeValue)],
+    ) -> Self {
+        let mut values: Attributes = HashMap::from([(":new".into(), n(read_version + 1))]);
+        let mut set = vec!["version = :new".to_owned()];
+        let mut remove = Vec::new();
+        let mut condition = if read_version == 0 {
+            "attribute_not_exists(version)".to_owned()
+        } else {
+            values.insert(":read".into(), n(read_version));
+            "version = :read".to_owned()
+        };
+        if let Some(cp) = &progress.checkpoint {
+            set.push("checkpoint = :cp".into());
+            values.insert(":cp".into(), s(encode_position(cp)));
+            condition.push_str(" AND (attribute_not_exists(checkpoint) OR checkpoint <= :cp)");
+        }
+        match &progress.head {
+            Some(h) => {
+                set.push("head = :head, head_attempts = :attempts".into());
+                values.insert(":head".into(), s(encode_position(&h.position)));
+                values.insert(":attempts".into(), n(h.attempts));
+            }
+            None => remove.push("head, head_attempts"),
+        }
+        let delivered = progress.delivered.to_texts();
+        if delivered.is_empty() {
+            remove.push("delivered");
+        } else {
+            set.push("delivered = :delivered".into());
+            let map = delivered
+                .into_iter()
+                .map(|(name, text)| (name, s(text)))
+                .collect();
+            values.insert(":delivered".into(), AttributeValue::M(map));
+        }
+        for (name, value) in also {
+            set.push(format!("{name} = :{name}"));
+            values.insert(format!(":{name}"), value.clone());
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(" REMOVE ");
+            expression.push_str(&remove.join(", "));
+        }
+        ProgressUpdate {
+            expression,
+            condition,
+            values,
+        }
+    }
+
+    /// As one item of a transaction on `key` of `table`.
+    pub fn build(self, table: &str, key: Attributes) -> Result<Update, DynamoError> {
+        Update::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .update_expression(self.expression)
+            .condition_expression(self.condition)
+            .set_expression_attribute_values(Some(self.values))
+            .build()
+            .map_err(|e| DynamoError::build("build a progress write", e))
+    }
+}
+
+/// The items of one quarantined record: the entry, and parts for a large payload.
+pub(super) fn quarantine_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Attributes> {
+    let pk = quarantine_pk(consumer);
+    let sk = quarantine_sk(record);
+    let mut chunks = record.data.chunks(PART_BYTES);
+    let first = chunks.next().unwrap_or(&[]);
+    let rest: Vec<&[u8]> = chunks.collect();
+    let mut entry = item([
+        (PK, s(pk.clone())),
+        (SK, s(sk.clone())),
+        ("stream_arn", s(record.stream_arn.clone())),
+        ("shard_id", s(record.shard_id.clone())),
+        ("sequence_number", s(record.sequence_number.clone())),
+        ("subsequence_number", n(record.subsequence_number)),
+        ("partition_key", s(record.partition_key.clone())),
+        ("reason", s(record.reason.name())),
+        ("detail", s(record.detail.clone())),
+        ("attempts", n(record.attempts)),
+        ("quarantined_at", n(record.quarantined_at)),
+        ("data", b(first)),
+        ("parts", n(rest.len() + 1)),
+    ]);
+    if record.partition_key.is_empty() {
+        entry.remove("partition_key");
+    }
+    let mut items = vec![entry];
+    for (index, part) in rest.into_iter().enumerate() {
+        items.push(item([
+            (PK, s(pk.clone())),
+            (SK, s(format!("{sk}#part#{:04}", index + 1))),
+            ("data", b(part)),
+        ]));
+    }
+    items
+}
+
+/// Quarantined records from their items in sort-key order (parts follow their entry).
+pub(super) fn quarantined_records(
+    items: Vec<Attributes>,
+) -> Result<Vec<QuarantinedRecord>, StateError> {
+    let mut records: Vec<QuarantinedRecord> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    for item in items {
+        let sk = get_s(&item, SK).unwrap_or_default().to_owned();
+        let bytes = get_b(&item, "data").unwrap_or_default();
+        if sk.contains("#part#") {
+            data.extend_from_slice(bytes);
+            continue;
+        }
+        if let Some(last) = records.last_mut() {
+            last.data = Bytes::from(std::mem::take(&mut data));
+        }
+        data = bytes.to_vec();
+        let reason_text = get_s(&item, "reason").unwrap_or_default();
+        let reason = QuarantineReason::from_name(reason_text)
+            .ok_or_else(|| corrupt(&sk, format!("unknown reason {reason_text:?}")))?;
+        let text = |name: &str| get_s(&item, name).unwrap_or_default().to_owned();
+        records.push(QuarantinedRecord {
+            stream_arn: text("stream_arn"),
+            shard_id: text("shard_id"),
+            sequence_number: text("sequence_number"),
+            subsequence_number: get_n(&item, "subsequence_number").unwrap_or(0),
+            partition_key: text("partition_key"),
+            reason,
+            detail: text("detail"),
+            attempts: get_n(&item, "attempts").unwrap_or(0),
+            quarantined_at: get_n(&item, "quarantined_at").unwrap_or(0),
+            data: Bytes::new(),
+        });
+    }
+    if let Some(last) = records.last_mut() {
+        last.data = Bytes::from(data);
+    }
+    records.sort_by_key(|r| r.quarantined_at);
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_payloads_split_into_parts_and_come_back_whole() {
+        let record = QuarantinedRecord {
+            stream_arn: "arn".into(),
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: "5".into(),
+            subsequence_number: 0,
+            partition_key: "k".into(),
+            reason: QuarantineReason::Permanent,
+            detail: "bad".into(),
+            attempts: 1,
+            quarantined_at: 1,
+            data: Bytes::from(
+                (0..PART_BYTES * 2 + 10)
+                    .map(|i| (i % 251) as u8)
+                    .collect::<Vec<u8>>(),
+            ),
+        };
+        let items = quarantine_items("c", &record);
+        assert_eq!(items.len(), 3);
+        assert_eq!(get_n::<u64>(&items[0], "parts"), Some(3));
+        assert!(get_s(&items[2], SK).unwrap().ends_with("#part#0002"));
+        assert_eq!(quarantined_records(items).unwrap(), [record]);
+    }
+}

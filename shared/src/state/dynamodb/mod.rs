@@ -1,0 +1,463 @@
+//! The DynamoDB store: all of Shardline's state in one table.
+//!
+//! Key schema: string hash key `pk`, string range key `sk`, on-demand capacity,
+//! TTL on `expires_at`. Keys carry the consumer's name and the stream ARN, so one
+//! table serves many functions and one function can read several streams.
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | shard | `{consumer}#shard#{stream_arn}#{shard_id}` | `state` | `checkpoint`, `head`, `head_attempts`, `delivered`, `version`, `lineage`, `lineage_rank`, `parents`, `status`, `children` |
+//! | key progress | `{consumer}#key#{stream_arn}#{shard_id}#{partition_key}` | `progress` | `checkpoint`, `head`, `head_attempts`, `delivered`, `version`, `expires_at` (TTL) |
+//! | dedup claim | `{consumer}#dedup#{key}` | `claim` | `owner`, `expires_ms`, `expires_at` (TTL) |
+//! | quarantine | `{consumer}#quarantine` | `{stream_arn}#{shard_id}#{sequence}#{subsequence}` | record fields, `data`, `parts` |
+//! | quarantine part | same `pk` | the entry's `sk` + `#part#0001`... | `data` |
+//!
+//! `delivered` is a map from destination to the text of its position ranges
+//! ([`crate::state::PositionRanges`]). Positions are stored as
+//! `{sequence, 129 digits}.{subsequence, 20 digits}`, so the string comparisons
+//! of condition expressions order them as numbers. Every progress write is
+//! conditional: a commit names the version it read (of the shard, or of the
+//! key), so a stale invocation cannot overwrite a newer one, and a checkpoint
+//! never moves backwards.
+//!
+//! Requests per batch: checkpoint mode reads the shard item (GetItem) and writes
+//! it with any quarantined records (one UpdateItem, or TransactWriteItems with up
+//! to 99 quarantine items and 3 MB of payload; more go first in BatchWriteItems
+//! of 25): 2 in the steady state. Per-key mode and dedup claims batch 100 keys a
+//! request; released claims take one more TransactWriteItems per 100.
+
+mod items;
+mod keys;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+
+use self::items::{ProgressUpdate, quarantine_items, quarantined_records, read_progress};
+use self::keys::{PK, SK, dedup_pk, progress_pk, quarantine_pk, shard_pk};
+use super::{
+    ClaimOutcome, CommitOutcome, DedupClaim, KeyCommit, Lineage, Progress, Settled, ShardKey,
+    ShardState, ShardStatus, StateError, StateStore,
+};
+use crate::aws::dynamodb::attr::{Attributes, get_list, get_s, item, list, n, s};
+use crate::aws::dynamodb::table::{KeySchema, create_table};
+use crate::aws::dynamodb::write::{
+    TRANSACT_ITEMS, Transacted, put_all, transact, transact_conditional,
+};
+use crate::aws::dynamodb::{DynamoError, read};
+use crate::time::epoch_millis;
+
+/// The TTL attribute of the state table.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// The state table's key schema.
+pub const KEY_SCHEMA: KeySchema<'static> = KeySchema {
+    hash_key: PK,
+    range_key: Some(SK),
+    ttl_attribute: Some(TTL_ATTRIBUTE),
+};
+/// Bytes of quarantined payload that still go in the same transaction as the checkpoint.
+const TRANSACT_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shardline's state in a DynamoDB table.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), shardline::state::StateError> {
+/// use shardline::state::{DynamoDbStore, StateStore};
+/// let client = shardline::aws::dynamodb_client().await;
+/// let store = DynamoDbStore::new(client, "shardline-state");
+/// store.create_table().await?; // for emulators; in AWS the template makes it
+/// let quarantined = store.quarantined("ledger").await?;
+/// # let _ = quarantined; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+    key_progress_ttl: Duration,
+}
+
+impl DynamoDbStore {
+    /// A store in `table`, which must exist (see [`DynamoDbStore::create_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoDbStore {
+            client,
+            table: table.into(),
+            key_progress_ttl: super::DEFAULT_KEY_PROGRESS_TTL,
+        }
+    }
+
+    /// Sets how long a partition key's progress is kept after its last write
+    /// ([`super::DEFAULT_KEY_PROGRESS_TTL`] by default; DynamoDB's TTL deletes it).
+    pub fn with_key_progress_ttl(mut self, ttl: Duration) -> Self {
+        self.key_progress_ttl = ttl;
+        self
+    }
+
+    /// Creates the state table (on-demand, TTL on `expires_at`) if it does not
+    /// exist, and waits until it is active. For local emulators and tests; in
+    /// AWS the SAM template creates it.
+    ///
+    /// # Errors
+    /// [`StateError::DynamoDb`] when DynamoDB refuses.
+    pub async fn create_table(&self) -> Result<(), StateError> {
+        Ok(create_table(&self.client, &self.table, KEY_SCHEMA).await?)
+    }
+
+    fn key(pk: String, sk: &str) -> Attributes {
+        item([(PK, s(pk)), (SK, s(sk))])
+    }
+
+    /// Writes a shard's progress with its quarantined records, in one
+    /// transaction when they fit, else the records first.
+    async fn write_shard(
+        &self,
+        key: &ShardKey,
+        update: ProgressUpdate,
+        settled: &Settled,
+    ) -> Result<bool, StateError> {
+        let item_key = Self::key(shard_pk(key), "state");
+        let quarantine: Vec<Attributes> = settled
+            .quarantine
+            .iter()
+            .flat_map(|q| quarantine_items(&key.consumer, q))
+            .collect();
+        let bytes: usize = settled.quarantine.iter().map(|q| q.data.len()).sum();
+        if !quarantine.is_empty() && quarantine.len() < TRANSACT_ITEMS && bytes <= TRANSACT_BYTES {
+            let operation = "commit a checkpoint with quarantined records";
+            let mut items = Vec::with_capacity(quarantine.len() + 1);
+            for record in quarantine {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(record))
+                    .build()
+                    .map_err(|e| DynamoError::build(operation, e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            let update = update.build(&self.table, item_key)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            return match transact(&self.client, items, operation).await? {
+                Transacted::Written => Ok(true),
+                Transacted::Cancelled(reasons) => {
+                    let fence = reasons.last().and_then(|r| r.code());
+                    if fence == Some("ConditionalCheckFailed") {
+                        Ok(false)
+                    } else {
+                        Err(DynamoError::Cancelled {
+                            operation,
+                            code: fence.unwrap_or("unknown").to_owned(),
+                            message: "a quarantine write was refused".into(),
+                        }
+                        .into())
+                    }
+                }
+            };
+        }
+        // Large quarantines go first, on their own: they are kept even if the
+        // progress write then loses to a newer invocation.
+        if !quarantine.is_empty() {
+            put_all(
+                &self.client,
+                &self.table,
+                quarantine,
+                "write quarantined records",
+            )
+            .await?;
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .update_expression(update.expression)
+            .condition_expression(update.condition)
+            .set_expression_attribute_values(Some(update.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(DynamoError::service("commit a checkpoint", e).into()),
+        }
+    }
+
+    /// Deletes the dedup claims of quarantined records that still name them as
+    /// owner (a claim taken over since is left alone), 100 a request.
+    async fn release_claims(
+        &self,
+        consumer: &str,
+        claims: &[DedupClaim],
+    ) -> Result<(), StateError> {
+        let operation = "release dedup claims";
+        let build = |claim: &DedupClaim| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(dedup_pk(consumer, &claim.key), "claim")))
+                .condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(claim.owner.clone()))
+                .build()
+                .map(|delete| TransactWriteItem::builder().delete(delete).build())
+                .map_err(|e| DynamoError::build(operation, e))
+        };
+        transact_conditional(&self.client, claims, build, operation).await?;
+        Ok(())
+    }
+
+    /// Updates a shard item outside its progress (lineage, end), with an
+    /// optional condition; a failed condition is not an error.
+    async fn update_shard(
+        &self,
+        key: &ShardKey,
+        expression: &str,
+        condition: Option<&str>,
+        names: &[(&str, &str)],
+        values: Attributes,
+        operation: &'static str,
+    ) -> Result<(), StateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(shard_pk(key), "state")))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names((!names.is_empty()).then(|| {
+                names
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            }))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(DynamoError::service(operation, e).into()),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoDbStore {
+    async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(shard_pk(key), "state")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::service("read a shard checkpoint", e))?;
+        let Some(item) = out.item() else {
+            return Ok(ShardState::default());
+        };
+        let parents = get_list(item, "parents");
+        Ok(ShardState {
+            progress: read_progress(item, &shard_pk(key))?,
+            lineage: match get_s(item, "lineage") {
+                Some("pending") => Lineage::Pending { parents },
+                Some("cleared") => Lineage::Cleared { parents },
+                _ => Lineage::Unknown,
+            },
+            status: match get_s(item, "status") {
+                Some("ended") => ShardStatus::Ended {
+                    children: get_list(item, "children"),
+                },
+                _ => ShardStatus::Active,
+            },
+        })
+    }
+
+    async fn claim_dedup_keys(
+        &self,
+        consumer: &str,
+        claims: &[DedupClaim],
+        now: SystemTime,
+    ) -> Result<Vec<ClaimOutcome>, StateError> {
+        let operation = "claim dedup keys";
+        let build = |claim: &DedupClaim| {
+            let expires_ms = epoch_millis(claim.expires_at);
+            Put::builder()
+                .table_name(&self.table)
+                .item(PK, s(dedup_pk(consumer, &claim.key)))
+                .item(SK, s("claim"))
+                .item("owner", s(claim.owner.clone()))
+                .item("expires_ms", n(expires_ms))
+                .item(TTL_ATTRIBUTE, n(expires_ms / 1000 + 1))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR #owner = :owner OR expires_ms < :now",
+                )
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(claim.owner.clone()))
+                .expression_attribute_values(":now", n(epoch_millis(now)))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| DynamoError::build(operation, e))
+        };
+        let lost = transact_conditional(&self.client, claims, build, operation).await?;
+        let mut holders: HashMap<&str, String> = HashMap::new();
+        for (claim, item) in lost {
+            let holder = item
+                .as_ref()
+                .and_then(|item| get_s(item, "owner"))
+                .unwrap_or("another record");
+            holders.insert(claim.key.as_str(), holder.to_owned());
+        }
+        Ok(claims
+            .iter()
+            .map(|claim| match holders.remove(claim.key.as_str()) {
+                Some(holder) => ClaimOutcome::HeldBy(holder),
+                None => ClaimOutcome::Won,
+            })
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        key: &ShardKey,
+        read_version: u64,
+        progress: &Progress,
+        settled: &Settled,
+    ) -> Result<CommitOutcome, StateError> {
+        let update = ProgressUpdate::new(progress, read_version, &[]);
+        if !self.write_shard(key, update, settled).await? {
+            return Ok(CommitOutcome::Superseded);
+        }
+        self.release_claims(&key.consumer, &settled.released)
+            .await?;
+        Ok(CommitOutcome::Committed {
+            version: read_version + 1,
+        })
+    }
+
+    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError> {
+        let (name, rank, parents) = match lineage {
+            Lineage::Unknown => return Ok(()),
+            Lineage::Pending { parents } => ("pending", 1, parents),
+            Lineage::Cleared { parents } => ("cleared", 2, parents),
+        };
+        // A failed condition: another invocation got further already.
+        self.update_shard(
+            key,
+            "SET lineage = :name, lineage_rank = :rank, parents = :parents",
+            Some("attribute_not_exists(lineage_rank) OR lineage_rank <= :rank"),
+            &[],
+            item([
+                (":name", s(name)),
+                (":rank", n(rank)),
+                (":parents", list(parents)),
+            ]),
+            "record a shard's lineage",
+        )
+        .await
+    }
+
+    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError> {
+        self.update_shard(
+            key,
+            "SET #status = :ended, children = :children",
+            None,
+            &[("#status", "status")],
+            item([(":ended", s("ended")), (":children", list(children))]),
+            "record a shard's end",
+        )
+        .await
+    }
+
+    async fn load_key_progress(
+        &self,
+        key: &ShardKey,
+        partition_keys: &[String],
+    ) -> Result<HashMap<String, Progress>, StateError> {
+        let pks: Vec<String> = partition_keys.iter().map(|k| progress_pk(key, k)).collect();
+        let keys = pks
+            .iter()
+            .map(|pk| Self::key(pk.clone(), "progress"))
+            .collect();
+        let items = read::get_all(&self.client, &self.table, keys, "read key progress").await?;
+        let by_pk: HashMap<&str, &Attributes> = items
+            .iter()
+            .filter_map(|item| Some((get_s(item, PK)?, item)))
+            .collect();
+        let mut found = HashMap::new();
+        for (partition_key, pk) in partition_keys.iter().zip(&pks) {
+            if let Some(item) = by_pk.get(pk.as_str()) {
+                found.insert(partition_key.clone(), read_progress(item, pk)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn commit_key_progress(
+        &self,
+        key: &ShardKey,
+        commits: &[KeyCommit],
+        settled: &Settled,
+    ) -> Result<Vec<String>, StateError> {
+        let quarantine: Vec<Attributes> = settled
+            .quarantine
+            .iter()
+            .flat_map(|q| quarantine_items(&key.consumer, q))
+            .collect();
+        if !quarantine.is_empty() {
+            put_all(
+                &self.client,
+                &self.table,
+                quarantine,
+                "write quarantined records",
+            )
+            .await?;
+        }
+        let expires = n(epoch_millis(SystemTime::now() + self.key_progress_ttl) / 1000);
+        let build = |commit: &KeyCommit| {
+            let also = [(TTL_ATTRIBUTE, expires.clone())];
+            let item_key = Self::key(progress_pk(key, &commit.partition_key), "progress");
+            ProgressUpdate::new(&commit.progress, commit.read_version, &also)
+                .build(&self.table, item_key)
+                .map(|u| TransactWriteItem::builder().update(u).build())
+        };
+        let superseded =
+            transact_conditional(&self.client, commits, build, "commit key progress").await?;
+        self.release_claims(&key.consumer, &settled.released)
+            .await?;
+        Ok(superseded
+            .into_iter()
+            .map(|(commit, _)| commit.partition_key.clone())
+            .collect())
+    }
+
+    async fn quarantined(
+        &self,
+        consumer: &str,
+    ) -> Result<Vec<super::QuarantinedRecord>, StateError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(quarantine_pk(consumer)))
+            .consistent_read(true);
+        let items = read::query_all(query, "list quarantined records").await?;
+        quarantined_records(items)
+    }
+}
