@@ -167,7 +167,9 @@ start_kinesis() {
 
 start_moto() {
   local port="$1"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$TOOLS/moto.log" 2>&1 &
+  # moto's server with one lock around each request: DynamoDB's writes are
+  # atomic, moto's are not under concurrency (scripts/moto_atomic.py).
+  "$VENV/bin/python" "$ROOT/scripts/moto_atomic.py" -H 127.0.0.1 -p "$port" </dev/null >"$TOOLS/moto.log" 2>&1 &
   echo $! >"$TOOLS/moto.pid"
 }
 
@@ -227,7 +229,7 @@ stop_one() {
 
 cmd_stop() {
   stop_one kinesis "main.js"
-  stop_one moto "moto_server"
+  stop_one moto "moto_atomic.py"
   rm -f "$ENV_FILE"
 }
 
