@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use shardline::decode::decode_event;
 use shardline::decode::kpl::{UserRecord, aggregate};
+use shardline::sample::{SampleRecord, event_bytes};
 use shardline::state::EmbeddedStore;
 use shardline::{BatchOutcome, Deadline, EngineConfig, Handler, HandlerError, Record};
 
@@ -48,27 +48,10 @@ fn payload(i: usize) -> String {
     )
 }
 
-fn kinesis_record(i: usize, data: &[u8], partition_key: &str) -> serde_json::Value {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    serde_json::json!({
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": partition_key,
-            "sequenceNumber": seq(i),
-            "data": base64::engine::general_purpose::STANDARD.encode(data),
-            "approximateArrivalTimestamp": now,
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": format!("shardId-000000000000:{}", seq(i)),
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::123456789012:role/bench",
-        "awsRegion": "us-east-1",
-        "eventSourceARN": STREAM,
-    })
+fn kinesis_record(i: usize, data: &[u8], partition_key: &str) -> SampleRecord {
+    SampleRecord::new(seq(i), data)
+        .key(partition_key)
+        .shard(STREAM, "shardId-000000000000")
 }
 
 /// 10,000 plain records with ledger-like JSON payloads.
@@ -76,7 +59,7 @@ fn plain_event() -> Vec<u8> {
     let records: Vec<_> = (0..RECORDS)
         .map(|i| kinesis_record(i, payload(i).as_bytes(), &format!("A{}", i % 100)))
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    event_bytes(&records)
 }
 
 /// 100 Kinesis records, each a KPL aggregate of 100 user records: 10,000 user records.
@@ -96,7 +79,7 @@ fn kpl_event() -> Vec<u8> {
             kinesis_record(a, &aggregate(&users), &format!("agg-{a}"))
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    event_bytes(&records)
 }
 
 struct Bench {

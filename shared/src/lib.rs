@@ -74,6 +74,7 @@ pub mod record;
 pub mod report;
 pub mod response;
 pub mod retry;
+pub mod sample;
 pub mod sink;
 pub mod skip;
 pub mod sqlite;

@@ -74,6 +74,42 @@ pub struct SkipRules {
 }
 
 impl SkipRules {
+    /// The rule that skips `record` at `now`, if any, checked in their order:
+    /// checkpointed (`done`: at or below its unit's checkpoint), stale,
+    /// duplicate (`duplicate`: another record holds its dedup key).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use shardline::skip::{SkipRule, SkipRules};
+    /// let rules = SkipRules { max_record_age: Some(Duration::from_secs(60)), dedup: None };
+    /// let event = shardline::sample::event_bytes(&[shardline::sample::SampleRecord::new("1", b"x")]);
+    /// let decoded = shardline::decode::decode_event(&event).unwrap();
+    /// let record = decoded.items[0].record();
+    /// let now = SystemTime::now();
+    /// assert_eq!(rules.rule_for(record, now, true, true), Some(SkipRule::Checkpointed));
+    /// assert_eq!(rules.rule_for(record, now, false, true), Some(SkipRule::Duplicate));
+    /// let later = now + Duration::from_secs(3600);
+    /// assert_eq!(rules.rule_for(record, later, false, true), Some(SkipRule::Stale));
+    /// assert_eq!(rules.rule_for(record, now, false, false), None);
+    /// ```
+    pub fn rule_for(
+        &self,
+        record: &Record,
+        now: SystemTime,
+        done: bool,
+        duplicate: bool,
+    ) -> Option<SkipRule> {
+        if done {
+            Some(SkipRule::Checkpointed)
+        } else if self.is_stale(record, now) {
+            Some(SkipRule::Stale)
+        } else if duplicate {
+            Some(SkipRule::Duplicate)
+        } else {
+            None
+        }
+    }
+
     /// Whether `record` is older than the maximum age at `now`.
     pub fn is_stale(&self, record: &Record, now: SystemTime) -> bool {
         match (self.max_record_age, record.age(now)) {

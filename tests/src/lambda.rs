@@ -1,7 +1,7 @@
 //! Lambda Kinesis events for tests: from records read out of kinesis-mock, or
 //! made up with increasing 56-digit sequence numbers.
 
-use base64::Engine as _;
+use shardline::sample::SampleRecord;
 
 use crate::kinesis::ReadRecord;
 
@@ -23,34 +23,18 @@ impl From<&ReadRecord> for EventRecord {
     }
 }
 
-/// The JSON of a Lambda Kinesis event holding `records` of one shard.
+/// The JSON of a Lambda Kinesis event holding `records` of one shard, arriving now
+/// (built by the framework's one event builder, [`shardline::sample`]).
 pub fn event(stream_arn: &str, shard_id: &str, records: &[EventRecord]) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let records: Vec<serde_json::Value> = records
+    let records: Vec<SampleRecord> = records
         .iter()
         .map(|r| {
-            serde_json::json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r.partition_key,
-                    "sequenceNumber": r.sequence_number,
-                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
-                    "approximateArrivalTimestamp": now,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("{shard_id}:{}", r.sequence_number),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/test",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": stream_arn,
-            })
+            SampleRecord::new(r.sequence_number.clone(), &r.data)
+                .key(&r.partition_key)
+                .shard(stream_arn, shard_id)
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    shardline::sample::event_bytes(&records)
 }
 
 /// `count` made-up records with 56-digit increasing sequence numbers, starting
@@ -63,7 +47,7 @@ pub fn made_up(
 ) -> Vec<EventRecord> {
     (first..first + count)
         .map(|i| EventRecord {
-            sequence_number: format!("4959033827149025660855969253836157109592157598{:010}", i),
+            sequence_number: shardline::sample::sequence_number(i),
             partition_key: key(i),
             data: data(i),
         })

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
+use shardline::sample::{SampleRecord, epoch_seconds, event_json};
 
 /// The stream ARN of generated events.
 pub const SAMPLE_STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/heartbeats";
@@ -17,43 +17,29 @@ pub const SAMPLE_SHARD: &str = "shardId-000000000000";
 /// skipped as already checkpointed.
 pub fn heartbeat_event(users: &[String], age: Duration, now: SystemTime) -> Value {
     let at = now.checked_sub(age).unwrap_or(UNIX_EPOCH);
-    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ts = shardline::time::epoch_millis(at);
     let now_nanos = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    let ts = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-    let arrival = since_epoch.as_millis() as f64 / 1000.0;
-    let records: Vec<Value> = users
+    let records: Vec<SampleRecord> = users
         .iter()
         .enumerate()
         .map(|(i, user)| {
-            let sequence = format!("49{now_nanos:036}{i:06}");
             let payload = json!({"user": user, "ts": ts}).to_string();
-            json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": user,
-                    "sequenceNumber": sequence,
-                    "data": base64::engine::general_purpose::STANDARD.encode(payload),
-                    "approximateArrivalTimestamp": arrival,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("{SAMPLE_SHARD}:{sequence}"),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/active-users",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": SAMPLE_STREAM_ARN,
-            })
+            SampleRecord::new(format!("49{now_nanos:036}{i:06}"), payload)
+                .key(user)
+                .shard(SAMPLE_STREAM_ARN, SAMPLE_SHARD)
+                .arrived(Some(epoch_seconds(at)))
         })
         .collect();
-    json!({ "Records": records })
+    event_json(&records)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     #[test]
     fn events_carry_fresh_heartbeats_with_growing_sequence_numbers() {

@@ -27,8 +27,8 @@ use active_users::dynamodb::DynamoActiveUsers;
 use active_users::store::{ActiveUsersStore, Advanced};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine as _;
 use shardline::engine::{Deadline, EngineConfig, process_event};
+use shardline::sample::{SampleRecord, event_bytes, sequence_number};
 use shardline::state::EmbeddedStore;
 use shardline::time::epoch_millis as epoch_ms;
 use shardline::{BatchOutcome, BatchReport};
@@ -56,29 +56,18 @@ fn beat(user: impl Into<String>, ts: u64, arrival: u64) -> Beat {
 /// to call (so no batch is skipped as already checkpointed).
 fn event(beats: &[Beat]) -> Vec<u8> {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    let records: Vec<serde_json::Value> = beats
+    let records: Vec<SampleRecord> = beats
         .iter()
         .map(|b| {
-            let seq = format!(
-                "4959033827149025660855969253836157109592157598{:010}",
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
+            let seq = sequence_number(NEXT.fetch_add(1, Ordering::Relaxed));
             let payload = serde_json::json!({"user": b.user, "ts": b.ts}).to_string();
-            serde_json::json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": if b.user.is_empty() { "none" } else { &b.user },
-                    "sequenceNumber": seq,
-                    "data": base64::engine::general_purpose::STANDARD.encode(payload),
-                    "approximateArrivalTimestamp": b.arrival as f64 / 1000.0,
-                },
-                "eventSource": "aws:kinesis",
-                "eventID": format!("shardId-000000000000:{seq}"),
-                "eventSourceARN": STREAM,
-            })
+            SampleRecord::new(seq, payload)
+                .key(if b.user.is_empty() { "none" } else { &b.user })
+                .shard(STREAM, "shardId-000000000000")
+                .arrived(Some(b.arrival as f64 / 1000.0))
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    event_bytes(&records)
 }
 
 fn temp_dir(tag: &str) -> PathBuf {

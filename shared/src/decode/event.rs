@@ -285,19 +285,19 @@ fn push_payload(decoded: &mut DecodedEvent, mut base: Record, data: Option<Strin
 mod tests {
     use super::*;
     use crate::decode::kpl::{UserRecord, aggregate};
+    use crate::sample::{SampleRecord, event_bytes};
 
-    fn event(records: &[serde_json::Value]) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    fn event(records: &[SampleRecord]) -> Vec<u8> {
+        event_bytes(records)
     }
 
-    fn record(seq: &str, data: &str) -> serde_json::Value {
-        serde_json::json!({
-            "eventID": format!("shardId-000000000001:{seq}"),
-            "eventSource": "aws:kinesis",
-            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
-            "kinesis": {"partitionKey": "pk", "sequenceNumber": seq, "data": data,
-                        "approximateArrivalTimestamp": 1700000000.5}
-        })
+    fn record(seq: &str, data: &str) -> SampleRecord {
+        SampleRecord::raw(seq, data)
+            .shard(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+                "shardId-000000000001",
+            )
+            .arrived(Some(1_700_000_000.5))
     }
 
     #[test]
@@ -335,8 +335,7 @@ mod tests {
 
     #[test]
     fn unplaceable_records_name_the_record() {
-        let mut bad = record("12x", "aGVsbG8=");
-        bad["eventID"] = "shardId-000000000001:12x".into();
+        let bad = record("12x", "aGVsbG8=");
         let err = decode_event(&event(&[record("1", ""), bad])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("record 1") && text.contains("12x"), "{text}");

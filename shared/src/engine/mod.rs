@@ -24,7 +24,9 @@
 //! `ParallelizationFactor` above 1, where batches of one shard run at once and
 //! only records of one key are ordered).
 
+mod claims;
 mod run;
+mod settle;
 mod units;
 
 use std::sync::Arc;

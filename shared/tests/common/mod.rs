@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use shardline::decode::decode_event;
 use shardline::quarantine::QuarantinedRecord;
 use shardline::state::{EmbeddedStore, ShardKey, ShardState, StateStore};
@@ -18,95 +17,24 @@ use shardline::{
     ShardRef, process_event,
 };
 
-pub const STREAM: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/shardline-test";
-pub const SHARD: &str = "shardId-000000000000";
+pub use shardline::sample::{SAMPLE_SHARD as SHARD, SAMPLE_STREAM_ARN as STREAM};
 
 /// A 56-digit sequence number that grows with `n` (n < 1,000,000).
 pub fn seq(n: u64) -> String {
     format!("49590338271490256608559692538361571095921575989136{n:06}")
 }
 
-pub fn b64(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
 /// Epoch seconds of `ago` before now.
 pub fn seconds_ago(ago: Duration) -> f64 {
-    (SystemTime::now() - ago)
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    shardline::sample::epoch_seconds(SystemTime::now() - ago)
 }
 
-/// One record of a Lambda Kinesis event, as Lambda sends it.
-#[derive(Clone, Debug)]
-pub struct Rec {
-    pub shard: String,
-    pub sequence: String,
-    pub partition_key: String,
-    /// The `data` field exactly as it goes into the JSON (normally base64).
-    pub data_field: String,
-    /// `approximateArrivalTimestamp`; `None` leaves the field out.
-    pub arrival: Option<f64>,
-}
-
-impl Rec {
-    /// A plain record with `payload` (base64-encoded into the event), arriving now.
-    pub fn new(sequence: impl Into<String>, payload: &[u8]) -> Self {
-        Rec {
-            shard: SHARD.into(),
-            sequence: sequence.into(),
-            partition_key: "pk".into(),
-            data_field: b64(payload),
-            arrival: Some(seconds_ago(Duration::ZERO)),
-        }
-    }
-
-    /// A record whose `data` field is `raw` as is (not base64-encoded by the test).
-    pub fn raw(sequence: impl Into<String>, raw: &str) -> Self {
-        Rec {
-            data_field: raw.into(),
-            ..Rec::new(sequence, b"")
-        }
-    }
-
-    pub fn arrived(mut self, arrival: Option<f64>) -> Self {
-        self.arrival = arrival;
-        self
-    }
-
-    pub fn key(mut self, partition_key: &str) -> Self {
-        self.partition_key = partition_key.into();
-        self
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut kinesis = serde_json::json!({
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": self.partition_key,
-            "sequenceNumber": self.sequence,
-            "data": self.data_field,
-        });
-        if let Some(arrival) = self.arrival {
-            kinesis["approximateArrivalTimestamp"] = arrival.into();
-        }
-        serde_json::json!({
-            "kinesis": kinesis,
-            "eventSource": "aws:kinesis",
-            "eventVersion": "1.0",
-            "eventID": format!("{}:{}", self.shard, self.sequence),
-            "eventName": "aws:kinesis:record",
-            "invokeIdentityArn": "arn:aws:iam::123456789012:role/shardline-test",
-            "awsRegion": "us-east-1",
-            "eventSourceARN": STREAM,
-        })
-    }
-}
+/// One record of a Lambda Kinesis event: the framework's sample builder.
+pub type Rec = shardline::sample::SampleRecord;
 
 /// The JSON bytes of a Lambda Kinesis event holding `records`.
 pub fn event(records: &[Rec]) -> Vec<u8> {
-    let records: Vec<serde_json::Value> = records.iter().map(Rec::to_json).collect();
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    shardline::sample::event_bytes(records)
 }
 
 /// What a handler was given.

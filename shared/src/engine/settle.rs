@@ -1,0 +1,231 @@
+//! After the run: a failed flush becomes the outcomes of its records, the
+//! outcomes fold into each unit's progress in record order, and the batch's
+//! changes are committed in one write per shard.
+
+use std::collections::{HashMap, HashSet};
+
+use super::EngineError;
+use super::claims::Claims;
+use super::run::{Outcome, ShardRun};
+use super::units::Units;
+use crate::decode::Item;
+use crate::handler::{FailureKind, FlushError, Handler};
+use crate::quarantine::{QuarantineReason, QuarantinedRecord};
+use crate::record::{Position, Record};
+use crate::report::BatchReport;
+use crate::skip::SkipRule;
+use crate::state::{CommitOutcome, KeyCommit, ProgressMode, Settled};
+
+/// What the batch settled, folded out of its outcomes.
+pub(super) struct Folded {
+    units: Units,
+    settled: Settled,
+    retry_from: Option<Position>,
+}
+
+impl<H: Handler> ShardRun<'_, H> {
+    /// Turns a failed flush into the outcomes of the records it concerns.
+    pub(super) fn settle_flush(
+        &self,
+        items: &[Item],
+        outcomes: &mut [Outcome],
+        units: &Units,
+        error: FlushError,
+    ) {
+        let handled = |outcomes: &[Outcome], i: usize| matches!(outcomes[i], Outcome::Handled);
+        match error {
+            FlushError::Records(failures) => {
+                let index: HashMap<&Position, usize> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| handled(outcomes, *i))
+                    .map(|(i, item)| (&item.record().position, i))
+                    .collect();
+                for failure in failures {
+                    if let Some(&i) = index.get(&failure.position) {
+                        outcomes[i] = self.failed(items[i].record(), units, &failure.error);
+                    }
+                }
+            }
+            FlushError::Batch(error) => {
+                let mut charged: HashSet<&str> = HashSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    if !handled(outcomes, i) {
+                        continue;
+                    }
+                    let record = item.record();
+                    let first = charged.insert(units.key_of(record));
+                    outcomes[i] = match error.kind() {
+                        FailureKind::Permanent => self.failed(record, units, &error),
+                        FailureKind::Retryable if first => self.failed(record, units, &error),
+                        FailureKind::Retryable => Outcome::Pending,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Folds the outcomes into each unit's progress, in record order.
+    pub(super) fn fold(
+        &self,
+        items: &[Item],
+        outcomes: &[Outcome],
+        mut units: Units,
+        claims: &Claims,
+        report: &mut BatchReport,
+    ) -> Folded {
+        let mut settled = Settled::default();
+        let mut retry_from: Option<Position> = None;
+        for (item, outcome) in items.iter().zip(outcomes) {
+            let record = item.record();
+            let unit = units.unit_mut(record);
+            unit.positions.push(record.position.clone());
+            if unit.stopped {
+                report.not_started += 1;
+                continue;
+            }
+            match outcome {
+                Outcome::Skipped(SkipRule::Checkpointed) => {
+                    report.count_skip(SkipRule::Checkpointed)
+                }
+                Outcome::Skipped(rule) => {
+                    report.count_skip(*rule);
+                    unit.advance(&record.position);
+                }
+                Outcome::Handled => {
+                    report.processed += 1;
+                    unit.advance(&record.position);
+                }
+                Outcome::Quarantined {
+                    reason,
+                    detail,
+                    attempts,
+                } => {
+                    self.log_quarantine(record, *reason, detail, *attempts);
+                    report.count_quarantine(*reason);
+                    settled.quarantine.push(QuarantinedRecord::new(
+                        record,
+                        *reason,
+                        detail.clone(),
+                        *attempts,
+                        self.now,
+                    ));
+                    settled
+                        .released
+                        .extend(claims.won.get(&record.position).cloned());
+                    unit.advance(&record.position);
+                }
+                Outcome::Failed { attempts } => {
+                    report.failed += 1;
+                    unit.fail(&record.position, *attempts);
+                    earliest(&mut retry_from, &record.position);
+                }
+                Outcome::Pending | Outcome::NotStarted { .. } => {
+                    if let Outcome::NotStarted { cut_off: true } = outcome {
+                        report.cut_off = 1;
+                    }
+                    report.not_started += 1;
+                    unit.stopped = true;
+                    earliest(&mut retry_from, &record.position);
+                }
+            }
+        }
+        Folded {
+            units,
+            settled,
+            retry_from,
+        }
+    }
+
+    fn log_quarantine(
+        &self,
+        record: &Record,
+        reason: QuarantineReason,
+        detail: &str,
+        attempts: u32,
+    ) {
+        tracing::warn!(
+            shard = %record.shard.shard_id,
+            sequence_number = %record.position.sequence,
+            subsequence_number = record.position.subsequence,
+            reason = reason.name(),
+            attempts,
+            detail = %detail,
+            "record quarantined with its payload"
+        );
+    }
+
+    /// Writes what the batch changed (nothing when nothing changed) and returns
+    /// the position to retry from.
+    pub(super) async fn commit(
+        &self,
+        folded: Folded,
+        noted: &HashMap<String, HashSet<Position>>,
+        report: &mut BatchReport,
+    ) -> Result<Option<Position>, EngineError> {
+        let Folded {
+            units,
+            settled,
+            mut retry_from,
+        } = folded;
+        let mode = units.mode();
+        let mut commits = Vec::new();
+        let mut first_done = HashMap::new();
+        for (name, unit) in units.into_units() {
+            let progress = unit.progress(noted);
+            if unit.changed(&progress) {
+                if let Some(first) = unit.first_done.clone() {
+                    first_done.insert(name.clone(), first);
+                }
+                commits.push(KeyCommit {
+                    partition_key: name,
+                    read_version: unit.read.version,
+                    progress,
+                });
+            }
+        }
+        if commits.is_empty() && settled.is_empty() {
+            return Ok(retry_from);
+        }
+        let superseded = match mode {
+            ProgressMode::Shard => {
+                let Some(commit) = commits.pop() else {
+                    return Ok(retry_from);
+                };
+                let outcome = self
+                    .store
+                    .commit(self.key, commit.read_version, &commit.progress, &settled)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
+                match outcome {
+                    CommitOutcome::Superseded => vec![commit.partition_key],
+                    CommitOutcome::Committed { .. } => Vec::new(),
+                }
+            }
+            ProgressMode::PartitionKey => self
+                .store
+                .commit_key_progress(self.key, &commits, &settled)
+                .await
+                .map_err(|e| self.state_error(e))?,
+        };
+        for name in superseded {
+            tracing::warn!(
+                shard = %self.key.shard.shard_id,
+                partition_key = %name,
+                "a newer invocation committed this first; this one's progress was not written \
+                 and Lambda retries from its first record done"
+            );
+            report.superseded += 1;
+            if let Some(first) = first_done.get(&name) {
+                earliest(&mut retry_from, first);
+            }
+        }
+        Ok(retry_from)
+    }
+}
+
+pub(super) fn earliest(slot: &mut Option<Position>, position: &Position) {
+    if slot.as_ref().is_none_or(|p| position < p) {
+        *slot = Some(position.clone());
+    }
+}

@@ -1,0 +1,156 @@
+//! Rows of the embedded store: a [`Progress`] as columns (one mapping for the
+//! shard and the key tables), lineage, and what a batch settled.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use rusqlite::params;
+
+use crate::record::{Position, SequenceNumber};
+use crate::state::{Delivered, HeadAttempts, Lineage, Progress, Settled, ShardKey, StateError};
+use crate::time::epoch_millis;
+
+pub(super) fn corrupt(what: &ShardKey, detail: String) -> StateError {
+    StateError::Corrupt {
+        what: format!("{}/{}", what.consumer, what.shard.shard_id),
+        detail,
+    }
+}
+
+pub(super) fn parse_position(
+    what: &ShardKey,
+    seq: Option<String>,
+    sub: Option<i64>,
+) -> Result<Option<Position>, StateError> {
+    let (Some(seq), Some(sub)) = (seq, sub) else {
+        return Ok(None);
+    };
+    let sequence: SequenceNumber = seq.parse().map_err(|e| corrupt(what, format!("{e}")))?;
+    let subsequence =
+        u64::try_from(sub).map_err(|_| corrupt(what, format!("subsequence {sub}")))?;
+    Ok(Some(Position::new(sequence, subsequence)))
+}
+
+/// The columns that hold a [`Progress`], in this order in every query:
+/// checkpoint, head, attempts, delivered, version.
+pub(super) const PROGRESS_COLUMNS: &str =
+    "checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts, delivered, version";
+
+/// A [`Progress`] as its columns.
+pub(super) struct ProgressRow {
+    pub(super) checkpoint_seq: Option<String>,
+    pub(super) checkpoint_sub: Option<i64>,
+    pub(super) head_seq: Option<String>,
+    pub(super) head_sub: Option<i64>,
+    pub(super) head_attempts: Option<i64>,
+    pub(super) delivered: String,
+    pub(super) version: i64,
+}
+
+impl ProgressRow {
+    /// Reads the [`PROGRESS_COLUMNS`] starting at column `first`.
+    pub(super) fn read(row: &rusqlite::Row<'_>, first: usize) -> Result<Self, rusqlite::Error> {
+        Ok(ProgressRow {
+            checkpoint_seq: row.get(first)?,
+            checkpoint_sub: row.get(first + 1)?,
+            head_seq: row.get(first + 2)?,
+            head_sub: row.get(first + 3)?,
+            head_attempts: row.get(first + 4)?,
+            delivered: row.get(first + 5)?,
+            version: row.get(first + 6)?,
+        })
+    }
+
+    pub(super) fn of(progress: &Progress, version: u64) -> Self {
+        let texts: serde_json::Map<String, serde_json::Value> = progress
+            .delivered
+            .to_texts()
+            .into_iter()
+            .map(|(name, text)| (name, serde_json::Value::String(text)))
+            .collect();
+        let head = progress.head.as_ref();
+        ProgressRow {
+            checkpoint_seq: progress.checkpoint.as_ref().map(|p| p.sequence.to_string()),
+            checkpoint_sub: progress.checkpoint.as_ref().map(|p| as_i64(p.subsequence)),
+            head_seq: head.map(|h| h.position.sequence.to_string()),
+            head_sub: head.map(|h| as_i64(h.position.subsequence)),
+            head_attempts: head.map(|h| i64::from(h.attempts)),
+            delivered: serde_json::Value::Object(texts).to_string(),
+            version: as_i64(version),
+        }
+    }
+
+    pub(super) fn parse(self, what: &ShardKey) -> Result<Progress, StateError> {
+        let head =
+            parse_position(what, self.head_seq, self.head_sub)?.map(|position| HeadAttempts {
+                position,
+                attempts: self
+                    .head_attempts
+                    .and_then(|a| u32::try_from(a).ok())
+                    .unwrap_or(0),
+            });
+        let texts: HashMap<String, String> = serde_json::from_str(&self.delivered)
+            .map_err(|e| corrupt(what, format!("delivered {:?}: {e}", self.delivered)))?;
+        let delivered = Delivered::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+            .map_err(|name| corrupt(what, format!("delivered ranges of {name}")))?;
+        Ok(Progress {
+            checkpoint: parse_position(what, self.checkpoint_seq, self.checkpoint_sub)?,
+            head,
+            delivered,
+            version: u64::try_from(self.version).unwrap_or(0),
+        })
+    }
+}
+
+pub(super) fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) fn lineage_columns(lineage: &Lineage) -> (&'static str, u8, String) {
+    let (name, rank, parents) = match lineage {
+        Lineage::Unknown => ("unknown", 0, &[][..]),
+        Lineage::Pending { parents } => ("pending", 1, &parents[..]),
+        Lineage::Cleared { parents } => ("cleared", 2, &parents[..]),
+    };
+    let parents = serde_json::to_string(parents).unwrap_or_else(|_| "[]".into());
+    (name, rank, parents)
+}
+
+/// Stores what a batch settled: its quarantined records and released claims.
+pub(super) fn write_settled(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    settled: &Settled,
+) -> Result<(), rusqlite::Error> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO quarantine (consumer, stream_arn, shard_id, sequence_number, subsequence_number,
+            partition_key, reason, detail, attempts, quarantined_at, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for q in &settled.quarantine {
+        insert.execute(params![
+            consumer,
+            q.stream_arn,
+            q.shard_id,
+            q.sequence_number,
+            as_i64(q.subsequence_number),
+            q.partition_key,
+            q.reason.name(),
+            q.detail,
+            q.attempts,
+            as_i64(q.quarantined_at),
+            &q.data[..],
+        ])?;
+    }
+    let mut release =
+        tx.prepare_cached("DELETE FROM dedup WHERE consumer = ?1 AND key = ?2 AND owner = ?3")?;
+    for claim in &settled.released {
+        release.execute(params![consumer, claim.key, claim.owner])?;
+    }
+    Ok(())
+}
+
+pub(super) fn millis(time: SystemTime) -> i64 {
+    i64::try_from(epoch_millis(time)).unwrap_or(i64::MAX)
+}
