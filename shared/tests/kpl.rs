@@ -21,7 +21,7 @@ fn users(n: usize) -> Vec<UserRecord> {
 }
 
 fn agg_rec(sequence: &str, users: &[UserRecord]) -> Rec {
-    Rec::new(sequence, &aggregate(users)).key("outer-key")
+    Rec::new(sequence, aggregate(users)).key("outer-key")
 }
 
 fn fail_on(text: &'static str) -> impl Fn(&Record) -> Result<(), shardline::HandlerError> {
