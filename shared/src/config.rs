@@ -63,6 +63,20 @@ pub fn parse_var<T: FromStr>(
     }
 }
 
+/// `SHARDLINE_STATE_DIR`, or its default: `/tmp/shardline` in Lambda, `.shardline` elsewhere.
+fn state_dir(lookup: &dyn Fn(&str) -> Option<String>, lambda: bool) -> PathBuf {
+    lookup("SHARDLINE_STATE_DIR")
+        .filter(|d| !d.trim().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(if lambda {
+                "/tmp/shardline"
+            } else {
+                ".shardline"
+            })
+        })
+}
+
 /// The process environment as a lookup function.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -151,16 +165,7 @@ impl Settings {
             |n: &u64| *n >= 1,
         )?
         .map(Duration::from_secs);
-        let state_dir = lookup("SHARDLINE_STATE_DIR")
-            .filter(|d| !d.trim().is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(if lambda {
-                    "/tmp/shardline"
-                } else {
-                    ".shardline"
-                })
-            });
+        let state_dir = state_dir(lookup, lambda);
         let time_reserve = parse_var(
             lookup,
             "SHARDLINE_TIME_RESERVE_MS",

@@ -154,6 +154,7 @@ pub trait Handler: Send + Sync + 'static {
 /// `?` on a [`HandlerError`] (or any error, as retryable) gives
 /// [`FlushError::Batch`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum FlushError {
     /// Nothing of the batch can be known written. A retryable error counts an
     /// attempt against the first record of each unit (the shard, or each

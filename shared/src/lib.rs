@@ -10,15 +10,21 @@
 //!
 //! | stage | module |
 //! |---|---|
-//! | event in, KPL deaggregation | [`decode`] |
+//! | event in, KPL deaggregation | [`decode`] (and [`sample`] to build events by hand) |
 //! | records and their order | [`record`] |
+//! | parent-shard guard | [`guard`] |
 //! | skip rules (checkpointed, stale, duplicate) | [`skip`] |
-//! | the user handler | [`handler`] |
-//! | the batch loop | [`engine`] |
+//! | the user handler, its flush and its buffers | [`handler`], [`buffer`] |
+//! | sinks: fan-out to streams | [`sink`] |
+//! | the batch loop: open, run, flush, fold, commit | [`engine`] |
 //! | poison records | [`quarantine`] |
-//! | checkpoints, attempts, dedup claims | [`state`] |
-//! | response out | [`response`] |
-//! | settings, entry point, logs, metrics | [`config`], [`entry`], [`logging`], [`metrics`] |
+//! | checkpoints, delivery progress, attempts, dedup claims | [`state`] |
+//! | response out, what happened | [`response`], [`report`], [`metrics`] |
+//! | the function: settings, entry point, its own table | [`config`], [`app`], [`tables`] |
+//! | leaves: time, errors, one retry policy, SQLite, the AWS kit | [`time`], [`error`], [`retry`], [`sqlite`], `aws` |
+//!
+//! Lower layers never import higher ones (`tests/tests/layout.rs` checks it):
+//! the engine uses the guard, the handler and the state; none of them uses the engine.
 //!
 //! ## Example
 //!
@@ -67,7 +73,7 @@ pub mod engine;
 pub mod error;
 pub mod guard;
 pub mod handler;
-pub mod logging;
+pub(crate) mod logging;
 pub mod metrics;
 pub mod quarantine;
 pub mod record;

@@ -162,13 +162,13 @@ pub fn add_count(name: &'static str, value: u64) {
 }
 
 /// Takes (and clears) the counts added with [`add_count`] since the last take.
-pub fn take_counts() -> BTreeMap<&'static str, u64> {
+pub(crate) fn take_counts() -> BTreeMap<&'static str, u64> {
     std::mem::take(&mut *CUSTOM.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// What one invocation did, as the metrics line reports it.
 #[derive(Debug, Clone, Copy)]
-pub struct Invocation<'a> {
+pub(crate) struct Invocation<'a> {
     /// Lambda's request id.
     pub request_id: &'a str,
     /// The engine's counts; `None` when the invocation failed as a whole.
@@ -221,7 +221,7 @@ fn core_metrics(invocation: &Invocation<'_>) -> Vec<(&'static str, Unit, u64)> {
 
 /// The EMF document of one invocation, with the function's own counts `custom`,
 /// stamped `at`.
-pub fn document(
+pub(crate) fn document(
     config: &MetricsConfig,
     invocation: &Invocation<'_>,
     custom: &BTreeMap<&'static str, u64>,
@@ -261,7 +261,7 @@ pub fn document(
 
 /// Prints this invocation's EMF line on stdout (with the counts added by
 /// [`add_count`] since the last flush), unless metrics are off.
-pub fn flush(config: &MetricsConfig, invocation: &Invocation<'_>) {
+pub(crate) fn flush(config: &MetricsConfig, invocation: &Invocation<'_>) {
     let custom = take_counts();
     if !config.enabled {
         return;

@@ -19,6 +19,7 @@ use crate::record::Record;
 /// Why a record went to the quarantine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum QuarantineReason {
     /// The handler said the failure is permanent.
     Permanent,

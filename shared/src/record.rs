@@ -20,6 +20,7 @@ pub const SEQUENCE_NUMBER_MAX_DIGITS: usize = 129;
 
 /// Why a text is not a sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SequenceNumberError {
     /// The text is empty.
     #[error("sequence number is empty")]
@@ -180,6 +181,7 @@ pub struct Record {
 
 /// How a [`Record`] was carried in the Kinesis record Lambda delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordOrigin {
     /// A plain Kinesis record.
     Plain,

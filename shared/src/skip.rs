@@ -17,6 +17,7 @@ use crate::record::Record;
 
 /// Why a record was acknowledged without being handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SkipRule {
     /// At or below the checkpoint: already done.
     Checkpointed,

@@ -26,6 +26,8 @@ pub mod dynamodb;
 pub mod fault_proxy;
 pub mod kinesis;
 pub mod lambda;
+pub mod recorder;
+pub mod yaml;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

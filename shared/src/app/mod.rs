@@ -1,8 +1,8 @@
 //! One entry point for every function: [`App::run`].
 //!
 //! Inside Lambda (`AWS_LAMBDA_RUNTIME_API` is set) it runs the Lambda runtime
-//! loop ([`lambda`]). On a developer's machine the same binary takes
-//! subcommands ([`commands`]):
+//! loop (`lambda.rs`). On a developer's machine the same binary takes
+//! subcommands (`commands.rs`):
 //!
 //! - `invoke FILE [--remaining-ms N]`: process one event file; stdout carries only
 //!   the Lambda response JSON, stderr a one-line summary and the logs. As in

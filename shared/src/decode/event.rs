@@ -49,6 +49,7 @@ pub struct EnvelopeKinesis {
 
 /// Why an event cannot be handled at all (the whole invocation fails).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventError {
     /// The input is not JSON of the event's shape.
     #[error("the event is not JSON of a Kinesis event: {0}")]

@@ -35,7 +35,12 @@ impl<H: Handler> ShardRun<'_, H> {
         for item in items {
             let Item::Ready(record) = item else { continue };
             let done = units.is_done(record);
-            if self.config.skip.rule_for(record, self.now, done, false).is_some() {
+            if self
+                .config
+                .skip
+                .rule_for(record, self.now, done, false)
+                .is_some()
+            {
                 continue;
             }
             let Some(key) = (rule.key)(record) else {

@@ -81,6 +81,7 @@ impl EngineConfig {
 /// Why a batch could not be processed at all (the invocation fails and Lambda
 /// retries the whole batch; nothing was committed).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The state store failed.
     #[error("state of shard {shard_id} ({stream_arn}): {source}")]

@@ -1,7 +1,7 @@
 //! [`ShardDirectory`] over Kinesis: ListShards for lineage and expiry,
 //! GetShardIterator + GetRecords for a parent's tail.
 //!
-//! A tail read makes at most [`MAX_READS`] GetRecords calls.
+//! A tail read makes at most 10 GetRecords calls.
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::Client;

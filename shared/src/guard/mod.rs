@@ -14,7 +14,7 @@
 //!   checkpoint is done and the shard is closed (then that is recorded). In
 //!   per-key mode, where no batch knows the shard's checkpoint, the guard reads
 //!   the parent and checks each record against its key's progress, keeping how
-//!   far it got ([`parent`]);
+//!   far it got;
 //! - until every parent is finished, the child waits inside the invocation,
 //!   polling, bounded by the remaining time; then the batch is reported failed
 //!   (Lambda retries it later) with a log line naming the parent and how far it is;
@@ -60,7 +60,7 @@
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
-pub mod parent;
+mod parent;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,7 @@ use async_trait::async_trait;
 
 use crate::error::BoxError;
 use crate::record::{Position, SequenceNumber, ShardRef};
+use crate::retry::Backoff;
 use crate::state::{Lineage, ProgressMode, ShardKey, ShardState, StateError, StateStore};
 use crate::time::Deadline;
 
@@ -149,6 +150,7 @@ pub trait ShardDirectory: Send + Sync {
 
 /// Why the guard could not decide.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GuardError {
     /// Shardline's state failed.
     #[error(transparent)]
@@ -166,6 +168,7 @@ pub enum GuardError {
 
 /// The guard's verdict for a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Every parent is finished: process the batch.
     Clear,
@@ -183,15 +186,13 @@ pub enum Verdict {
 /// Holds a child shard back until its parents are finished.
 pub struct ParentGuard {
     directory: Arc<dyn ShardDirectory>,
-    first_poll: Duration,
-    max_poll: Duration,
+    poll: Backoff,
 }
 
 impl std::fmt::Debug for ParentGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParentGuard")
-            .field("first_poll", &self.first_poll)
-            .field("max_poll", &self.max_poll)
+            .field("poll", &self.poll)
             .finish_non_exhaustive()
     }
 }
@@ -202,15 +203,13 @@ impl ParentGuard {
     pub fn new(directory: Arc<dyn ShardDirectory>) -> Self {
         ParentGuard {
             directory,
-            first_poll: Duration::from_millis(500),
-            max_poll: Duration::from_secs(5),
+            poll: Backoff::new(Duration::from_millis(500), Duration::from_secs(5)),
         }
     }
 
     /// Sets the polling interval: the first wait and the longest.
     pub fn with_poll(mut self, first: Duration, max: Duration) -> Self {
-        self.first_poll = first;
-        self.max_poll = max.max(first);
+        self.poll = Backoff::new(first, max);
         self
     }
 
@@ -241,8 +240,10 @@ impl ParentGuard {
             stream_arn: &key.shard.stream_arn,
             mode,
         };
-        let mut poll = self.first_poll;
+        let mut round = 0u32;
         loop {
+            let poll = self.poll.ceiling(round);
+            round = round.saturating_add(1);
             let listed = checker.list().await?;
             if parents.is_none() {
                 parents = self.learn_parents(store, key, &listed).await?;
@@ -275,7 +276,6 @@ impl ParentGuard {
             }
             tracing::debug!(shard = %key.shard.shard_id, waiting_for = %waiting_for, detail = %detail, "waiting for parent shard");
             tokio::time::sleep(poll).await;
-            poll = (poll * 2).min(self.max_poll);
         }
     }
 

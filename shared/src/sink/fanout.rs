@@ -44,6 +44,30 @@ impl Destinations for StaticDestinations {
 }
 
 /// Copies every record to every destination; see the module docs.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use shardline::sink::{FanOut, Sink, StaticDestinations, file::FileSink};
+/// use shardline::sample::{SampleRecord, event_bytes};
+/// use shardline::state::EmbeddedStore;
+/// use shardline::{Deadline, EngineConfig, process_event};
+///
+/// let dir = std::env::temp_dir().join(format!("doc-fanout-{}", std::process::id()));
+/// let sinks: Vec<Arc<dyn Sink>> = ["a", "b"]
+///     .iter()
+///     .map(|name| Arc::new(FileSink::new(*name, dir.join(format!("{name}.jsonl")))) as Arc<dyn Sink>)
+///     .collect();
+/// let fanout = FanOut::new(StaticDestinations(sinks), 1024 * 1024);
+/// let store = EmbeddedStore::open(&dir).unwrap();
+/// let event = event_bytes(&[SampleRecord::new("1", b"hello"), SampleRecord::new("2", b"world")]);
+/// let decoded = shardline::decode::decode_event(&event).unwrap();
+/// let config = EngineConfig::new("copy");
+/// let outcome = process_event(decoded, &fanout, &store, &config, Deadline::none()).await.unwrap();
+/// assert!(outcome.response.is_success());
+/// assert_eq!(std::fs::read_to_string(dir.join("b.jsonl")).unwrap().lines().count(), 2);
+/// # let _ = std::fs::remove_dir_all(dir); }
+/// ```
 pub struct FanOut {
     destinations: Arc<dyn Destinations>,
     max_record_bytes: usize,

@@ -65,6 +65,7 @@ impl OutRecord {
 
 /// Order guarantees of a delivery.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeliveryOrder {
     /// Per partition key: a record is sent only after the previous record of its
     /// key has succeeded, so partial failures and retries cannot reorder a key.
@@ -91,6 +92,7 @@ impl std::str::FromStr for DeliveryOrder {
 
 /// Why a delivery stopped short.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The destination refuses for a reason retrying cannot mend (not found,
     /// access denied, KMS, invalid request): fail fast.
@@ -206,6 +208,25 @@ fn is_hash_key(text: &str) -> bool {
 }
 
 /// One destination.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use shardline::sink::{OutRecord, Sink, file::FileSink};
+/// use shardline::{Deadline, Position};
+///
+/// let path = std::env::temp_dir().join(format!("doc-sink-{}.jsonl", std::process::id()));
+/// let sink = FileSink::new("orders-copy", &path);
+/// let record = OutRecord {
+///     source: Position::new("1".parse().unwrap(), 0),
+///     partition_key: "user-1".into(),
+///     explicit_hash_key: None,
+///     data: bytes::Bytes::from_static(b"{}"),
+/// };
+/// let outcome = sink.send(&[record], Deadline::none()).await;
+/// assert!(outcome.is_complete());
+/// assert_eq!(outcome.delivered, [true]);
+/// # let _ = std::fs::remove_file(path); }
+/// ```
 #[async_trait]
 pub trait Sink: Send + Sync + fmt::Debug {
     /// The destination's name (stream name or ARN, or file): the key of its progress.

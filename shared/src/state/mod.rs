@@ -153,6 +153,7 @@ pub enum ClaimOutcome {
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// The embedded SQLite store failed.
     #[error("embedded state store at {path}: {source}")]
@@ -188,7 +189,30 @@ pub enum StateError {
     },
 }
 
-/// Where Shardline keeps its state.
+/// Where Shardline keeps its state: [`EmbeddedStore`] locally,
+/// [`DynamoDbStore`] in AWS. Both keep the same contract
+/// (`tests/tests/state_contract.rs` runs every case against each).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shardline::state::StateError> {
+/// use std::sync::Arc;
+/// use shardline::state::{CommitOutcome, EmbeddedStore, Progress, Settled, ShardKey, StateStore};
+/// use shardline::{Position, ShardRef};
+///
+/// let store = EmbeddedStore::open(&std::env::temp_dir().join(format!("doc-state-{}", std::process::id())))?;
+/// let key = ShardKey {
+///     consumer: "orders".into(),
+///     shard: ShardRef { stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"), shard_id: Arc::from("shardId-0") },
+/// };
+/// let read = store.load_shard(&key).await?;
+/// let progress = Progress { checkpoint: Some(Position::new("42".parse().unwrap(), 0)), ..Progress::default() };
+/// let first = store.commit(&key, read.progress.version, &progress, &Settled::default()).await?;
+/// assert!(matches!(first, CommitOutcome::Committed { .. }));
+/// // A writer that read the same version is stale now: nothing is written.
+/// let stale = store.commit(&key, read.progress.version, &progress, &Settled::default()).await?;
+/// assert_eq!(stale, CommitOutcome::Superseded);
+/// # Ok(()) }
+/// ```
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Reads one shard's state (one call per batch).

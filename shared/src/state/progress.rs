@@ -17,6 +17,7 @@ pub const MAX_DELIVERED_BYTES: usize = 256 * 1024;
 
 /// Where progress is kept, and so what order is kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProgressMode {
     /// One checkpoint per shard: a retryable failure stops the shard, nothing
     /// after it runs. For one batch per shard at a time (ParallelizationFactor 1).

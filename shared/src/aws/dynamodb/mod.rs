@@ -1,6 +1,6 @@
 //! A small DynamoDB kit shared by Shardline's state store and the functions'
 //! own tables: attribute codecs ([`attr`]), conditional and batched writes with
-//! one retry policy ([`write`]), batched and paginated reads ([`read`]), and
+//! one retry policy ([`write`](mod@write)), batched and paginated reads ([`read`]), and
 //! table creation ([`table`]). Errors are typed ([`DynamoError`]) and name the
 //! operation.
 

@@ -8,12 +8,12 @@
 //!   full jitter, while the invocation has time.
 //! - Not found, access denied and KMS errors fail fast with a
 //!   [`SinkError::Refused`] naming the stream. A request refused as invalid is
-//!   split until the record at fault stands alone ([`request`]): that record is
+//!   split until the record at fault stands alone (`request.rs`): that record is
 //!   rejected, the others are delivered.
 //! - Time: a request is started only when the time left exceeds the slowest
 //!   request seen so far, and requests still out at the deadline are given up
 //!   (their records may have been written; they count as undelivered).
-//! - Order ([`plan`]): [`DeliveryOrder::Ordered`] sends at most one record per
+//! - Order (`plan.rs`): [`DeliveryOrder::Ordered`] sends at most one record per
 //!   partition key per request, the next only after the previous succeeded;
 //!   [`DeliveryOrder::Throughput`] sends full requests on parallel lanes, a key
 //!   in one lane.
@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use self::plan::Plan;
 use self::request::{EntryResult, Failure, classify};
 use super::{DeliveryOrder, OutRecord, SendOutcome, Sink, SinkError, validate};
+use crate::retry::Backoff;
 use crate::time::Deadline;
 
 /// Records per PutRecords request.
@@ -53,8 +54,7 @@ pub struct KinesisSink {
     order: DeliveryOrder,
     max_record_bytes: usize,
     max_in_flight: usize,
-    backoff_base: Duration,
-    backoff_max: Duration,
+    backoff: Backoff,
 }
 
 /// What one round of requests came back with.
@@ -76,8 +76,7 @@ impl KinesisSink {
             order: DeliveryOrder::Ordered,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_in_flight: 4,
-            backoff_base: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(2),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
         }
     }
 
@@ -102,19 +101,8 @@ impl KinesisSink {
 
     /// Sets the backoff between retry rounds: first delay and longest.
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff_base = base;
-        self.backoff_max = max.max(base);
+        self.backoff = Backoff::new(base, max);
         self
-    }
-
-    /// The delay before retry round `attempt` (1, 2, ...): exponential, capped,
-    /// with full jitter.
-    fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.backoff_max);
-        ceiling.mul_f64(fastrand::f64())
     }
 
     /// Sends one round's `requests`, `max_in_flight` at a time, within `deadline`.
@@ -247,7 +235,7 @@ impl Sink for KinesisSink {
         while !plan.is_empty() {
             let delay = match failing_rounds {
                 0 => Duration::ZERO,
-                n => self.delay(n),
+                n => self.backoff.delay(n),
             };
             let out_of_time = deadline
                 .remaining()
@@ -302,22 +290,5 @@ impl Sink for KinesisSink {
             }
         }
         outcome
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
-            .build();
-        let sink = KinesisSink::new(Client::from_conf(config), "s")
-            .backoff(Duration::from_millis(50), Duration::from_millis(400));
-        for attempt in 1..20 {
-            assert!(sink.delay(attempt) <= Duration::from_millis(400));
-        }
     }
 }

@@ -1,0 +1,263 @@
+//! The house rules, checked on every run: the framework's top-level modules
+//! depend on each other without a cycle (lower layers never import higher
+//! ones), no source file is over 500 lines, and no function outside tests is
+//! over 80 lines.
+//!
+//! `cargo test -p shardline-tests --test layout -- --nocapture` prints the
+//! module graph. (`cargo modules dependencies -p shardline --lib` from crates.io
+//! draws the same graph from `use` declarations; this check also follows paths
+//! written inline, such as `crate::metrics::add_count(..)`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+const MAX_FILE_LINES: usize = 500;
+const MAX_FN_LINES: usize = 80;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The source folders of the workspace (what `cargo` builds, tests included).
+fn source_dirs() -> Vec<PathBuf> {
+    let root = workspace();
+    let mut dirs = vec![
+        root.join("shared/src"),
+        root.join("shared/tests"),
+        root.join("shared/benches"),
+        root.join("tests/src"),
+        root.join("tests/tests"),
+        root.join("tests/benches"),
+    ];
+    for function in std::fs::read_dir(root.join("functions")).unwrap().flatten() {
+        dirs.push(function.path().join("src"));
+        dirs.push(function.path().join("tests"));
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// The top-level module a framework file belongs to (`engine` for
+/// `shared/src/engine/run.rs`), `None` for `lib.rs`.
+fn top_module(src: &Path, file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    (first != "lib.rs").then(|| first.trim_end_matches(".rs").to_owned())
+}
+
+/// Top-level modules named by `crate::NAME` in `text`.
+fn crate_paths(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (at, _) in text.match_indices("crate::") {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue; // `shardline_tests::crate::` and the like
+        }
+        let name: String = text[at + 7..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // Modules only: `crate::Handler` in a doc link names a re-export.
+        if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = workspace().join("shared/src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&src) {
+        let Some(module) = top_module(&src, &file) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).unwrap();
+        let uses = graph.entry(module.clone()).or_default();
+        for used in crate_paths(&text) {
+            if used != module {
+                uses.insert(used);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle of `graph`, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(node.to_owned()) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_framework_modules_depend_on_each_other_without_a_cycle() {
+    let graph = module_graph();
+    println!("module -> modules it uses");
+    for (module, uses) in &graph {
+        let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
+        println!("{module:>10} -> {}", uses.join(", "));
+    }
+    assert!(graph.contains_key("engine") && graph.contains_key("state"));
+    assert_eq!(find_cycle(&graph), None);
+    // The data path points one way: the engine uses the stages, never the reverse.
+    for lower in [
+        "handler", "guard", "state", "decode", "record", "time", "error",
+    ] {
+        assert!(
+            !graph[lower].contains("engine") && !graph[lower].contains("app"),
+            "{lower} must not import the engine or the app: {:?}",
+            graph[lower]
+        );
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec![]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(
+        find_cycle(&graph),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    assert_eq!(
+        crate_paths(
+            "use crate::time::Deadline; x = crate::metrics::add(1); shardline_tests::crate::no"
+        ),
+        ["metrics", "time"].map(String::from).into()
+    );
+}
+
+#[test]
+fn no_source_file_is_over_500_lines() {
+    let mut long = Vec::new();
+    for dir in source_dirs() {
+        for file in rust_files(&dir) {
+            let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+            if lines > MAX_FILE_LINES {
+                long.push(format!("{} ({lines} lines)", file.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "files over {MAX_FILE_LINES} lines: {long:#?}"
+    );
+}
+
+/// The functions of `text` longer than [`MAX_FN_LINES`], as `name (lines)`,
+/// up to its tests (rustfmt's layout: a body ends at `}` at the `fn`'s indent).
+fn long_functions(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut long = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        if line.trim() == "#[cfg(test)]" {
+            break;
+        }
+        let code = line.trim_start();
+        let indent = line.len() - code.len();
+        let Some(rest) = code
+            .strip_prefix("pub ")
+            .or_else(|| code.strip_prefix("pub(crate) "))
+            .or_else(|| code.strip_prefix("pub(super) "))
+            .or(Some(code))
+            .map(|c| c.trim_start_matches("async ").trim_start_matches("const "))
+        else {
+            continue;
+        };
+        let Some(name) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = name
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if line.trim_end().ends_with(';') {
+            continue; // a declaration in a trait
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        let Some(length) = lines[at..].iter().position(|l| *l == close) else {
+            continue;
+        };
+        if length + 1 > MAX_FN_LINES {
+            long.push(format!("{name} ({} lines)", length + 1));
+        }
+    }
+    long
+}
+
+#[test]
+fn no_function_outside_tests_is_over_80_lines() {
+    let root = workspace();
+    let mut dirs = vec![root.join("shared/src")];
+    for function in std::fs::read_dir(root.join("functions")).unwrap().flatten() {
+        dirs.push(function.path().join("src"));
+    }
+    let mut long = Vec::new();
+    for dir in dirs {
+        for file in rust_files(&dir) {
+            if file.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for function in long_functions(&text) {
+                long.push(format!("{}: {function}", file.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines: {long:#?}"
+    );
+    let sample =
+        "fn short() {\n    1\n}\n\nfn long() {\n".to_owned() + &"    x();\n".repeat(90) + "}\n";
+    assert_eq!(long_functions(&sample), ["long (92 lines)"]);
+}
