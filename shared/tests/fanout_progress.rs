@@ -80,17 +80,22 @@ fn texts_of(env: &Env, name: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_shorter_retry_keeps_what_was_delivered_past_its_end() {
-    let env = Env::new("fanout-bisect");
-    // Destination b cannot be written at first: its folder is a file.
+/// A fan-out to file sinks `a` and `b`; `b` cannot be written while the
+/// returned path (its folder) is a file.
+fn blocked_fanout(env: &Env) -> (FanOut, std::path::PathBuf) {
     let blocker = env.dir.path().join("b-dir");
     std::fs::write(&blocker, b"not a folder").unwrap();
     let sinks: Vec<Arc<dyn Sink>> = vec![
         Arc::new(FileSink::new("a", env.dir.path().join("a.jsonl"))),
         Arc::new(FileSink::new("b", blocker.join("b.jsonl"))),
     ];
-    let fanout = FanOut::new(StaticDestinations(sinks), 1 << 20);
+    (FanOut::new(StaticDestinations(sinks), 1 << 20), blocker)
+}
+
+#[tokio::test]
+async fn a_shorter_retry_keeps_what_was_delivered_past_its_end() {
+    let env = Env::new("fanout-bisect");
+    let (fanout, blocker) = blocked_fanout(&env);
     let recs: Vec<Rec> = (1..=10)
         .map(|n| Rec::new(seq(n), format!("r{n}").as_bytes()))
         .collect();
@@ -164,13 +169,7 @@ async fn a_record_kinesis_would_refuse_is_quarantined_not_sent() {
 async fn a_destination_that_keeps_failing_counts_attempts_until_the_record_is_quarantined() {
     let mut env = Env::new("fanout-attempts");
     env.config.max_attempts = 2;
-    let blocker = env.dir.path().join("b-dir");
-    std::fs::write(&blocker, b"not a folder").unwrap();
-    let sinks: Vec<Arc<dyn Sink>> = vec![
-        Arc::new(FileSink::new("a", env.dir.path().join("a.jsonl"))),
-        Arc::new(FileSink::new("b", blocker.join("b.jsonl"))),
-    ];
-    let fanout = FanOut::new(StaticDestinations(sinks), 1 << 20);
+    let (fanout, _blocked_folder) = blocked_fanout(&env);
     let recs: Vec<Rec> = (1..=3)
         .map(|n| Rec::new(seq(n), format!("r{n}").as_bytes()))
         .collect();

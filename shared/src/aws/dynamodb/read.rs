@@ -74,12 +74,13 @@ pub async fn query_all(
     query: QueryFluentBuilder,
     operation: &'static str,
 ) -> Result<Vec<Attributes>, DynamoError> {
-    let mut pages = query.into_paginator().items().send();
-    let mut items = Vec::new();
-    while let Some(item) = pages.next().await {
-        items.push(item.map_err(|e| DynamoError::service(operation, e))?);
-    }
-    Ok(items)
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| DynamoError::service(operation, e))
 }
 
 /// Every item a scan returns, page after page.
@@ -90,10 +91,10 @@ pub async fn scan_all(
     scan: ScanFluentBuilder,
     operation: &'static str,
 ) -> Result<Vec<Attributes>, DynamoError> {
-    let mut pages = scan.into_paginator().items().send();
-    let mut items = Vec::new();
-    while let Some(item) = pages.next().await {
-        items.push(item.map_err(|e| DynamoError::service(operation, e))?);
-    }
-    Ok(items)
+    scan.into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| DynamoError::service(operation, e))
 }

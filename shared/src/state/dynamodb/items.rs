@@ -121,8 +121,15 @@ impl ProgressUpdate {
     }
 }
 
-/// The items of one quarantined record: the entry, and parts for a large payload.
-pub(super) fn quarantine_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Attributes> {
+/// The items of quarantined records: for each an entry, and parts for a large payload.
+pub(super) fn quarantine_items(consumer: &str, records: &[QuarantinedRecord]) -> Vec<Attributes> {
+    records
+        .iter()
+        .flat_map(|record| record_items(consumer, record))
+        .collect()
+}
+
+fn record_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Attributes> {
     let pk = quarantine_pk(consumer);
     let sk = quarantine_sk(record);
     let mut chunks = record.data.chunks(PART_BYTES);
@@ -220,7 +227,7 @@ mod tests {
                     .collect::<Vec<u8>>(),
             ),
         };
-        let items = quarantine_items("c", &record);
+        let items = quarantine_items("c", std::slice::from_ref(&record));
         assert_eq!(items.len(), 3);
         assert_eq!(get_n::<u64>(&items[0], "parts"), Some(3));
         assert!(get_s(&items[2], SK).unwrap().ends_with("#part#0002"));

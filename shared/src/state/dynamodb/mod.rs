@@ -121,11 +121,7 @@ impl DynamoDbStore {
         settled: &Settled,
     ) -> Result<bool, StateError> {
         let item_key = Self::key(shard_pk(key), "state");
-        let quarantine: Vec<Attributes> = settled
-            .quarantine
-            .iter()
-            .flat_map(|q| quarantine_items(&key.consumer, q))
-            .collect();
+        let quarantine = quarantine_items(&key.consumer, &settled.quarantine);
         let bytes: usize = settled.quarantine.iter().map(|q| q.data.len()).sum();
         if !quarantine.is_empty() && quarantine.len() < TRANSACT_ITEMS && bytes <= TRANSACT_BYTES {
             let operation = "commit a checkpoint with quarantined records";
@@ -159,15 +155,7 @@ impl DynamoDbStore {
         }
         // Large quarantines go first, on their own: they are kept even if the
         // progress write then loses to a newer invocation.
-        if !quarantine.is_empty() {
-            put_all(
-                &self.client,
-                &self.table,
-                quarantine,
-                "write quarantined records",
-            )
-            .await?;
-        }
+        self.put_quarantine(quarantine).await?;
         let result = self
             .client
             .update_item()
@@ -188,6 +176,20 @@ impl DynamoDbStore {
             }
             Err(e) => Err(DynamoError::service("commit a checkpoint", e).into()),
         }
+    }
+
+    /// Writes quarantine items, 25 a request.
+    async fn put_quarantine(&self, items: Vec<Attributes>) -> Result<(), StateError> {
+        if !items.is_empty() {
+            put_all(
+                &self.client,
+                &self.table,
+                items,
+                "write quarantined records",
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes the dedup claims of quarantined records that still name them as
@@ -414,20 +416,8 @@ impl StateStore for DynamoDbStore {
         commits: &[KeyCommit],
         settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
-        let quarantine: Vec<Attributes> = settled
-            .quarantine
-            .iter()
-            .flat_map(|q| quarantine_items(&key.consumer, q))
-            .collect();
-        if !quarantine.is_empty() {
-            put_all(
-                &self.client,
-                &self.table,
-                quarantine,
-                "write quarantined records",
-            )
+        self.put_quarantine(quarantine_items(&key.consumer, &settled.quarantine))
             .await?;
-        }
         let expires = n(epoch_millis(SystemTime::now() + self.key_progress_ttl) / 1000);
         let build = |commit: &KeyCommit| {
             let also = [(TTL_ATTRIBUTE, expires.clone())];

@@ -20,8 +20,13 @@ use std::collections::HashMap;
 mod rows;
 mod schema;
 
+/// The key columns of the shard table and of the key progress table.
+const SHARD_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id"];
+const KEY_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id", "partition_key"];
+
 use self::rows::{
-    PROGRESS_COLUMNS, ProgressRow, as_i64, corrupt, lineage_columns, millis, write_settled,
+    PROGRESS_COLUMNS, ProgressRow, as_i64, corrupt, lineage_columns, millis, upsert_progress,
+    write_settled,
 };
 use self::schema::{SCHEMA, add_missing_columns};
 use super::{
@@ -203,29 +208,10 @@ impl StateStore for EmbeddedStore {
                 return Ok(CommitOutcome::Superseded);
             }
             write_settled(&tx, &key.consumer, settled)?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO shard (consumer, stream_arn, shard_id, {PROGRESS_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (consumer, stream_arn, shard_id) DO UPDATE SET
-                        checkpoint_seq = excluded.checkpoint_seq, checkpoint_sub = excluded.checkpoint_sub,
-                        head_seq = excluded.head_seq, head_sub = excluded.head_sub,
-                        head_attempts = excluded.head_attempts, delivered = excluded.delivered,
-                        version = excluded.version"
-                ),
-                params![
-                    key.consumer,
-                    &*key.shard.stream_arn,
-                    &*key.shard.shard_id,
-                    row.checkpoint_seq,
-                    row.checkpoint_sub,
-                    row.head_seq,
-                    row.head_sub,
-                    row.head_attempts,
-                    row.delivered,
-                    row.version,
-                ],
-            )?;
+            let mut values: Vec<&dyn rusqlite::ToSql> =
+                vec![&key.consumer, &key.shard.stream_arn, &key.shard.shard_id];
+            values.extend(row.values());
+            tx.execute(&upsert_progress("shard", SHARD_KEYS, &[]), values.as_slice())?;
             tx.commit()?;
             Ok(CommitOutcome::Committed {
                 version: new_version,
@@ -324,16 +310,8 @@ impl StateStore for EmbeddedStore {
                     "SELECT version FROM key_progress
                      WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3 AND partition_key = ?4",
                 )?;
-                let mut write = tx.prepare_cached(&format!(
-                    "INSERT INTO key_progress (consumer, stream_arn, shard_id, partition_key,
-                        {PROGRESS_COLUMNS}, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (consumer, stream_arn, shard_id, partition_key) DO UPDATE SET
-                        checkpoint_seq = excluded.checkpoint_seq, checkpoint_sub = excluded.checkpoint_sub,
-                        head_seq = excluded.head_seq, head_sub = excluded.head_sub,
-                        head_attempts = excluded.head_attempts, delivered = excluded.delivered,
-                        version = excluded.version, expires_at = excluded.expires_at"
-                ))?;
+                let mut write =
+                    tx.prepare_cached(&upsert_progress("key_progress", KEY_KEYS, &["expires_at"]))?;
                 for commit in commits {
                     let ids = params![
                         key.consumer,
@@ -347,20 +325,15 @@ impl StateStore for EmbeddedStore {
                         continue;
                     }
                     let row = ProgressRow::of(&commit.progress, commit.read_version + 1);
-                    write.execute(params![
-                        key.consumer,
-                        &*key.shard.stream_arn,
-                        &*key.shard.shard_id,
-                        commit.partition_key,
-                        row.checkpoint_seq,
-                        row.checkpoint_sub,
-                        row.head_seq,
-                        row.head_sub,
-                        row.head_attempts,
-                        row.delivered,
-                        row.version,
-                        expires_at,
-                    ])?;
+                    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+                        &key.consumer,
+                        &key.shard.stream_arn,
+                        &key.shard.shard_id,
+                        &commit.partition_key,
+                    ];
+                    values.extend(row.values());
+                    values.push(&expires_at);
+                    write.execute(values.as_slice())?;
                 }
             }
             tx.commit()?;

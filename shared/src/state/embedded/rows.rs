@@ -80,6 +80,19 @@ impl ProgressRow {
         }
     }
 
+    /// Its values, in the order of [`PROGRESS_COLUMNS`].
+    pub(super) fn values(&self) -> [&dyn rusqlite::ToSql; 7] {
+        [
+            &self.checkpoint_seq,
+            &self.checkpoint_sub,
+            &self.head_seq,
+            &self.head_sub,
+            &self.head_attempts,
+            &self.delivered,
+            &self.version,
+        ]
+    }
+
     pub(super) fn parse(self, what: &ShardKey) -> Result<Progress, StateError> {
         let head =
             parse_position(what, self.head_seq, self.head_sub)?.map(|position| HeadAttempts {
@@ -100,6 +113,26 @@ impl ProgressRow {
             version: u64::try_from(self.version).unwrap_or(0),
         })
     }
+}
+
+/// An upsert into `table`, keyed by the columns `keys`, of the
+/// [`PROGRESS_COLUMNS`] and then the columns `extra`: its values go in that order.
+pub(super) fn upsert_progress(table: &str, keys: &[&str], extra: &[&str]) -> String {
+    let mut columns: Vec<&str> = keys.to_vec();
+    columns.extend(PROGRESS_COLUMNS.split(", "));
+    columns.extend(extra);
+    let places: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    let updates: Vec<String> = columns[keys.len()..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        places.join(", "),
+        keys.join(", "),
+        updates.join(", ")
+    )
 }
 
 pub(super) fn as_i64(v: u64) -> i64 {
