@@ -248,7 +248,7 @@ async fn an_invocation_overtaken_by_a_newer_one_writes_nothing_and_asks_for_a_re
         [seq(1)],
         "the overtaken invocation asks Lambda to retry from its first record"
     );
-    let key = shardline::state::ShardKey {
+    let key = shardline::state::ConsumerShard {
         consumer: config.consumer.clone(),
         shard: shardline::ShardRef {
             stream_arn: Arc::from(STREAM),

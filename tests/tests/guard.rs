@@ -7,7 +7,7 @@ use std::time::Duration;
 use shardline::decode::decode_event;
 use shardline::guard::ParentGuard;
 use shardline::guard::kinesis::KinesisShards;
-use shardline::state::{DynamoDbStore, ShardKey, ShardStatus, StateStore};
+use shardline::state::{ConsumerShard, DynamoDbStore, ShardStatus, StateStore};
 use shardline::{
     BatchOutcome, Deadline, EngineConfig, Handler, HandlerError, Record, ShardRef, process_event,
 };
@@ -109,8 +109,8 @@ impl World {
         .unwrap()
     }
 
-    fn key(&self, shard_id: &str) -> ShardKey {
-        ShardKey {
+    fn key(&self, shard_id: &str) -> ConsumerShard {
+        ConsumerShard {
             consumer: "ordered".into(),
             shard: ShardRef {
                 stream_arn: Arc::from(self.arn.as_str()),

@@ -8,15 +8,15 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use shardline::quarantine::{QuarantineReason, QuarantinedRecord};
 use shardline::state::{
-    ClaimOutcome, CommitOutcome, DedupClaim, Delivered, DynamoDbStore, EmbeddedStore, HeadAttempts,
-    KeyCommit, Lineage, PositionRanges, Progress, Settled, ShardKey, ShardState, ShardStatus,
-    StateStore,
+    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, Delivered, DynamoDbStore,
+    EmbeddedStore, HeadAttempts, KeyCommit, Lineage, PositionRanges, Progress, Settled, ShardState,
+    ShardStatus, StateStore,
 };
 use shardline::{Position, ShardRef};
 use shardline_tests::{Emulators, unique_name};
 
-fn key(shard: &str) -> ShardKey {
-    ShardKey {
+fn key(shard: &str) -> ConsumerShard {
+    ConsumerShard {
         consumer: "contract".into(),
         shard: ShardRef {
             stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/contract"),

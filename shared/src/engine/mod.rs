@@ -39,7 +39,7 @@ use crate::record::ShardRef;
 use crate::report::BatchReport;
 use crate::response::BatchResponse;
 use crate::skip::SkipRules;
-use crate::state::{ShardKey, StateError, StateStore};
+use crate::state::{ConsumerShard, StateError, StateStore};
 
 pub use crate::state::ProgressMode;
 pub use crate::time::Deadline;
@@ -162,7 +162,7 @@ pub async fn process_event<H: Handler>(
         .filter_map(|item| item.record().age(now))
         .max();
     for (shard, items) in split_by_shard(event.items) {
-        let key = ShardKey {
+        let key = ConsumerShard {
             consumer: config.consumer.clone(),
             shard,
         };

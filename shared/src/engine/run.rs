@@ -16,11 +16,11 @@ use crate::quarantine::QuarantineReason;
 use crate::record::{Position, Record};
 use crate::report::BatchReport;
 use crate::skip::SkipRule;
-use crate::state::{ProgressMode, ShardKey, StateError, StateStore};
+use crate::state::{ConsumerShard, ProgressMode, StateError, StateStore};
 use crate::time::Deadline;
 
 pub(super) struct ShardRun<'a, H> {
-    pub key: &'a ShardKey,
+    pub key: &'a ConsumerShard,
     pub handler: &'a H,
     pub store: &'a dyn StateStore,
     pub config: &'a EngineConfig,

@@ -26,7 +26,7 @@
 //! use std::time::Duration;
 //! use async_trait::async_trait;
 //! use shardline::guard::{ListedShard, ParentGuard, ShardDirectory, Tail, TailEnd, Verdict};
-//! use shardline::state::{EmbeddedStore, ProgressMode, ShardKey, StateStore};
+//! use shardline::state::{EmbeddedStore, ProgressMode, ConsumerShard, StateStore};
 //! use shardline::{Deadline, Position, ShardRef};
 //!
 //! /// A stream whose only shard has no parents.
@@ -44,7 +44,7 @@
 //! }
 //!
 //! let store = EmbeddedStore::open(&std::env::temp_dir().join("shardline-doc-guard")).unwrap();
-//! let key = ShardKey {
+//! let key = ConsumerShard {
 //!     consumer: format!("doc-{}", std::process::id()),
 //!     shard: ShardRef { stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"), shard_id: Arc::from("shardId-0") },
 //! };
@@ -70,7 +70,7 @@ use async_trait::async_trait;
 use crate::error::BoxError;
 use crate::record::{Position, SequenceNumber, ShardRef};
 use crate::retry::Backoff;
-use crate::state::{Lineage, ProgressMode, ShardKey, ShardState, StateError, StateStore};
+use crate::state::{ConsumerShard, Lineage, ProgressMode, ShardState, StateError, StateStore};
 use crate::time::Deadline;
 
 /// A shard as the stream lists it.
@@ -222,7 +222,7 @@ impl ParentGuard {
     pub async fn check(
         &self,
         store: &dyn StateStore,
-        key: &ShardKey,
+        key: &ConsumerShard,
         state: &ShardState,
         mode: ProgressMode,
         deadline: Deadline,
@@ -284,7 +284,7 @@ impl ParentGuard {
     async fn learn_parents(
         &self,
         store: &dyn StateStore,
-        key: &ShardKey,
+        key: &ConsumerShard,
         listed: &[ListedShard],
     ) -> Result<Option<Vec<String>>, GuardError> {
         let Some(shard) = listed.iter().find(|s| *s.shard_id == *key.shard.shard_id) else {

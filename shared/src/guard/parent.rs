@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 use super::{GuardError, ListedShard, ShardDirectory, TailEnd};
 use crate::record::{Position, ShardRef};
 use crate::state::{
-    Progress, ProgressMode, Settled, ShardKey, ShardState, ShardStatus, StateStore,
+    ConsumerShard, Progress, ProgressMode, Settled, ShardState, ShardStatus, StateStore,
 };
 
 /// How many generations of ancestors a check follows at most.
@@ -49,8 +49,8 @@ enum TailState {
 }
 
 impl Checker<'_> {
-    fn key(&self, shard_id: &str) -> ShardKey {
-        ShardKey {
+    fn key(&self, shard_id: &str) -> ConsumerShard {
+        ConsumerShard {
             consumer: self.consumer.to_owned(),
             shard: ShardRef {
                 stream_arn: self.stream_arn.clone(),
@@ -132,7 +132,7 @@ impl Checker<'_> {
     /// Shard mode: finished when nothing lies after the checkpoint of a closed shard.
     async fn shard_tail(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         state: &ShardState,
     ) -> Result<TailState, GuardError> {
         let shard = &key.shard.shard_id;
@@ -168,7 +168,11 @@ impl Checker<'_> {
 
     /// Per-key mode: finished when every record of a closed shard is done per
     /// its key. How far the records are known done is kept as the shard's checkpoint.
-    async fn key_tail(&self, key: &ShardKey, state: &ShardState) -> Result<TailState, GuardError> {
+    async fn key_tail(
+        &self,
+        key: &ConsumerShard,
+        state: &ShardState,
+    ) -> Result<TailState, GuardError> {
         let shard = &key.shard.shard_id;
         let mut verified = state.progress.checkpoint.clone();
         let mut outcome = None;
@@ -227,7 +231,7 @@ impl Checker<'_> {
     /// Keeps how far a parent's records are known done (per-key mode).
     async fn save_verified(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         state: &ShardState,
         verified: Option<&Position>,
     ) -> Result<(), GuardError> {

@@ -33,8 +33,8 @@ impl ShardDirectory for Listing {
     }
 }
 
-fn key(shard: &str) -> ShardKey {
-    ShardKey {
+fn key(shard: &str) -> ConsumerShard {
+    ConsumerShard {
         consumer: "c".into(),
         shard: ShardRef {
             stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"),

@@ -36,7 +36,7 @@ pub const DEFAULT_KEY_PROGRESS_TTL: Duration = Duration::from_secs(8 * 24 * 3600
 /// Which consumer's state, for which shard. One store can hold many consumers
 /// (functions) and many streams.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ShardKey {
+pub struct ConsumerShard {
     /// The consumer's name (by default the function's name).
     pub consumer: String,
     /// The stream and shard.
@@ -196,11 +196,11 @@ pub enum StateError {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shardline::state::StateError> {
 /// use std::sync::Arc;
-/// use shardline::state::{CommitOutcome, EmbeddedStore, Progress, Settled, ShardKey, StateStore};
+/// use shardline::state::{CommitOutcome, EmbeddedStore, Progress, Settled, ConsumerShard, StateStore};
 /// use shardline::{Position, ShardRef};
 ///
 /// let store = EmbeddedStore::open(&std::env::temp_dir().join(format!("doc-state-{}", std::process::id())))?;
-/// let key = ShardKey {
+/// let key = ConsumerShard {
 ///     consumer: "orders".into(),
 ///     shard: ShardRef { stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"), shard_id: Arc::from("shardId-0") },
 /// };
@@ -219,7 +219,7 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be read.
-    async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError>;
+    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError>;
 
     /// Claims dedup keys for records about to be handled, all in one call. A key
     /// held by another owner and not expired at `now` is lost; an expired one is
@@ -244,7 +244,7 @@ pub trait StateStore: Send + Sync {
     /// [`StateError`] when the store cannot be written.
     async fn commit(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         read_version: u64,
         progress: &Progress,
         settled: &Settled,
@@ -255,14 +255,18 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
-    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError>;
+    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError>;
 
     /// Records that a shard is finished (read to its end, every record done,
     /// its own parents finished), with its children.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
-    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError>;
+    async fn mark_shard_end(
+        &self,
+        key: &ConsumerShard,
+        children: &[String],
+    ) -> Result<(), StateError>;
 
     /// Reads the progress of `partition_keys` of one shard (batched: at most
     /// one request per 100 keys). Keys with no progress are left out.
@@ -271,7 +275,7 @@ pub trait StateStore: Send + Sync {
     /// [`StateError`] when the store cannot be read.
     async fn load_key_progress(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         partition_keys: &[String],
     ) -> Result<HashMap<String, Progress>, StateError>;
 
@@ -284,7 +288,7 @@ pub trait StateStore: Send + Sync {
     /// [`StateError`] when the store cannot be written.
     async fn commit_key_progress(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         commits: &[KeyCommit],
         settled: &Settled,
     ) -> Result<Vec<String>, StateError>;

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shardline::decode::decode_event;
 use shardline::quarantine::QuarantinedRecord;
-use shardline::state::{EmbeddedStore, ShardKey, ShardState, StateStore};
+use shardline::state::{ConsumerShard, EmbeddedStore, ShardState, StateStore};
 use shardline::{
     BatchOutcome, Deadline, EngineConfig, Handler, HandlerError, Position, Record, RecordOrigin,
     ShardRef, process_event,
@@ -197,8 +197,8 @@ impl Env {
             .expect("the engine runs")
     }
 
-    pub fn key(&self) -> ShardKey {
-        ShardKey {
+    pub fn key(&self) -> ConsumerShard {
+        ConsumerShard {
             consumer: self.config.consumer.clone(),
             shard: ShardRef {
                 stream_arn: Arc::from(STREAM),

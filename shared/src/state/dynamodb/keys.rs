@@ -1,6 +1,6 @@
 //! Item keys of the state table, and positions as sortable strings.
 
-use super::super::ShardKey;
+use super::super::ConsumerShard;
 use crate::quarantine::QuarantinedRecord;
 use crate::record::{Position, SequenceNumber};
 
@@ -25,14 +25,14 @@ pub(super) fn decode_position(text: &str) -> Option<Position> {
     Some(Position::new(sequence, subsequence.parse().ok()?))
 }
 
-pub(super) fn shard_pk(key: &ShardKey) -> String {
+pub(super) fn shard_pk(key: &ConsumerShard) -> String {
     format!(
         "{}#shard#{}#{}",
         key.consumer, key.shard.stream_arn, key.shard.shard_id
     )
 }
 
-pub(super) fn progress_pk(key: &ShardKey, partition_key: &str) -> String {
+pub(super) fn progress_pk(key: &ConsumerShard, partition_key: &str) -> String {
     format!(
         "{}#key#{}#{}#{partition_key}",
         key.consumer, key.shard.stream_arn, key.shard.shard_id

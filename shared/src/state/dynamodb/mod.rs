@@ -41,7 +41,7 @@ use aws_sdk_dynamodb::types::{
 use self::items::{ProgressUpdate, quarantine_items, quarantined_records, read_progress};
 use self::keys::{PK, SK, dedup_pk, progress_pk, quarantine_pk, shard_pk};
 use super::{
-    ClaimOutcome, CommitOutcome, DedupClaim, KeyCommit, Lineage, Progress, Settled, ShardKey,
+    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, KeyCommit, Lineage, Progress, Settled,
     ShardState, ShardStatus, StateError, StateStore,
 };
 use crate::aws::dynamodb::attr::{Attributes, get_list, get_s, item, list, n, s};
@@ -116,7 +116,7 @@ impl DynamoDbStore {
     /// transaction when they fit, else the records first.
     async fn write_shard(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         update: ProgressUpdate,
         settled: &Settled,
     ) -> Result<bool, StateError> {
@@ -219,7 +219,7 @@ impl DynamoDbStore {
     /// optional condition; a failed condition is not an error.
     async fn update_shard(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         expression: &str,
         condition: Option<&str>,
         names: &[(&str, &str)],
@@ -257,7 +257,7 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl StateStore for DynamoDbStore {
-    async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError> {
+    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError> {
         let out = self
             .client
             .get_item()
@@ -336,7 +336,7 @@ impl StateStore for DynamoDbStore {
 
     async fn commit(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         read_version: u64,
         progress: &Progress,
         settled: &Settled,
@@ -352,7 +352,7 @@ impl StateStore for DynamoDbStore {
         })
     }
 
-    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError> {
+    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError> {
         let (name, rank, parents) = match lineage {
             Lineage::Unknown => return Ok(()),
             Lineage::Pending { parents } => ("pending", 1, parents),
@@ -374,7 +374,11 @@ impl StateStore for DynamoDbStore {
         .await
     }
 
-    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError> {
+    async fn mark_shard_end(
+        &self,
+        key: &ConsumerShard,
+        children: &[String],
+    ) -> Result<(), StateError> {
         self.update_shard(
             key,
             "SET #status = :ended, children = :children",
@@ -388,7 +392,7 @@ impl StateStore for DynamoDbStore {
 
     async fn load_key_progress(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         partition_keys: &[String],
     ) -> Result<HashMap<String, Progress>, StateError> {
         let pks: Vec<String> = partition_keys.iter().map(|k| progress_pk(key, k)).collect();
@@ -412,7 +416,7 @@ impl StateStore for DynamoDbStore {
 
     async fn commit_key_progress(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         commits: &[KeyCommit],
         settled: &Settled,
     ) -> Result<Vec<String>, StateError> {

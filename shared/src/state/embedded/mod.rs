@@ -30,7 +30,7 @@ use self::rows::{
 };
 use self::schema::{SCHEMA, add_missing_columns};
 use super::{
-    ClaimOutcome, CommitOutcome, DedupClaim, KeyCommit, Lineage, Progress, Settled, ShardKey,
+    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, KeyCommit, Lineage, Progress, Settled,
     ShardState, ShardStatus, StateError, StateStore,
 };
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
@@ -95,7 +95,7 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl StateStore for EmbeddedStore {
-    async fn load_shard(&self, key: &ShardKey) -> Result<ShardState, StateError> {
+    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError> {
         type Row = (ProgressRow, String, String, bool, String);
         let row: Option<Row> = self.with_conn(|conn| {
             conn.query_row(
@@ -188,7 +188,7 @@ impl StateStore for EmbeddedStore {
 
     async fn commit(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         read_version: u64,
         progress: &Progress,
         settled: &Settled,
@@ -219,7 +219,7 @@ impl StateStore for EmbeddedStore {
         })
     }
 
-    async fn save_lineage(&self, key: &ShardKey, lineage: &Lineage) -> Result<(), StateError> {
+    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError> {
         let (name, rank, parents) = lineage_columns(lineage);
         self.with_conn(|conn| {
             conn.execute(
@@ -241,7 +241,11 @@ impl StateStore for EmbeddedStore {
         })
     }
 
-    async fn mark_shard_end(&self, key: &ShardKey, children: &[String]) -> Result<(), StateError> {
+    async fn mark_shard_end(
+        &self,
+        key: &ConsumerShard,
+        children: &[String],
+    ) -> Result<(), StateError> {
         let children = serde_json::to_string(children).unwrap_or_else(|_| "[]".into());
         self.with_conn(|conn| {
             conn.execute(
@@ -262,7 +266,7 @@ impl StateStore for EmbeddedStore {
 
     async fn load_key_progress(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         partition_keys: &[String],
     ) -> Result<HashMap<String, Progress>, StateError> {
         let rows: Vec<(String, ProgressRow)> = self.with_conn(|conn| {
@@ -296,7 +300,7 @@ impl StateStore for EmbeddedStore {
 
     async fn commit_key_progress(
         &self,
-        key: &ShardKey,
+        key: &ConsumerShard,
         commits: &[KeyCommit],
         settled: &Settled,
     ) -> Result<Vec<String>, StateError> {

@@ -7,10 +7,12 @@ use std::time::SystemTime;
 use rusqlite::params;
 
 use crate::record::{Position, SequenceNumber};
-use crate::state::{Delivered, HeadAttempts, Lineage, Progress, Settled, ShardKey, StateError};
+use crate::state::{
+    ConsumerShard, Delivered, HeadAttempts, Lineage, Progress, Settled, StateError,
+};
 use crate::time::epoch_millis;
 
-pub(super) fn corrupt(what: &ShardKey, detail: String) -> StateError {
+pub(super) fn corrupt(what: &ConsumerShard, detail: String) -> StateError {
     StateError::Corrupt {
         what: format!("{}/{}", what.consumer, what.shard.shard_id),
         detail,
@@ -18,7 +20,7 @@ pub(super) fn corrupt(what: &ShardKey, detail: String) -> StateError {
 }
 
 pub(super) fn parse_position(
-    what: &ShardKey,
+    what: &ConsumerShard,
     seq: Option<String>,
     sub: Option<i64>,
 ) -> Result<Option<Position>, StateError> {
@@ -93,7 +95,7 @@ impl ProgressRow {
         ]
     }
 
-    pub(super) fn parse(self, what: &ShardKey) -> Result<Progress, StateError> {
+    pub(super) fn parse(self, what: &ConsumerShard) -> Result<Progress, StateError> {
         let head =
             parse_position(what, self.head_seq, self.head_sub)?.map(|position| HeadAttempts {
                 position,

@@ -6,8 +6,8 @@ use crate::record::{Position, ShardRef};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn key() -> ShardKey {
-    ShardKey {
+fn key() -> ConsumerShard {
+    ConsumerShard {
         consumer: "c".into(),
         shard: ShardRef {
             stream_arn: Arc::from("arn:s"),
