@@ -20,6 +20,9 @@ For PutRecords (JSON protocol) it:
     does (kinesis-mock does not check);
   - holds each request --delay-ms, plus a random 0..--jitter-ms, before
     forwarding it (a slow destination; concurrent requests overtake each other).
+In front of DynamoDB (moto) it fails --dynamodb-failure-rate of the requests
+(evenly spread), half with a 400 ThrottlingException and half with a 500
+InternalServerError, before forwarding (so nothing was written).
 Everything else is forwarded untouched. `GET /__stats` returns counters as JSON.
 Standard library only.
 """
@@ -41,6 +44,8 @@ STATS = {
     "injected_request_failures": 0,
     "denied_requests": 0,
     "refused_requests": 0,
+    "dynamodb_requests": 0,
+    "injected_dynamodb_failures": 0,
 }
 LOCK = threading.Lock()
 
@@ -110,6 +115,16 @@ class Proxy(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         target = self.headers.get("X-Amz-Target", "")
+        if target.startswith("DynamoDB_20120810."):
+            n = bump("dynamodb_requests")
+            rate = self.config.dynamodb_failure_rate
+            if int(n * rate) > int((n - 1) * rate):
+                failures = bump("injected_dynamodb_failures")
+                if failures % 2:
+                    self.reply(400, {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "injected throttle"}, "application/x-amz-json-1.0")
+                else:
+                    self.reply(500, {"__type": "com.amazon.coral.service#InternalServerError", "message": "injected failure"}, "application/x-amz-json-1.0")
+                return
         if not target.endswith(".PutRecords"):
             self.relay(*self.forward(body))
             return
@@ -172,6 +187,7 @@ def main():
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--max-partition-key", type=int, default=0)
+    parser.add_argument("--dynamodb-failure-rate", type=float, default=0.0)
     config = parser.parse_args()
     Proxy.config = config
     Proxy.rng = random.Random(config.seed)

@@ -42,3 +42,27 @@ pub fn open(dir: &Path, name: &str) -> Result<Connection, OpenError> {
         .map_err(fail)?;
     Ok(conn)
 }
+
+/// Adds each `(table, column, declaration)` the database lacks: a database made
+/// by an earlier version of a schema gets its new columns on open.
+///
+/// # Errors
+/// The SQLite error when a table cannot be read or altered.
+pub fn add_missing_columns(
+    conn: &Connection,
+    columns: &[(&str, &str, &str)],
+) -> Result<(), rusqlite::Error> {
+    for (table, column, declaration) in columns {
+        let present: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists(rusqlite::params![column])?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}

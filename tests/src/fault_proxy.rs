@@ -1,6 +1,7 @@
 //! A fault-injecting proxy in front of kinesis-mock (`scripts/fault_proxy.py`):
 //! fails a share of PutRecords entries and whole requests, denies a stream,
-//! refuses over-long partition keys, and delays requests.
+//! refuses over-long partition keys, and delays requests; in front of
+//! DynamoDB it fails a share of requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -22,6 +23,9 @@ pub struct Faults {
     /// Refuse a whole PutRecords (ValidationException) holding a partition key
     /// longer than this many characters, as Kinesis does (0: no check).
     pub max_partition_key: usize,
+    /// Share of DynamoDB requests failed (throttling or internal errors), in
+    /// front of moto.
+    pub dynamodb_failure_rate: f64,
 }
 
 /// A running proxy; stopped when dropped.
@@ -50,7 +54,9 @@ impl FaultProxy {
             .arg("--jitter-ms")
             .arg(faults.jitter_ms.to_string())
             .arg("--max-partition-key")
-            .arg(faults.max_partition_key.to_string());
+            .arg(faults.max_partition_key.to_string())
+            .arg("--dynamodb-failure-rate")
+            .arg(faults.dynamodb_failure_rate.to_string());
         for stream in &faults.deny_streams {
             command.arg("--deny-stream").arg(stream);
         }

@@ -27,6 +27,7 @@ pub mod fault_proxy;
 pub mod kinesis;
 pub mod lambda;
 pub mod recorder;
+pub mod source;
 pub mod yaml;
 
 use std::sync::atomic::{AtomicU64, Ordering};

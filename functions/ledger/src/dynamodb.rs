@@ -16,7 +16,7 @@ use shardline::aws::dynamodb::write::{Transacted, transact};
 use shardline::aws::dynamodb::{DynamoError, read};
 use shardline::tables::StoreError;
 
-use crate::rules::{Account, Decision, Txn, decide};
+use crate::rules::{Account, Applied, Decision, Origin, Txn, decide, now_us};
 
 /// How often a transaction is re-decided after losing a race on its account.
 const MAX_RACES: u32 = 5;
@@ -62,6 +62,7 @@ impl DynamoLedger {
     fn writes(
         &self,
         txn: &Txn,
+        origin: &Origin,
         before: Account,
         next: Account,
         outcome: &str,
@@ -88,6 +89,9 @@ impl DynamoLedger {
             ("seq", n(txn.seq)),
             ("amount", n(txn.amount)),
             ("outcome", s(outcome)),
+            ("shard_id", s(origin.shard_id.clone())),
+            ("sequence_number", s(origin.sequence_number.clone())),
+            ("applied_us", n(now_us())),
         ]);
         let put = Put::builder()
             .table_name(&self.table)
@@ -105,7 +109,7 @@ impl DynamoLedger {
     }
 
     /// Applies `txn` and says what it did.
-    pub async fn apply(&self, txn: &Txn) -> Result<Decision, StoreError> {
+    pub async fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
         for _ in 0..MAX_RACES {
             let account = self.account(&txn.account).await?;
             let decision = decide(account, txn);
@@ -114,7 +118,7 @@ impl DynamoLedger {
                 Decision::Reject(next) => (next, "rejected"),
                 Decision::Duplicate | Decision::Gap { .. } => return Ok(decision),
             };
-            let writes = self.writes(txn, account, next, outcome)?;
+            let writes = self.writes(txn, origin, account, next, outcome)?;
             let Transacted::Cancelled(reasons) =
                 transact(&self.client, writes, "apply a transaction").await?
             else {
@@ -145,6 +149,34 @@ impl DynamoLedger {
             what: format!("account {}", txn.account),
             tries: MAX_RACES,
         })
+    }
+
+    /// Every applied (or rejected) transaction (a full scan: for the `txns` command).
+    pub async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :txn")
+            .expression_attribute_values(":txn", s("txn"))
+            .consistent_read(true);
+        let items = read::scan_all(scan, "scan transactions").await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let text = |name: &str| get_s(item, name).unwrap_or_default().to_owned();
+                Some(Applied {
+                    txn: get_s(item, "pk")?.strip_prefix("txn#")?.to_owned(),
+                    account: text("account"),
+                    seq: get_n(item, "seq").unwrap_or(0),
+                    amount: get_n(item, "amount").unwrap_or(0),
+                    outcome: text("outcome"),
+                    shard_id: text("shard_id"),
+                    sequence_number: text("sequence_number"),
+                    applied_us: get_n(item, "applied_us").unwrap_or(0),
+                })
+            })
+            .collect())
     }
 
     /// Every account's balance in cents (a full scan: for the `balances` command).

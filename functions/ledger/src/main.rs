@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use shardline::{App, Handler, HandlerError, Record};
 
-use crate::rules::{Decision, Txn};
+use crate::rules::{Decision, Origin, Txn};
 use crate::store::{LEDGER_TABLE, LedgerStore};
 
 /// An earlier transaction of the account has not been applied yet.
@@ -41,7 +41,11 @@ impl Handler for Ledger {
                 "a ledger transaction needs an account, a seq from 1 and a txn id",
             ));
         }
-        match self.store.apply(&txn).await? {
+        let origin = Origin {
+            shard_id: record.shard.shard_id.to_string(),
+            sequence_number: record.position.sequence.to_string(),
+        };
+        match self.store.apply(&txn, &origin).await? {
             Decision::Apply(_) => {}
             Decision::Reject(account) => tracing::info!(
                 account = %txn.account, seq = txn.seq, txn = %txn.txn, amount = txn.amount,
@@ -90,6 +94,11 @@ async fn main() -> Result<(), shardline::Error> {
         "print every account's balance as one JSON object",
         balances,
     )
+    .command(
+        "txns",
+        "print every applied transaction as JSON lines, in the order applied",
+        txns,
+    )
     .run()
     .await
 }
@@ -97,5 +106,12 @@ async fn main() -> Result<(), shardline::Error> {
 async fn balances(ledger: Arc<Ledger>, _args: Vec<String>) -> Result<(), shardline::BoxError> {
     let balances = ledger.store.balances().await?;
     println!("{}", serde_json::to_string(&balances)?);
+    Ok(())
+}
+
+async fn txns(ledger: Arc<Ledger>, _args: Vec<String>) -> Result<(), shardline::BoxError> {
+    for applied in ledger.store.applied().await? {
+        println!("{}", serde_json::to_string(&applied)?);
+    }
     Ok(())
 }

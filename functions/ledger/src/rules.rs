@@ -17,6 +17,44 @@ pub struct Txn {
     pub txn: String,
 }
 
+/// Where a transaction was applied from, and when: kept with the applied
+/// transaction, for audits (the fault tests read it back).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    /// The txn id.
+    pub txn: String,
+    /// The account.
+    pub account: String,
+    /// The account's seq.
+    pub seq: u64,
+    /// Cents.
+    pub amount: i64,
+    /// `applied` or `rejected`.
+    pub outcome: String,
+    /// The source shard.
+    pub shard_id: String,
+    /// The source record's sequence number.
+    pub sequence_number: String,
+    /// When it was applied, microseconds since the epoch.
+    pub applied_us: u64,
+}
+
+/// The source record of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The shard.
+    pub shard_id: String,
+    /// The record's sequence number.
+    pub sequence_number: String,
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// An account as stored: the last applied `seq` and the balance in cents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Account {

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use shardline::config::Settings;
 use shardline::tables::{StoreError, TableBackend, TableSpec};
 
-use crate::rules::{Account, Decision, Txn, decide};
+use crate::rules::{Account, Applied, Decision, Origin, Txn, decide, now_us};
 
 /// The ledger's own table: `LEDGER_TABLE` in DynamoDB, else `ledger.sqlite`.
 pub const LEDGER_TABLE: TableSpec = TableSpec {
@@ -41,12 +41,22 @@ impl LedgerStore {
         })
     }
 
-    /// Applies `txn` and says what it did.
-    pub async fn apply(&self, txn: &Txn) -> Result<Decision, StoreError> {
+    /// Applies `txn` (from `origin`) and says what it did.
+    pub async fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
         match self {
-            LedgerStore::Embedded(store) => store.apply(txn),
-            LedgerStore::DynamoDb(store) => store.apply(txn).await,
+            LedgerStore::Embedded(store) => store.apply(txn, origin),
+            LedgerStore::DynamoDb(store) => store.apply(txn, origin).await,
         }
+    }
+
+    /// Every applied (or rejected) transaction, in the order applied.
+    pub async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+        let mut applied = match self {
+            LedgerStore::Embedded(store) => store.applied()?,
+            LedgerStore::DynamoDb(store) => store.applied().await?,
+        };
+        applied.sort_by_key(|a| a.applied_us);
+        Ok(applied)
     }
 
     /// Every account's balance in cents.
@@ -72,7 +82,17 @@ impl EmbeddedLedger {
                  duplicates INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS txn (
                  txn TEXT PRIMARY KEY, account TEXT NOT NULL, seq INTEGER NOT NULL,
-                 amount INTEGER NOT NULL, outcome TEXT NOT NULL);",
+                 amount INTEGER NOT NULL, outcome TEXT NOT NULL,
+                 shard_id TEXT NOT NULL DEFAULT '', sequence_number TEXT NOT NULL DEFAULT '',
+                 applied_us INTEGER NOT NULL DEFAULT 0);",
+        )?;
+        shardline::sqlite::add_missing_columns(
+            &conn,
+            &[
+                ("txn", "shard_id", "TEXT NOT NULL DEFAULT ''"),
+                ("txn", "sequence_number", "TEXT NOT NULL DEFAULT ''"),
+                ("txn", "applied_us", "INTEGER NOT NULL DEFAULT 0"),
+            ],
         )?;
         Ok(EmbeddedLedger {
             conn: Mutex::new(conn),
@@ -80,7 +100,7 @@ impl EmbeddedLedger {
     }
 
     /// Applies `txn` atomically and says what it did.
-    pub fn apply(&self, txn: &Txn) -> Result<Decision, StoreError> {
+    pub fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let known: Option<String> = tx
@@ -127,11 +147,42 @@ impl EmbeddedLedger {
             params![txn.account, next.last_seq as i64, next.balance],
         )?;
         tx.execute(
-            "INSERT INTO txn (txn, account, seq, amount, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![txn.txn, txn.account, txn.seq as i64, txn.amount, outcome],
+            "INSERT INTO txn (txn, account, seq, amount, outcome, shard_id, sequence_number, applied_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                txn.txn,
+                txn.account,
+                txn.seq as i64,
+                txn.amount,
+                outcome,
+                origin.shard_id,
+                origin.sequence_number,
+                i64::try_from(now_us()).unwrap_or(i64::MAX)
+            ],
         )?;
         tx.commit()?;
         Ok(decision)
+    }
+
+    /// Every applied (or rejected) transaction.
+    pub fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare(
+            "SELECT txn, account, seq, amount, outcome, shard_id, sequence_number, applied_us FROM txn",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Applied {
+                txn: r.get(0)?,
+                account: r.get(1)?,
+                seq: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                amount: r.get(3)?,
+                outcome: r.get(4)?,
+                shard_id: r.get(5)?,
+                sequence_number: r.get(6)?,
+                applied_us: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every account's balance in cents.

@@ -1,7 +1,7 @@
 //! The embedded store's tables, and the columns added since the first schema
 //! (a database made by an earlier version gets them on open).
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS shard (
@@ -70,17 +70,5 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 ];
 
 pub(super) fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
-    for (table, column, declaration) in ADDED_COLUMNS {
-        let present: bool = conn
-            .prepare(&format!(
-                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
-            ))?
-            .exists(params![column])?;
-        if !present {
-            conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
-            ))?;
-        }
-    }
-    Ok(())
+    crate::sqlite::add_missing_columns(conn, ADDED_COLUMNS)
 }

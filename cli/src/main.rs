@@ -1,0 +1,111 @@
+//! `shardline`: Shardline's command-line tools. `shardline source` runs a
+//! function against a live Kinesis stream with the Lambda event source
+//! mapping's semantics, through the function's own Lambda runtime loop.
+//!
+//! ```text
+//! cargo run -q -p shardline-cli -- source --stream orders --until-idle 5 -- cargo run -q -p ledger
+//! ```
+
+mod args;
+mod runtime;
+mod sandbox;
+mod source;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, SourceArgs, StartingPosition};
+use crate::sandbox::{FunctionSpec, Pool};
+use crate::source::reader::Start;
+use crate::source::shards::Shards;
+use crate::source::Mapping;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Source(args) => source(*args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shardline source: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The stream's name and ARN, from either.
+async fn resolve(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<(String, String), String> {
+    if let Some((_, name)) = stream.split_once(":stream/") {
+        return Ok((name.to_owned(), stream.to_owned()));
+    }
+    let described = client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .map_err(|e| format!("stream {stream}: {}", aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+    let arn = described
+        .stream_description_summary()
+        .map(|s| s.stream_arn().to_owned())
+        .ok_or_else(|| format!("stream {stream}: DescribeStreamSummary gave no ARN"))?;
+    Ok((stream.to_owned(), arn))
+}
+
+async fn source(args: SourceArgs) -> Result<(), String> {
+    let start = match (args.starting_position, args.start_timestamp()?) {
+        (StartingPosition::TrimHorizon, _) => Start::TrimHorizon,
+        (StartingPosition::Latest, _) => Start::Latest,
+        (StartingPosition::AtTimestamp, Some(at)) => Start::AtTimestamp(at),
+        (StartingPosition::AtTimestamp, None) => return Err("AT_TIMESTAMP needs a timestamp".into()),
+    };
+    let client = aws_sdk_kinesis::Client::new(&aws_config::load_from_env().await);
+    let (stream_name, stream_arn) = resolve(&client, &args.stream).await?;
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    let spec = FunctionSpec {
+        command: args.command.clone(),
+        name: args.name(),
+        arn: format!("arn:aws:lambda:us-east-1:000000000000:function:{}", args.name()),
+    };
+    let pool = Pool::new(spec);
+    let mapping = Arc::new(
+        Mapping::new(&args, stream_name, stream_arn, pool.clone(), seed)
+            .map_err(|e| format!("on-failure file: {e}"))?,
+    );
+    let until_idle = args.until_idle.map(Duration::from_secs_f64);
+    let started = Instant::now();
+    let mut shards = Shards::new(mapping.clone(), client);
+    let mut last_progress = Instant::now();
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        if let Err(error) = shards.refresh(start).await {
+            eprintln!("source: {error}; retrying");
+        }
+        shards.advance();
+        if last_progress.elapsed() >= Duration::from_secs(2) {
+            eprintln!("{}", shards.progress());
+            last_progress = Instant::now();
+        }
+        if until_idle.is_some_and(|idle| shards.is_quiet() && mapping.quiet_for() >= idle) {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = &mut stop => break,
+        }
+    }
+    let finished = shards.finished();
+    shards.stop();
+    let mut summary = serde_json::to_value(mapping.counters.snapshot()).map_err(|e| e.to_string())?;
+    summary["cold_starts"] = pool.cold_starts().into();
+    summary["shards_finished"] = finished.into();
+    summary["seed"] = seed.into();
+    summary["seconds"] = (started.elapsed().as_millis() as f64 / 1000.0).into();
+    println!("{summary}");
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Sandboxes: one function process each, with its own Runtime API. A sandbox
+//! serves one invocation at a time, as in Lambda; a crash or a timeout is a real
+//! process death, and the next invocation starts a fresh process (a cold start).
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+use crate::runtime::{Answer, Invocation, RuntimeApi};
+
+/// How to start the function.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
+    pub name: String,
+    /// The invoked function ARN the runtime reports.
+    pub arn: String,
+}
+
+/// What an invocation came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The function answered; the body.
+    Response(Bytes),
+    /// The function reported an error (`invocation/{id}/error`).
+    FunctionError(String),
+    /// The process died before answering (a crash, or killed by chaos).
+    Crashed(String),
+    /// No answer within the timeout: the process was killed.
+    TimedOut,
+}
+
+/// A running function process.
+pub struct Sandbox {
+    api: RuntimeApi,
+    child: Child,
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(1);
+
+impl Sandbox {
+    /// Starts the function with `AWS_LAMBDA_RUNTIME_API` pointing at a new API;
+    /// the rest of the environment is passed through.
+    ///
+    /// # Errors
+    /// The I/O error when the API or the process cannot start.
+    pub async fn start(spec: &FunctionSpec) -> std::io::Result<Sandbox> {
+        let api = RuntimeApi::start(spec.arn.clone()).await?;
+        let (program, args) = spec
+            .command
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("no function command"))?;
+        let child = Command::new(program)
+            .args(args)
+            .env("AWS_LAMBDA_RUNTIME_API", api.address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "shardline-source")
+            .stdin(Stdio::null())
+            // The function's stdout (metrics lines) joins its logs on stderr:
+            // stdout is the summary's.
+            .stdout(Stdio::from(std::io::stderr()))
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Sandbox { api, child })
+    }
+
+    /// Invokes the function with `event`. A process that answers is handed
+    /// back for the next invocation; one that died, timed out or was killed
+    /// (`kill_after`: chaos) is not.
+    pub async fn invoke(
+        mut self,
+        event: Bytes,
+        timeout: Duration,
+        kill_after: Option<Duration>,
+    ) -> (Option<Sandbox>, Outcome) {
+        let (reply, answer) = oneshot::channel();
+        let deadline = SystemTime::now() + timeout;
+        let invocation = Invocation {
+            request_id: format!("source-{:012}", REQUESTS.fetch_add(1, Ordering::Relaxed)),
+            event,
+            deadline_ms: deadline
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            reply,
+        };
+        if self.api.send(invocation).await.is_err() {
+            return (None, Outcome::Crashed("the runtime API stopped".into()));
+        }
+        let chaos = async {
+            match kill_after {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            answer = answer => match answer {
+                Ok(Answer::Response(body)) => (Some(self), Outcome::Response(body)),
+                Ok(Answer::Error(body)) => {
+                    (Some(self), Outcome::FunctionError(String::from_utf8_lossy(&body).into_owned()))
+                }
+                Err(_) => (None, Outcome::Crashed("the runtime API dropped the invocation".into())),
+            },
+            status = self.child.wait() => {
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                (None, Outcome::Crashed(format!("the function process exited: {status}")))
+            }
+            () = tokio::time::sleep(timeout) => {
+                let _ = self.child.kill().await;
+                (None, Outcome::TimedOut)
+            }
+            () = chaos => {
+                let _ = self.child.kill().await;
+                (None, Outcome::Crashed("killed by --kill-rate".into()))
+            }
+        }
+    }
+}
+
+/// Idle sandboxes, reused; a new one is started (a cold start) when none is idle.
+pub struct Pool {
+    spec: FunctionSpec,
+    idle: Mutex<Vec<Sandbox>>,
+    cold_starts: AtomicU64,
+}
+
+impl Pool {
+    /// An empty pool for `spec`.
+    pub fn new(spec: FunctionSpec) -> Arc<Self> {
+        Arc::new(Pool {
+            spec,
+            idle: Mutex::new(Vec::new()),
+            cold_starts: AtomicU64::new(0),
+        })
+    }
+
+    /// An idle sandbox, or a new one.
+    ///
+    /// # Errors
+    /// The I/O error when a new process cannot start.
+    pub async fn take(&self) -> std::io::Result<Sandbox> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(sandbox) => Ok(sandbox),
+            None => {
+                self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                Sandbox::start(&self.spec).await
+            }
+        }
+    }
+
+    /// Gives a live sandbox back.
+    pub fn give_back(&self, sandbox: Sandbox) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sandbox);
+    }
+
+    /// Processes started so far.
+    pub fn cold_starts(&self) -> u64 {
+        self.cold_starts.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,262 @@
+//! A lane: one batch in flight at a time for one shard (or, with a
+//! ParallelizationFactor above 1, for the partition keys hashed to it), with
+//! Lambda's rules for what follows an answer. From the developer guide
+//! (with-kinesis, services-kinesis-batchfailurereporting,
+//! kinesis-on-failure-destination):
+//!
+//! - a partial batch response makes Lambda retry from the lowest reported
+//!   record; with BisectBatchOnFunctionError, the batch is bisected at that
+//!   record and only the remaining records are retried;
+//! - a function error (an error response, a crash, a timeout) fails the whole
+//!   batch; with BisectBatchOnFunctionError the batch is split in two and each
+//!   half retried, and splitting does not count as a retry;
+//! - each other retry counts; past MaximumRetryAttempts the batch is
+//!   discarded, and records older than MaximumRecordAgeInSeconds are discarded
+//!   before an invocation; what is discarded goes to the on-failure destination
+//!   as metadata (shard and sequence range, not the data).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+use shardline::SequenceNumber;
+use tokio::sync::Notify;
+
+use super::Mapping;
+use super::batch::{MAX_PAYLOAD, StreamRecord, Verdict, event, verdict};
+use crate::sandbox::Outcome;
+
+/// The records waiting for one lane.
+#[derive(Debug, Default)]
+pub struct LaneQueue {
+    records: std::sync::Mutex<VecDeque<StreamRecord>>,
+    arrived: Notify,
+    busy: AtomicBool,
+    /// The record at the head of a retried batch, and the retries made from it.
+    head: std::sync::Mutex<Option<(SequenceNumber, u32)>>,
+}
+
+impl LaneQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<StreamRecord>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds records read from the shard.
+    pub fn push(&self, records: impl IntoIterator<Item = StreamRecord>) {
+        self.lock().extend(records);
+        self.arrived.notify_one();
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Nothing waiting and nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        !self.busy.load(Ordering::SeqCst) && self.lock().is_empty()
+    }
+
+    /// Puts records to retry back at the front, after `retries` retries.
+    fn put_back(&self, records: Vec<StreamRecord>, retries: u32) {
+        if let Some(first) = records.first() {
+            *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some((first.sequence.clone(), retries));
+        }
+        let mut queue = self.lock();
+        for record in records.into_iter().rev() {
+            queue.push_front(record);
+        }
+    }
+
+    /// Retries already made from the batch that starts at `first`.
+    fn retries_from(&self, first: &SequenceNumber) -> u32 {
+        match &*self.head.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((head, retries)) if head == first => *retries,
+            _ => 0,
+        }
+    }
+}
+
+/// One lane of one shard.
+pub struct Lane {
+    pub mapping: Arc<Mapping>,
+    pub shard_id: Arc<str>,
+    pub queue: Arc<LaneQueue>,
+}
+
+/// Why a batch failed as a whole.
+enum Failure {
+    Function(String),
+    Answer(String),
+}
+
+impl Lane {
+    /// Runs until aborted: batches from the queue, one at a time.
+    pub async fn run(self) {
+        loop {
+            let batch = self.next_batch().await;
+            self.queue.busy.store(true, Ordering::SeqCst);
+            self.settle(batch).await;
+            self.queue.busy.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits for records, then for the batching window to fill a batch, and
+    /// takes at most BatchSize records within the 6 MB payload.
+    async fn next_batch(&self) -> (Vec<StreamRecord>, u32) {
+        loop {
+            let notified = self.queue.arrived.notified();
+            if self.queue.len() > 0 {
+                break;
+            }
+            notified.await;
+        }
+        let config = &self.mapping.config;
+        let window_ends = Instant::now() + config.window;
+        while self.queue.len() < config.batch_size && Instant::now() < window_ends {
+            let notified = self.queue.arrived.notified();
+            let _ = tokio::time::timeout(window_ends - Instant::now(), notified).await;
+        }
+        let mut queue = self.queue.lock();
+        let mut batch = Vec::new();
+        let mut size = 64;
+        while let Some(record) = queue.front() {
+            let record_size = record.event_size(&self.mapping.stream_arn, &self.shard_id);
+            if batch.len() == config.batch_size || (!batch.is_empty() && size + record_size > MAX_PAYLOAD) {
+                break;
+            }
+            size += record_size;
+            batch.extend(queue.pop_front());
+        }
+        drop(queue);
+        let retries = batch.first().map_or(0, |r| self.queue.retries_from(&r.sequence));
+        (batch, retries)
+    }
+
+    /// Invokes the function with `batch` and follows Lambda's rules until every
+    /// record is done, discarded, or handed back to the queue for a retry.
+    async fn settle(&self, (batch, retries): (Vec<StreamRecord>, u32)) {
+        let config = &self.mapping.config;
+        let mut pending: VecDeque<(Vec<StreamRecord>, u32)> = VecDeque::from([(batch, retries)]);
+        while let Some((batch, retries)) = pending.pop_front() {
+            let batch = self.drop_expired(batch);
+            if batch.is_empty() {
+                continue;
+            }
+            let failure = match self.invoke(&batch).await {
+                Ok(Verdict::Done) => {
+                    self.mapping.counters.done(batch.len());
+                    continue;
+                }
+                Ok(Verdict::RetryFrom(index)) => {
+                    self.mapping.counters.done(index);
+                    let rest = batch[index..].to_vec();
+                    if config.bisect && index > 0 {
+                        // Bisected at the returned record: only the rest is retried.
+                        self.mapping.counters.bisect();
+                        pending.push_front((rest, retries));
+                        continue;
+                    }
+                    self.retry_or_discard(rest, retries, &mut pending, "partial batch failure");
+                    continue;
+                }
+                Ok(Verdict::Failed(reason)) => Failure::Answer(reason),
+                Err(reason) => Failure::Function(reason),
+            };
+            let reason = match failure {
+                Failure::Function(reason) | Failure::Answer(reason) => reason,
+            };
+            if config.bisect && batch.len() > 1 {
+                self.mapping.counters.bisect();
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                pending.push_front((second, retries));
+                pending.push_front((first, retries));
+                continue;
+            }
+            self.retry_or_discard(batch, retries, &mut pending, &reason);
+        }
+    }
+
+    /// A failed batch: retried (with a bisected batch, in place; else from the
+    /// queue, with newer records behind it), or discarded past the retry limit.
+    fn retry_or_discard(
+        &self,
+        batch: Vec<StreamRecord>,
+        retries: u32,
+        pending: &mut VecDeque<(Vec<StreamRecord>, u32)>,
+        reason: &str,
+    ) {
+        let config = &self.mapping.config;
+        if config.retry_limit.is_some_and(|limit| retries >= limit) {
+            self.mapping
+                .discard(&self.shard_id, &batch, "RetryAttemptsExhausted", retries + 1, reason);
+            return;
+        }
+        self.mapping.counters.retry();
+        if config.bisect {
+            pending.push_front((batch, retries + 1));
+        } else {
+            // The checkpoint stays before this record: the retry reads on from it,
+            // with newer records behind it up to the batch size.
+            self.queue.put_back(batch, retries + 1);
+        }
+    }
+
+    /// Discards the records older than MaximumRecordAgeInSeconds.
+    fn drop_expired(&self, batch: Vec<StreamRecord>) -> Vec<StreamRecord> {
+        let Some(max_age) = self.mapping.config.max_record_age else {
+            return batch;
+        };
+        let now = shardline::sample::epoch_seconds(SystemTime::now());
+        let oldest = now - max_age.as_secs_f64();
+        let (expired, fresh): (Vec<StreamRecord>, Vec<StreamRecord>) =
+            batch.into_iter().partition(|r| r.arrival < oldest);
+        if !expired.is_empty() {
+            self.mapping
+                .discard(&self.shard_id, &expired, "RecordAgeExceeded", 0, "record age exceeded");
+        }
+        fresh
+    }
+
+    /// One invocation: the verdict of the answer, or why the function failed.
+    async fn invoke(&self, batch: &[StreamRecord]) -> Result<Verdict, String> {
+        let mapping = &self.mapping;
+        let payload = event(&mapping.stream_arn, &self.shard_id, batch);
+        if payload.len() > MAX_PAYLOAD {
+            mapping.counters.function_error();
+            return Err(format!("the payload is {} bytes, over Lambda's 6 MB", payload.len()));
+        }
+        let sandbox = mapping.pool.take().await.map_err(|e| {
+            mapping.counters.crash();
+            format!("cannot start the function: {e}")
+        })?;
+        mapping.counters.invocation(batch.len());
+        let kill_after = mapping.chaos_kill();
+        let started = Instant::now();
+        let (sandbox, outcome) = sandbox.invoke(payload, mapping.config.timeout, kill_after).await;
+        if matches!(outcome, Outcome::Response(_) | Outcome::FunctionError(_)) {
+            mapping.took(started.elapsed());
+        }
+        if let Some(sandbox) = sandbox {
+            mapping.pool.give_back(sandbox);
+        }
+        mapping.touch();
+        match outcome {
+            Outcome::Response(body) => Ok(verdict(&body, batch, mapping.config.report_failures)),
+            Outcome::FunctionError(error) => {
+                mapping.counters.function_error();
+                Err(format!("function error: {error}"))
+            }
+            Outcome::Crashed(why) => {
+                mapping.counters.crash();
+                Err(why)
+            }
+            Outcome::TimedOut => {
+                mapping.counters.timeout();
+                Err(format!("Task timed out after {:?}", mapping.config.timeout))
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Running `shardline source` and the functions' binaries from tests.
+//!
+//! The binaries of other packages are not in a test's environment, so
+//! [`binaries`] builds them once (`cargo build --bins`, a no-op when they are
+//! up to date) and finds them beside the test executable.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace's binaries.
+#[derive(Debug)]
+pub struct Binaries {
+    /// `shardline` (the event source).
+    pub shardline: PathBuf,
+    /// The ledger function.
+    pub ledger: PathBuf,
+    /// The fan-out function.
+    pub fanout: PathBuf,
+    /// The active-users function.
+    pub active_users: PathBuf,
+}
+
+/// The workspace's binaries, built on first use.
+///
+/// # Panics
+/// When `cargo build` fails.
+pub fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bins", "-q"])
+            .args(["-p", "shardline-cli", "-p", "ledger", "-p", "fanout", "-p", "active-users"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo build of the binaries failed");
+        // target/debug/deps/<test> -> target/debug
+        let exe = std::env::current_exe().expect("the test's path");
+        let dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the target folder")
+            .to_path_buf();
+        Binaries {
+            shardline: dir.join("shardline"),
+            ledger: dir.join("ledger"),
+            fanout: dir.join("fanout"),
+            active_users: dir.join("active-users"),
+        }
+    })
+}
+
+/// A command with only what a test gives it: the `SHARDLINE_*` and `AWS_*`
+/// variables of the test's own environment are removed.
+pub fn clean_command(program: &PathBuf) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHARDLINE_") || name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+/// A running `shardline source`.
+pub struct Running {
+    child: Child,
+    started: Instant,
+}
+
+impl Running {
+    /// Starts `command` (a prepared `shardline source ...`), its stdout captured.
+    ///
+    /// # Panics
+    /// When the process cannot start.
+    pub fn start(mut command: Command) -> Running {
+        let child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("shardline source starts");
+        Running {
+            child,
+            started: Instant::now(),
+        }
+    }
+
+    /// Waits for the source to exit and returns its JSON summary line.
+    ///
+    /// # Panics
+    /// When it runs past `limit` (it is killed), exits with an error, or
+    /// prints no summary.
+    pub fn summary(mut self, limit: Duration) -> serde_json::Value {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the source's status") {
+                assert!(status.success(), "shardline source failed: {status}");
+                break;
+            }
+            if self.started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("shardline source ran past {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut stdout = String::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut stdout).expect("the source's output");
+        }
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("summary {line:?}: {e}"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The seed of a fault test: `SHARDLINE_FAULT_SEED`, or `default`.
+pub fn seed(default: u64) -> u64 {
+    std::env::var("SHARDLINE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// How long a soak runs: `SHARDLINE_SOAK_MINUTES` (unset: one run, as in CI).
+pub fn soak() -> Option<Duration> {
+    std::env::var("SHARDLINE_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse::<f64>().ok())
+        .map(|m| Duration::from_secs_f64(m * 60.0))
+}
