@@ -23,6 +23,47 @@ pub enum Command {
     /// source mapping would: polls the stream shard by shard and invokes the
     /// function, unmodified, through its own Lambda Runtime API.
     Source(Box<SourceArgs>),
+    /// Invoke a function with event files, through its own Lambda runtime loop
+    /// (one process, kept warm from one event to the next), and print what
+    /// each invocation came to as one JSON line.
+    Invoke(InvokeArgs),
+}
+
+/// `shardline invoke`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InvokeArgs {
+    /// An event file (JSON); repeat for several invocations of one warm process.
+    #[arg(long = "event", value_name = "FILE", required = true)]
+    pub events: Vec<PathBuf>,
+    /// The function's timeout in seconds (1 to 900): the process is killed past it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=900))]
+    pub function_timeout: u64,
+    /// The function's name (AWS_LAMBDA_FUNCTION_NAME); the command's file name by default.
+    #[arg(long)]
+    pub function_name: Option<String>,
+    /// The function: a command that runs the Lambda runtime loop.
+    #[arg(last = true, required = true, value_name = "FUNCTION_COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl InvokeArgs {
+    /// The function's name.
+    pub fn name(&self) -> String {
+        function_name(self.function_name.as_ref(), &self.command)
+    }
+}
+
+/// A function's name: the one given, or the command's file name.
+fn function_name(given: Option<&String>, command: &[String]) -> String {
+    given.cloned().unwrap_or_else(|| {
+        command
+            .first()
+            .and_then(|c| std::path::Path::new(c).file_name())
+            .map_or_else(
+                || "function".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+    })
 }
 
 /// Where reading a shard starts.
@@ -100,7 +141,9 @@ pub struct SourceArgs {
 }
 
 fn record_age(text: &str) -> Result<i64, String> {
-    let age: i64 = text.parse().map_err(|_| format!("{text:?} is not a whole number"))?;
+    let age: i64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
     if age == -1 || (60..=604_800).contains(&age) {
         Ok(age)
     } else {
@@ -109,7 +152,9 @@ fn record_age(text: &str) -> Result<i64, String> {
 }
 
 fn share(text: &str) -> Result<f64, String> {
-    let share: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    let share: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
     if (0.0..=1.0).contains(&share) {
         Ok(share)
     } else {
@@ -159,12 +204,7 @@ impl SourceArgs {
 
     /// The function's name.
     pub fn name(&self) -> String {
-        self.function_name.clone().unwrap_or_else(|| {
-            self.command
-                .first()
-                .and_then(|c| std::path::Path::new(c).file_name())
-                .map_or_else(|| "function".to_owned(), |n| n.to_string_lossy().into_owned())
-        })
+        function_name(self.function_name.as_ref(), &self.command)
     }
 }
 
@@ -177,6 +217,7 @@ mod tests {
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Source(args) => *args,
+            Command::Invoke(_) => unreachable!("parsed as source"),
         })
     }
 
@@ -211,13 +252,29 @@ mod tests {
             assert!(parse(&args).is_err(), "{bad:?}");
         }
         let ok = parse(&[
-            "--stream", "s", "--maximum-retry-attempts", "-1", "--maximum-record-age-in-seconds", "60",
-            "--report-batch-item-failures", "false", "--", "f",
+            "--stream",
+            "s",
+            "--maximum-retry-attempts",
+            "-1",
+            "--maximum-record-age-in-seconds",
+            "60",
+            "--report-batch-item-failures",
+            "false",
+            "--",
+            "f",
         ])
         .unwrap();
         assert_eq!(ok.max_record_age(), Some(Duration::from_secs(60)));
         assert!(!ok.report_batch_item_failures);
-        let at = parse(&["--stream", "s", "--starting-position", "AT_TIMESTAMP", "--", "f"]).unwrap();
+        let at = parse(&[
+            "--stream",
+            "s",
+            "--starting-position",
+            "AT_TIMESTAMP",
+            "--",
+            "f",
+        ])
+        .unwrap();
         assert!(at.start_timestamp().is_err());
     }
 }

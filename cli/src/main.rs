@@ -1,12 +1,14 @@
 //! `shardline`: Shardline's command-line tools. `shardline source` runs a
 //! function against a live Kinesis stream with the Lambda event source
-//! mapping's semantics, through the function's own Lambda runtime loop.
+//! mapping's semantics, through the function's own Lambda runtime loop;
+//! `shardline invoke` runs it on event files the same way.
 //!
 //! ```text
 //! cargo run -q -p shardline-cli -- source --stream orders --until-idle 5 -- cargo run -q -p ledger
 //! ```
 
 mod args;
+mod invoke;
 mod runtime;
 mod sandbox;
 mod source;
@@ -19,27 +21,30 @@ use clap::Parser;
 
 use crate::args::{Cli, Command, SourceArgs, StartingPosition};
 use crate::sandbox::{FunctionSpec, Pool};
+use crate::source::Mapping;
 use crate::source::reader::Start;
 use crate::source::shards::Shards;
-use crate::source::Mapping;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Source(args) => source(*args).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("shardline source: {error}");
-            ExitCode::FAILURE
-        }
+    match cli.command {
+        Command::Source(args) => match source(*args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("shardline source: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Invoke(args) => invoke::run(args).await,
     }
 }
 
 /// The stream's name and ARN, from either.
-async fn resolve(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<(String, String), String> {
+async fn resolve(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<(String, String), String> {
     if let Some((_, name)) = stream.split_once(":stream/") {
         return Ok((name.to_owned(), stream.to_owned()));
     }
@@ -48,7 +53,12 @@ async fn resolve(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<(Stri
         .stream_name(stream)
         .send()
         .await
-        .map_err(|e| format!("stream {stream}: {}", aws_sdk_kinesis::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            format!(
+                "stream {stream}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(&e)
+            )
+        })?;
     let arn = described
         .stream_description_summary()
         .map(|s| s.stream_arn().to_owned())
@@ -61,17 +71,14 @@ async fn source(args: SourceArgs) -> Result<(), String> {
         (StartingPosition::TrimHorizon, _) => Start::TrimHorizon,
         (StartingPosition::Latest, _) => Start::Latest,
         (StartingPosition::AtTimestamp, Some(at)) => Start::AtTimestamp(at),
-        (StartingPosition::AtTimestamp, None) => return Err("AT_TIMESTAMP needs a timestamp".into()),
+        (StartingPosition::AtTimestamp, None) => {
+            return Err("AT_TIMESTAMP needs a timestamp".into());
+        }
     };
     let client = aws_sdk_kinesis::Client::new(&aws_config::load_from_env().await);
     let (stream_name, stream_arn) = resolve(&client, &args.stream).await?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
-    let spec = FunctionSpec {
-        command: args.command.clone(),
-        name: args.name(),
-        arn: format!("arn:aws:lambda:us-east-1:000000000000:function:{}", args.name()),
-    };
-    let pool = Pool::new(spec);
+    let pool = Pool::new(FunctionSpec::new(args.command.clone(), args.name()));
     let mapping = Arc::new(
         Mapping::new(&args, stream_name, stream_arn, pool.clone(), seed)
             .map_err(|e| format!("on-failure file: {e}"))?,
@@ -101,7 +108,8 @@ async fn source(args: SourceArgs) -> Result<(), String> {
     }
     let finished = shards.finished();
     shards.stop();
-    let mut summary = serde_json::to_value(mapping.counters.snapshot()).map_err(|e| e.to_string())?;
+    let mut summary =
+        serde_json::to_value(mapping.counters.snapshot()).map_err(|e| e.to_string())?;
     summary["cold_starts"] = pool.cold_starts().into();
     summary["shards_finished"] = finished.into();
     summary["seed"] = seed.into();

@@ -127,7 +127,10 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     if method == Method::POST && route == "init/error" {
-        eprintln!("source: the function failed to start: {}", String::from_utf8_lossy(&body));
+        eprintln!(
+            "source: the function failed to start: {}",
+            String::from_utf8_lossy(&body)
+        );
         return Ok(reply(StatusCode::ACCEPTED, "{}"));
     }
     let answer = route
@@ -172,9 +175,18 @@ async fn next(shared: &Shared) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     let pairs = [
         ("lambda-runtime-aws-request-id", invocation.request_id),
-        ("lambda-runtime-deadline-ms", invocation.deadline_ms.to_string()),
-        ("lambda-runtime-invoked-function-arn", shared.function_arn.clone()),
-        ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".to_owned()),
+        (
+            "lambda-runtime-deadline-ms",
+            invocation.deadline_ms.to_string(),
+        ),
+        (
+            "lambda-runtime-invoked-function-arn",
+            shared.function_arn.clone(),
+        ),
+        (
+            "lambda-runtime-trace-id",
+            "Root=1-00000000-000000000000000000000000".to_owned(),
+        ),
         ("content-type", "application/json".to_owned()),
     ];
     for (name, value) in pairs {

@@ -24,6 +24,14 @@ pub struct FunctionSpec {
     pub arn: String,
 }
 
+impl FunctionSpec {
+    /// The function `name`, run by `command`.
+    pub fn new(command: Vec<String>, name: String) -> Self {
+        let arn = format!("arn:aws:lambda:us-east-1:000000000000:function:{name}");
+        FunctionSpec { command, name, arn }
+    }
+}
+
 /// What an invocation came to.
 #[derive(Debug)]
 pub enum Outcome {
@@ -63,7 +71,10 @@ impl Sandbox {
             .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.name),
+            )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "shardline-source")
             .stdin(Stdio::null())
             // The function's stdout (metrics lines) joins its logs on stderr:

@@ -32,7 +32,11 @@ impl StreamRecord {
 
     /// Its size in the event's JSON (with the comma that separates it).
     pub fn event_size(&self, stream_arn: &str, shard_id: &str) -> usize {
-        self.sample(stream_arn, shard_id).to_json().to_string().len() + 1
+        self.sample(stream_arn, shard_id)
+            .to_json()
+            .to_string()
+            .len()
+            + 1
     }
 }
 
@@ -82,10 +86,16 @@ pub fn verdict(body: &[u8], batch: &[StreamRecord], report_failures: bool) -> Ve
     for item in failures {
         let identifier = match item.get("itemIdentifier") {
             Some(Value::String(id)) if !id.is_empty() => id,
-            _ => return Verdict::Failed(format!("a batch item failure without an itemIdentifier: {item}")),
+            _ => {
+                return Verdict::Failed(format!(
+                    "a batch item failure without an itemIdentifier: {item}"
+                ));
+            }
         };
         let Some(index) = batch.iter().position(|r| r.sequence.as_str() == identifier) else {
-            return Verdict::Failed(format!("itemIdentifier {identifier} is not a record of the batch"));
+            return Verdict::Failed(format!(
+                "itemIdentifier {identifier} is not a record of the batch"
+            ));
         };
         lowest = Some(lowest.map_or(index, |l| l.min(index)));
     }
@@ -110,31 +120,65 @@ mod tests {
     #[test]
     fn answers_read_as_the_developer_guide_says() {
         let b = batch();
-        for done in [&b""[..], b"null", br#"{}"#, br#"{"batchItemFailures":null}"#, br#"{"batchItemFailures":[]}"#] {
-            assert_eq!(verdict(done, &b, true), Verdict::Done, "{}", String::from_utf8_lossy(done));
+        for done in [
+            &b""[..],
+            b"null",
+            br#"{}"#,
+            br#"{"batchItemFailures":null}"#,
+            br#"{"batchItemFailures":[]}"#,
+        ] {
+            assert_eq!(
+                verdict(done, &b, true),
+                Verdict::Done,
+                "{}",
+                String::from_utf8_lossy(done)
+            );
         }
         let two = br#"{"batchItemFailures":[{"itemIdentifier":"3"},{"itemIdentifier":"2"}]}"#;
-        assert_eq!(verdict(two, &b, true), Verdict::RetryFrom(1), "the lowest one");
+        assert_eq!(
+            verdict(two, &b, true),
+            Verdict::RetryFrom(1),
+            "the lowest one"
+        );
         for failed in [
             &br#"{"batchItemFailures":[{"itemIdentifier":""}]}"#[..],
             br#"{"batchItemFailures":[{"itemIdentifier":null}]}"#,
             br#"{"batchItemFailures":[{"id":"2"}]}"#,
             br#"{"batchItemFailures":[{"itemIdentifier":"99"}]}"#,
         ] {
-            assert!(matches!(verdict(failed, &b, true), Verdict::Failed(_)), "{}", String::from_utf8_lossy(failed));
+            assert!(
+                matches!(verdict(failed, &b, true), Verdict::Failed(_)),
+                "{}",
+                String::from_utf8_lossy(failed)
+            );
         }
-        assert_eq!(verdict(two, &b, false), Verdict::Done, "ignored without ReportBatchItemFailures");
+        assert_eq!(
+            verdict(two, &b, false),
+            Verdict::Done,
+            "ignored without ReportBatchItemFailures"
+        );
     }
 
     #[test]
     fn events_carry_the_records() {
         let b = batch();
-        let json: Value = serde_json::from_slice(&event("arn:aws:kinesis:us-east-1:1:stream/s", "shardId-1", &b)).unwrap();
+        let json: Value = serde_json::from_slice(&event(
+            "arn:aws:kinesis:us-east-1:1:stream/s",
+            "shardId-1",
+            &b,
+        ))
+        .unwrap();
         let records = json["Records"].as_array().unwrap();
         assert_eq!(records.len(), 4);
         assert_eq!(records[2]["eventID"], "shardId-1:3");
         assert_eq!(records[2]["kinesis"]["approximateArrivalTimestamp"], 1.0);
-        let size: usize = b.iter().map(|r| r.event_size("arn:aws:kinesis:us-east-1:1:stream/s", "shardId-1")).sum();
-        assert!(size >= json.to_string().len() - 20, "sizes add up to about the event");
+        let size: usize = b
+            .iter()
+            .map(|r| r.event_size("arn:aws:kinesis:us-east-1:1:stream/s", "shardId-1"))
+            .sum();
+        assert!(
+            size >= json.to_string().len() - 20,
+            "sizes add up to about the event"
+        );
     }
 }

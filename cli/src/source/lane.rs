@@ -61,7 +61,8 @@ impl LaneQueue {
     /// Puts records to retry back at the front, after `retries` retries.
     fn put_back(&self, records: Vec<StreamRecord>, retries: u32) {
         if let Some(first) = records.first() {
-            *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some((first.sequence.clone(), retries));
+            *self.head.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((first.sequence.clone(), retries));
         }
         let mut queue = self.lock();
         for record in records.into_iter().rev() {
@@ -123,14 +124,18 @@ impl Lane {
         let mut size = 64;
         while let Some(record) = queue.front() {
             let record_size = record.event_size(&self.mapping.stream_arn, &self.shard_id);
-            if batch.len() == config.batch_size || (!batch.is_empty() && size + record_size > MAX_PAYLOAD) {
+            if batch.len() == config.batch_size
+                || (!batch.is_empty() && size + record_size > MAX_PAYLOAD)
+            {
                 break;
             }
             size += record_size;
             batch.extend(queue.pop_front());
         }
         drop(queue);
-        let retries = batch.first().map_or(0, |r| self.queue.retries_from(&r.sequence));
+        let retries = batch
+            .first()
+            .map_or(0, |r| self.queue.retries_from(&r.sequence));
         (batch, retries)
     }
 
@@ -190,8 +195,13 @@ impl Lane {
     ) {
         let config = &self.mapping.config;
         if config.retry_limit.is_some_and(|limit| retries >= limit) {
-            self.mapping
-                .discard(&self.shard_id, &batch, "RetryAttemptsExhausted", retries + 1, reason);
+            self.mapping.discard(
+                &self.shard_id,
+                &batch,
+                "RetryAttemptsExhausted",
+                retries + 1,
+                reason,
+            );
             return;
         }
         self.mapping.counters.retry();
@@ -214,8 +224,13 @@ impl Lane {
         let (expired, fresh): (Vec<StreamRecord>, Vec<StreamRecord>) =
             batch.into_iter().partition(|r| r.arrival < oldest);
         if !expired.is_empty() {
-            self.mapping
-                .discard(&self.shard_id, &expired, "RecordAgeExceeded", 0, "record age exceeded");
+            self.mapping.discard(
+                &self.shard_id,
+                &expired,
+                "RecordAgeExceeded",
+                0,
+                "record age exceeded",
+            );
         }
         fresh
     }
@@ -226,7 +241,10 @@ impl Lane {
         let payload = event(&mapping.stream_arn, &self.shard_id, batch);
         if payload.len() > MAX_PAYLOAD {
             mapping.counters.function_error();
-            return Err(format!("the payload is {} bytes, over Lambda's 6 MB", payload.len()));
+            return Err(format!(
+                "the payload is {} bytes, over Lambda's 6 MB",
+                payload.len()
+            ));
         }
         let sandbox = mapping.pool.take().await.map_err(|e| {
             mapping.counters.crash();
@@ -235,7 +253,9 @@ impl Lane {
         mapping.counters.invocation(batch.len());
         let kill_after = mapping.chaos_kill();
         let started = Instant::now();
-        let (sandbox, outcome) = sandbox.invoke(payload, mapping.config.timeout, kill_after).await;
+        let (sandbox, outcome) = sandbox
+            .invoke(payload, mapping.config.timeout, kill_after)
+            .await;
         if matches!(outcome, Outcome::Response(_) | Outcome::FunctionError(_)) {
             mapping.took(started.elapsed());
         }

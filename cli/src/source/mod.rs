@@ -87,13 +87,19 @@ impl Mapping {
     ) -> std::io::Result<Self> {
         let on_failure = match &args.on_failure {
             Some(path) => Some(Mutex::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
             )),
             None => None,
         };
         Ok(Mapping {
             config: Config::from_args(args),
-            function_arn: format!("arn:aws:lambda:us-east-1:000000000000:function:{}", args.name()),
+            function_arn: format!(
+                "arn:aws:lambda:us-east-1:000000000000:function:{}",
+                args.name()
+            ),
             stream_name,
             stream_arn,
             pool,
@@ -143,7 +149,14 @@ impl Mapping {
     /// Discards `records` of `shard_id`: counted, and written to the
     /// on-failure destination as Lambda writes it for a Kinesis source
     /// (docs: kinesis-on-failure-destination, "Example invocation record").
-    pub fn discard(&self, shard_id: &str, records: &[StreamRecord], condition: &str, invokes: u32, reason: &str) {
+    pub fn discard(
+        &self,
+        shard_id: &str,
+        records: &[StreamRecord],
+        condition: &str,
+        invokes: u32,
+        reason: &str,
+    ) {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;
         };
@@ -156,7 +169,9 @@ impl Mapping {
         let Some(file) = &self.on_failure else {
             return;
         };
-        let time = |seconds: f64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds.max(0.0)));
+        let time = |seconds: f64| {
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds.max(0.0)))
+        };
         let line = json!({
             "requestContext": {
                 "requestId": format!("source-discard-{}", self.counters.snapshot().discarded),

@@ -70,10 +70,19 @@ pub async fn read_shard(
             iterator = Some(current);
             continue;
         }
-        let page = match client.get_records().shard_iterator(&current).limit(1_000).send().await {
+        let page = match client
+            .get_records()
+            .shard_iterator(&current)
+            .limit(1_000)
+            .send()
+            .await
+        {
             Ok(page) => page,
             Err(error) => {
-                eprintln!("source: GetRecords on {shard_id}: {}", DisplayErrorContext(&error));
+                eprintln!(
+                    "source: GetRecords on {shard_id}: {}",
+                    DisplayErrorContext(&error)
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 iterator = Some(current);
                 continue;
@@ -84,9 +93,10 @@ pub async fn read_shard(
             u64::try_from(page.millis_behind_latest().unwrap_or(0)).unwrap_or(0),
             Ordering::Relaxed,
         );
-        state
-            .caught_up
-            .store(records.is_empty() && page.millis_behind_latest().unwrap_or(0) == 0, Ordering::SeqCst);
+        state.caught_up.store(
+            records.is_empty() && page.millis_behind_latest().unwrap_or(0) == 0,
+            Ordering::SeqCst,
+        );
         if !records.is_empty() {
             mapping.counters.read(records.len());
             mapping.touch();

@@ -90,7 +90,10 @@ impl Shards {
         loop {
             let request = match &token {
                 Some(token) => self.client.list_shards().next_token(token),
-                None => self.client.list_shards().stream_name(&self.mapping.stream_name),
+                None => self
+                    .client
+                    .list_shards()
+                    .stream_name(&self.mapping.stream_name),
             };
             let page = request
                 .send()
@@ -122,7 +125,10 @@ impl Shards {
     /// of the first listing start at `start` (a closed one with LATEST has
     /// nothing left to read), later ones at their start.
     pub async fn refresh(&mut self, start: Start) -> Result<(), String> {
-        if self.listed_at.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+        if self
+            .listed_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
             return Ok(());
         }
         let first = self.listed_at.is_none();

@@ -5,7 +5,8 @@
 //! already applied is a duplicate (skipped, counted), a `seq` beyond the next one
 //! is a gap (retryable: the earlier one has not arrived yet), a debit that would
 //! overdraw is rejected (recorded, balance unchanged). A payload that is not a
-//! ledger transaction is a permanent error: Shardline quarantines it.
+//! ledger transaction (or whose account or txn id is over 1,024 bytes) is a
+//! permanent error: Shardline quarantines it.
 
 mod dynamodb;
 mod rules;
@@ -17,6 +18,9 @@ use shardline::{App, Handler, HandlerError, Record};
 
 use crate::rules::{Decision, Origin, Txn};
 use crate::store::{LEDGER_TABLE, LedgerStore};
+
+/// Longest account or txn id accepted, in bytes.
+const MAX_ID_BYTES: usize = 1024;
 
 /// An earlier transaction of the account has not been applied yet.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,16 @@ impl Handler for Ledger {
             return Err(HandlerError::permanent(
                 "a ledger transaction needs an account, a seq from 1 and a txn id",
             ));
+        }
+        // Both ids are DynamoDB keys (at most 2,048 bytes): a longer one could
+        // never be written, and would hold the shard through every retry.
+        for (field, value) in [("account", &txn.account), ("txn", &txn.txn)] {
+            if value.len() > MAX_ID_BYTES {
+                return Err(HandlerError::permanent(format!(
+                    "{field} must be at most {MAX_ID_BYTES} bytes (got {})",
+                    value.len()
+                )));
+            }
         }
         let origin = Origin {
             shard_id: record.shard.shard_id.to_string(),

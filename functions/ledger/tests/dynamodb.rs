@@ -133,3 +133,45 @@ fn a_quarantined_record_over_400_kb_is_printed_whole() {
         data.len()
     );
 }
+
+#[test]
+fn ids_too_long_for_a_dynamodb_key_are_quarantined_at_once_and_the_rest_applied() {
+    let aws = Aws::new();
+    aws.ok(&["setup"], "ledger");
+    let long = "x".repeat(3000);
+    let payloads = [
+        format!(r#"{{"account":"A1","seq":1,"amount":100,"txn":"{long}"}}"#),
+        format!(r#"{{"account":"{long}","seq":1,"amount":100,"txn":"t-2"}}"#),
+        r#"{"account":"A1","seq":1,"amount":100,"txn":"t-3"}"#.to_owned(),
+    ];
+    let records: Vec<EventRecord> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| EventRecord {
+            sequence_number: format!("4959033827149025660855969253836157109592157598913658889{i}"),
+            partition_key: "A1".into(),
+            data: p.as_bytes().to_vec(),
+        })
+        .collect();
+    let file = aws.dir.join("long-ids.json");
+    std::fs::write(
+        &file,
+        event(&stream_arn("ledger"), "shardId-000000000000", &records),
+    )
+    .unwrap();
+    let (stdout, stderr) = aws.ok(&["invoke", file.to_str().unwrap()], "ledger");
+    assert_eq!(stdout, "{\"batchItemFailures\":[]}\n", "{stderr}");
+    assert!(
+        stderr.contains("1 processed") && stderr.contains("2 quarantined (2 permanent"),
+        "{stderr}"
+    );
+    assert_eq!(aws.ok(&["balances"], "ledger").0, "{\"A1\":100}\n");
+    let (stdout, _) = aws.ok(&["quarantine"], "ledger");
+    for line in stdout.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            line["detail"].as_str().unwrap().contains("at most 1024 bytes"),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! `shardline invoke`: event files through a function's own Lambda runtime
+//! loop, one process kept warm from one event to the next, as one sandbox in
+//! Lambda serves one invocation after another.
+//!
+//! Each invocation prints one JSON line: the event file, the outcome
+//! (`response`, `function_error`, `crashed`, `timed_out`, or `refused` for an
+//! event Lambda would not accept), the response or error body, and the time it
+//! took. The exit status is 0 when every invocation got a response.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::args::InvokeArgs;
+use crate::sandbox::{FunctionSpec, Outcome, Pool};
+use crate::source::batch::MAX_PAYLOAD;
+
+/// Runs every event of `args` and prints one line each.
+pub async fn run(args: InvokeArgs) -> ExitCode {
+    let pool = Pool::new(FunctionSpec::new(args.command.clone(), args.name()));
+    let timeout = Duration::from_secs(args.function_timeout);
+    let mut all_answered = true;
+    for path in &args.events {
+        let line = match std::fs::read(path) {
+            Ok(event) => invoke(&pool, Bytes::from(event), timeout).await,
+            Err(e) => json!({"outcome": "unreadable", "error": e.to_string()}),
+        };
+        all_answered &= line["outcome"] == "response";
+        println!("{}", with_event(line, path));
+    }
+    if all_answered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn with_event(mut line: Value, path: &Path) -> Value {
+    line["event"] = path.display().to_string().into();
+    line
+}
+
+/// One invocation, as a JSON line.
+async fn invoke(pool: &Pool, event: Bytes, timeout: Duration) -> Value {
+    if event.len() > MAX_PAYLOAD {
+        // Lambda's Invoke refuses it (RequestEntityTooLargeException): the
+        // function never sees it.
+        return json!({
+            "outcome": "refused",
+            "error": format!("the event is {} bytes, over Lambda's 6 MB invocation payload", event.len()),
+        });
+    }
+    let sandbox = match pool.take().await {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            return json!({"outcome": "crashed", "error": format!("cannot start the function: {e}")});
+        }
+    };
+    let started = Instant::now();
+    let (sandbox, outcome) = sandbox.invoke(event, timeout, None).await;
+    let ms = started.elapsed().as_millis() as u64;
+    if let Some(sandbox) = sandbox {
+        pool.give_back(sandbox);
+    }
+    let body = |bytes: &[u8]| {
+        serde_json::from_slice::<Value>(bytes)
+            .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned().into())
+    };
+    match outcome {
+        Outcome::Response(response) => {
+            json!({"outcome": "response", "response": body(&response), "ms": ms})
+        }
+        Outcome::FunctionError(error) => {
+            json!({"outcome": "function_error", "error": body(error.as_bytes()), "ms": ms})
+        }
+        Outcome::Crashed(why) => json!({"outcome": "crashed", "error": why, "ms": ms}),
+        Outcome::TimedOut => json!({"outcome": "timed_out", "ms": ms}),
+    }
+}
