@@ -32,7 +32,16 @@ pub fn binaries() -> &'static Binaries {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--bins", "-q"])
-            .args(["-p", "shardline-cli", "-p", "ledger", "-p", "fanout", "-p", "active-users"])
+            .args([
+                "-p",
+                "shardline-cli",
+                "-p",
+                "ledger",
+                "-p",
+                "fanout",
+                "-p",
+                "active-users",
+            ])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .expect("cargo runs");

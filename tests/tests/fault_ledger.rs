@@ -65,7 +65,12 @@ fn transactions() -> (Vec<(String, String)>, BTreeMap<String, i64>) {
 /// Puts `txns`, 500 a request.
 async fn put(client: &aws_sdk_kinesis::Client, stream: &str, txns: &[(String, String)]) {
     for chunk in txns.chunks(500) {
-        kinesis::put_records(client, stream, chunk.iter().map(|(k, d)| (k.as_str(), d.as_bytes()))).await;
+        kinesis::put_records(
+            client,
+            stream,
+            chunk.iter().map(|(k, d)| (k.as_str(), d.as_bytes())),
+        )
+        .await;
     }
 }
 
@@ -92,7 +97,10 @@ async fn produce_resharding(
         .await
         .into_iter()
         .map(|s| {
-            let parents = [s.parent_shard_id, s.adjacent_parent_shard_id].into_iter().flatten().collect();
+            let parents = [s.parent_shard_id, s.adjacent_parent_shard_id]
+                .into_iter()
+                .flatten()
+                .collect();
             (s.shard_id, parents)
         })
         .collect()
@@ -120,7 +128,9 @@ fn check(
     for a in applied {
         *seen.entry(a.txn.as_str()).or_default() += 1;
     }
-    damage.lost = (0..txns.len()).filter(|i| !seen.contains_key(format!("t-{i}").as_str())).count();
+    damage.lost = (0..txns.len())
+        .filter(|i| !seen.contains_key(format!("t-{i}").as_str()))
+        .count();
     damage.duplicated = seen.values().filter(|n| **n > 1).count();
     let mut last_seq: HashMap<&str, u64> = HashMap::new();
     for a in applied {
@@ -135,17 +145,27 @@ fn check(
     for a in applied {
         let last = last_applied.entry(a.shard_id.as_str()).or_default();
         *last = (*last).max(a.applied_us);
-        first_applied.entry(a.shard_id.as_str()).or_insert(a.applied_us);
+        first_applied
+            .entry(a.shard_id.as_str())
+            .or_insert(a.applied_us);
     }
     for (child, parents) in lineage {
-        let Some(first) = first_applied.get(child.as_str()) else { continue };
+        let Some(first) = first_applied.get(child.as_str()) else {
+            continue;
+        };
         for parent in parents {
-            if last_applied.get(parent.as_str()).is_some_and(|last| last >= first) {
+            if last_applied
+                .get(parent.as_str())
+                .is_some_and(|last| last >= first)
+            {
                 damage.child_before_parent += 1;
             }
         }
     }
-    damage.wrong_balances = balances.iter().filter(|(a, b)| ledger_balances.get(*a) != Some(b)).count();
+    damage.wrong_balances = balances
+        .iter()
+        .filter(|(a, b)| ledger_balances.get(*a) != Some(b))
+        .count();
     damage
 }
 
@@ -155,23 +175,44 @@ async fn run(parallelization: u32, seed: u64) {
     let stream = unique_name("fault-ledger");
     kinesis::create_stream(&client, &stream, 2).await;
     let table = unique_name("fault-state");
-    DynamoDbStore::new(emulators.dynamodb(), &table).create_table().await.unwrap();
+    DynamoDbStore::new(emulators.dynamodb(), &table)
+        .create_table()
+        .await
+        .unwrap();
     let proxy = FaultProxy::start(
         &emulators.dynamodb_endpoint,
-        &Faults { dynamodb_failure_rate: 0.05, ..Faults::default() },
+        &Faults {
+            dynamodb_failure_rate: 0.05,
+            ..Faults::default()
+        },
     );
     let dir = std::env::temp_dir().join(unique_name("fault-ledger"));
     let bins = binaries();
     let mut command = clean_command(&bins.shardline);
     command
-        .args(["source", "--stream", &stream, "--until-idle", "6", "--batch-size", "100"])
+        .args([
+            "source",
+            "--stream",
+            &stream,
+            "--until-idle",
+            "6",
+            "--batch-size",
+            "100",
+        ])
         .args(["--function-timeout", "30", "--kill-rate", "0.1"])
-        .args(["--parallelization-factor", &parallelization.to_string(), "--seed", &seed.to_string()]);
+        .args([
+            "--parallelization-factor",
+            &parallelization.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]);
     // A manual check that the oracle catches an overtaking child:
     // SHARDLINE_FAULT_NO_GUARD=1 turns the guard off and starts children at once.
     let no_guard = std::env::var_os("SHARDLINE_FAULT_NO_GUARD").is_some();
     if no_guard {
-        command.arg("--children-at-once").env("SHARDLINE_PARENT_GUARD", "off");
+        command
+            .arg("--children-at-once")
+            .env("SHARDLINE_PARENT_GUARD", "off");
     }
     command
         .arg("--")
@@ -198,14 +239,27 @@ async fn run(parallelization: u32, seed: u64) {
         .unwrap();
 
     let ledger = |what: &str| {
-        let out = clean_command(&bins.ledger).arg(what).env("SHARDLINE_STATE_DIR", &dir).output().unwrap();
-        assert!(out.status.success(), "ledger {what}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = clean_command(&bins.ledger)
+            .arg(what)
+            .env("SHARDLINE_STATE_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ledger {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
-    let applied: Vec<Applied> = ledger("txns").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let applied: Vec<Applied> = ledger("txns")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let ledger_balances: BTreeMap<String, i64> = serde_json::from_str(&ledger("balances")).unwrap();
     let damage = check(&applied, &txns, &balances, &ledger_balances, &lineage);
-    let injected = proxy.stats()["injected_dynamodb_failures"].as_u64().unwrap_or(0);
+    let injected = proxy.stats()["injected_dynamodb_failures"]
+        .as_u64()
+        .unwrap_or(0);
     println!(
         "fault-ledger pf={parallelization} seed={seed}: records {} invocations {} crashes {} \
          timeouts {} injected DynamoDB faults {injected} | lost {} duplicated {} out of order {} \
@@ -221,12 +275,27 @@ async fn run(parallelization: u32, seed: u64) {
         damage.wrong_balances,
         started.elapsed().as_secs_f64()
     );
-    let (crashes, invocations) = (summary["crashes"].as_u64().unwrap(), summary["invocations"].as_u64().unwrap());
-    assert!(crashes * 20 >= invocations, "at least 5% of invocations killed: {summary}");
+    let (crashes, invocations) = (
+        summary["crashes"].as_u64().unwrap(),
+        summary["invocations"].as_u64().unwrap(),
+    );
+    assert!(
+        crashes * 20 >= invocations,
+        "at least 5% of invocations killed: {summary}"
+    );
     assert!(injected > 0, "the proxy failed DynamoDB requests");
-    assert!(lineage.values().filter(|p| !p.is_empty()).count() >= 3, "a split and a merge: {lineage:?}");
+    assert!(
+        lineage.values().filter(|p| !p.is_empty()).count() >= 3,
+        "a split and a merge: {lineage:?}"
+    );
     assert_eq!(
-        (damage.lost, damage.duplicated, damage.out_of_order, damage.child_before_parent, damage.wrong_balances),
+        (
+            damage.lost,
+            damage.duplicated,
+            damage.out_of_order,
+            damage.child_before_parent,
+            damage.wrong_balances
+        ),
         (0, 0, 0, 0, 0),
         "{damage:?}"
     );

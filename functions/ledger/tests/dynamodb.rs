@@ -170,7 +170,10 @@ fn ids_too_long_for_a_dynamodb_key_are_quarantined_at_once_and_the_rest_applied(
     for line in stdout.lines() {
         let line: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(
-            line["detail"].as_str().unwrap().contains("at most 1024 bytes"),
+            line["detail"]
+                .as_str()
+                .unwrap()
+                .contains("at most 1024 bytes"),
             "{line}"
         );
     }
