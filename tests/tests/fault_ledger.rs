@@ -50,7 +50,7 @@ fn transactions() -> (Vec<(String, String)>, BTreeMap<String, i64>) {
             (i * 7 + i / ACCOUNTS) % ACCOUNTS
         };
         seqs[a] += 1;
-        let amount: i64 = if seqs[a] % 3 == 0 { -50 } else { 100 };
+        let amount: i64 = if seqs[a].is_multiple_of(3) { -50 } else { 100 };
         let account = format!("acct-{a:03}");
         *balances.entry(account.clone()).or_default() += amount;
         let payload = format!(
