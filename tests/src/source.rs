@@ -20,6 +20,8 @@ pub struct Binaries {
     pub fanout: PathBuf,
     /// The active-users function.
     pub active_users: PathBuf,
+    /// The probe function (`src/bin/probe.rs`): does what each payload asks.
+    pub probe: PathBuf,
 }
 
 /// The workspace's binaries, built on first use.
@@ -58,6 +60,7 @@ pub fn binaries() -> &'static Binaries {
             ledger: dir.join("ledger"),
             fanout: dir.join("fanout"),
             active_users: dir.join("active-users"),
+            probe: dir.join("probe"),
         }
     })
 }
