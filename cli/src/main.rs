@@ -75,7 +75,14 @@ async fn source(args: SourceArgs) -> Result<(), String> {
             return Err("AT_TIMESTAMP needs a timestamp".into());
         }
     };
-    let client = aws_sdk_kinesis::Client::new(&aws_config::load_from_env().await);
+    // A request the service never answers is cut and retried: without a
+    // timeout one hung GetRecords would stall its shard for good.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build();
+    let config = aws_config::from_env().timeout_config(timeouts).load().await;
+    let client = aws_sdk_kinesis::Client::new(&config);
     let (stream_name, stream_arn) = resolve(&client, &args.stream).await?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let pool = Pool::new(FunctionSpec::new(args.command.clone(), args.name()));

@@ -28,6 +28,7 @@ pub mod kinesis;
 pub mod lambda;
 pub mod recorder;
 pub mod source;
+pub mod workload;
 pub mod yaml;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,6 +17,7 @@ use shardline::state::DynamoDbStore;
 use shardline_tests::fault_proxy::{FaultProxy, Faults};
 use shardline_tests::kinesis;
 use shardline_tests::source::{Running, binaries, clean_command, seed, soak};
+use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
 const TXNS: usize = 20_000;
@@ -60,50 +61,6 @@ fn transactions() -> (Vec<(String, String)>, BTreeMap<String, i64>) {
         txns.push((account, payload));
     }
     (txns, balances)
-}
-
-/// Puts `txns`, 500 a request.
-async fn put(client: &aws_sdk_kinesis::Client, stream: &str, txns: &[(String, String)]) {
-    for chunk in txns.chunks(500) {
-        kinesis::put_records(
-            client,
-            stream,
-            chunk.iter().map(|(k, d)| (k.as_str(), d.as_bytes())),
-        )
-        .await;
-    }
-}
-
-/// With the first third already in the stream (a consumer that is behind),
-/// splits a shard, puts the second third, merges the split's two children, puts
-/// the rest; returns each shard's parents.
-async fn produce_resharding(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    rest: &[(String, String)],
-) -> HashMap<String, Vec<String>> {
-    let first = kinesis::list_shards(client, stream).await[0].clone();
-    kinesis::split_shard(client, stream, &first.shard_id).await;
-    let (second, third) = rest.split_at(rest.len() / 2);
-    put(client, stream, second).await;
-    let children: Vec<_> = kinesis::list_shards(client, stream)
-        .await
-        .into_iter()
-        .filter(|s| !s.is_closed() && s.parent_shard_id.is_some())
-        .collect();
-    kinesis::merge_shards(client, stream, &children[0].shard_id, &children[1].shard_id).await;
-    put(client, stream, third).await;
-    kinesis::list_shards(client, stream)
-        .await
-        .into_iter()
-        .map(|s| {
-            let parents = [s.parent_shard_id, s.adjacent_parent_shard_id]
-                .into_iter()
-                .flatten()
-                .collect();
-            (s.shard_id, parents)
-        })
-        .collect()
 }
 
 /// What went wrong in a run, counted.
@@ -233,7 +190,7 @@ async fn run(parallelization: u32, seed: u64) {
     put(&client, &stream, backlog).await;
     let started = Instant::now();
     let source = Running::start(command);
-    let lineage = produce_resharding(&client, &stream, rest).await;
+    let lineage = put_while_resharding(&client, &stream, rest).await;
     let summary = tokio::task::spawn_blocking(move || source.summary(Duration::from_secs(900)))
         .await
         .unwrap();
@@ -284,10 +241,7 @@ async fn run(parallelization: u32, seed: u64) {
         "at least 5% of invocations killed: {summary}"
     );
     assert!(injected > 0, "the proxy failed DynamoDB requests");
-    assert!(
-        lineage.values().filter(|p| !p.is_empty()).count() >= 3,
-        "a split and a merge: {lineage:?}"
-    );
+    assert!(resharded(&lineage), "a split and a merge: {lineage:?}");
     assert_eq!(
         (
             damage.lost,

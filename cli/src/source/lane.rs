@@ -58,6 +58,11 @@ impl LaneQueue {
         !self.busy.load(Ordering::SeqCst) && self.lock().is_empty()
     }
 
+    /// Whether a batch is in flight.
+    pub fn in_flight(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+
     /// Puts records to retry back at the front, after `retries` retries.
     fn put_back(&self, records: Vec<StreamRecord>, retries: u32) {
         if let Some(first) = records.first() {

@@ -256,8 +256,16 @@ impl Shards {
                 Phase::Running(run) => {
                     running += 1;
                     let queued: usize = run.lanes.iter().map(|(q, _)| q.len()).sum();
+                    let in_flight = run.lanes.iter().filter(|(q, _)| q.in_flight()).count();
                     let ms = run.state.behind_ms.load(Ordering::Relaxed);
-                    behind.push(format!("{id} {queued} queued, {ms} ms behind"));
+                    let reading = if run.state.caught_up.load(Ordering::Relaxed) {
+                        "caught up"
+                    } else {
+                        "reading"
+                    };
+                    behind.push(format!(
+                        "{id} {queued} queued, {in_flight} in flight, {ms} ms behind, {reading}"
+                    ));
                 }
             }
         }
