@@ -21,8 +21,10 @@ For PutRecords (JSON protocol) it:
   - holds each request --delay-ms, plus a random 0..--jitter-ms, before
     forwarding it (a slow destination; concurrent requests overtake each other).
 In front of DynamoDB (moto) it fails --dynamodb-failure-rate of the requests
-(evenly spread), half with a 400 ThrottlingException and half with a 500
-InternalServerError, before forwarding (so nothing was written).
+(drawn at random from --seed, so failures come in bursts as real throttling
+does), and the first N requests of an operation given as
+--dynamodb-fail-first OPERATION:N; half with a 400 ThrottlingException and half
+with a 500 InternalServerError, before forwarding (so nothing was written).
 Everything else is forwarded untouched. `GET /__stats` returns counters as JSON.
 Standard library only.
 """
@@ -48,6 +50,7 @@ STATS = {
     "injected_dynamodb_failures": 0,
 }
 LOCK = threading.Lock()
+FAIL_FIRST = {}  # operation -> failures still to inject
 
 
 def bump(name, by=1):
@@ -113,6 +116,15 @@ class Proxy(BaseHTTPRequestHandler):
         rate = self.config.request_failure_rate
         return int(n * rate) > int((n - 1) * rate)
 
+    def fail_first(self, operation):
+        """Whether this request is among the first N of its operation that
+        --dynamodb-fail-first OPERATION:N fails (a burst)."""
+        with LOCK:
+            left = FAIL_FIRST.get(operation, 0)
+            if left:
+                FAIL_FIRST[operation] = left - 1
+            return left > 0
+
     def do_GET(self):
         if self.path == "/__stats":
             with LOCK:
@@ -124,9 +136,9 @@ class Proxy(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         target = self.headers.get("X-Amz-Target", "")
         if target.startswith("DynamoDB_20120810."):
-            n = bump("dynamodb_requests")
-            rate = self.config.dynamodb_failure_rate
-            if int(n * rate) > int((n - 1) * rate):
+            bump("dynamodb_requests")
+            operation = target.split(".", 1)[1]
+            if self.roll(self.config.dynamodb_failure_rate) or self.fail_first(operation):
                 failures = bump("injected_dynamodb_failures")
                 if failures % 2:
                     self.reply(400, {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "injected throttle"}, "application/x-amz-json-1.0")
@@ -196,7 +208,11 @@ def main():
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--max-partition-key", type=int, default=0)
     parser.add_argument("--dynamodb-failure-rate", type=float, default=0.0)
+    parser.add_argument("--dynamodb-fail-first", action="append", default=[])
     config = parser.parse_args()
+    for spec in config.dynamodb_fail_first:
+        operation, count = spec.split(":")
+        FAIL_FIRST[operation] = int(count)
     Proxy.config = config
     Proxy.rng = random.Random(config.seed)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)

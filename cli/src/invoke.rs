@@ -60,7 +60,7 @@ async fn invoke(pool: &Pool, event: Bytes, timeout: Duration) -> Value {
         }
     };
     let started = Instant::now();
-    let (sandbox, outcome) = sandbox.invoke(event, timeout, None).await;
+    let (sandbox, outcome) = sandbox.invoke(event, timeout, None, &|_| {}).await;
     let ms = started.elapsed().as_millis() as u64;
     if let Some(sandbox) = sandbox {
         pool.give_back(sandbox);

@@ -93,6 +93,7 @@ impl Sandbox {
         event: Bytes,
         timeout: Duration,
         kill_after: Option<Duration>,
+        phase: &(dyn Fn(&'static str) + Sync),
     ) -> (Option<Sandbox>, Outcome) {
         let (reply, answer) = oneshot::channel();
         let deadline = SystemTime::now() + timeout;
@@ -104,9 +105,11 @@ impl Sandbox {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             reply,
         };
+        phase("handing the event to the runtime API");
         if self.api.send(invocation).await.is_err() {
             return (None, Outcome::Crashed("the runtime API stopped".into()));
         }
+        phase("awaiting the answer");
         let chaos = async {
             match kill_after {
                 Some(delay) => tokio::time::sleep(delay).await,

@@ -24,8 +24,12 @@ pub struct Faults {
     /// longer than this many characters, as Kinesis does (0: no check).
     pub max_partition_key: usize,
     /// Share of DynamoDB requests failed (throttling or internal errors), in
-    /// front of moto.
+    /// front of moto, drawn at random.
     pub dynamodb_failure_rate: f64,
+    /// Fail the first N requests of a DynamoDB operation (such as `UpdateItem`).
+    pub dynamodb_fail_first: Vec<(String, u32)>,
+    /// The seed of the random draws.
+    pub seed: u64,
 }
 
 /// A running proxy; stopped when dropped.
@@ -57,6 +61,12 @@ impl FaultProxy {
             .arg(faults.max_partition_key.to_string())
             .arg("--dynamodb-failure-rate")
             .arg(faults.dynamodb_failure_rate.to_string());
+        command.arg("--seed").arg(faults.seed.to_string());
+        for (operation, count) in &faults.dynamodb_fail_first {
+            command
+                .arg("--dynamodb-fail-first")
+                .arg(format!("{operation}:{count}"));
+        }
         for stream in &faults.deny_streams {
             command.arg("--deny-stream").arg(stream);
         }

@@ -110,6 +110,7 @@ async fn run(seed: u64) {
         &emulators.dynamodb_endpoint,
         &Faults {
             dynamodb_failure_rate: 0.05,
+            seed,
             ..Faults::default()
         },
     );

@@ -110,6 +110,7 @@ async fn run(shape: Shape, seed: u64) {
     let kinesis_faults = Faults {
         entry_failure_rate: 0.12,
         request_failure_rate: 0.02,
+        seed,
         ..Faults::default()
     };
     let kinesis_proxy = FaultProxy::start(&emulators.kinesis_endpoint, &kinesis_faults);
@@ -117,6 +118,7 @@ async fn run(shape: Shape, seed: u64) {
         &emulators.dynamodb_endpoint,
         &Faults {
             dynamodb_failure_rate: 0.05,
+            seed,
             ..Faults::default()
         },
     );
@@ -292,7 +294,7 @@ async fn killed_processes_lose_nothing_and_keep_each_keys_first_copies_in_order(
     runs(Shape {
         parallelization: 2,
         ordered: true,
-        kill_rate: 0.1,
+        kill_rate: 0.25,
     })
     .await;
 }

@@ -140,6 +140,7 @@ async fn run(parallelization: u32, seed: u64) {
         &emulators.dynamodb_endpoint,
         &Faults {
             dynamodb_failure_rate: 0.05,
+            seed,
             ..Faults::default()
         },
     );

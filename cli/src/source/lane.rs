@@ -35,6 +35,8 @@ pub struct LaneQueue {
     busy: AtomicBool,
     /// The record at the head of a retried batch, and the retries made from it.
     head: std::sync::Mutex<Option<(SequenceNumber, u32)>>,
+    /// What the batch in flight waits on (for the progress line).
+    phase: std::sync::Mutex<Option<(&'static str, Instant)>>,
 }
 
 impl LaneQueue {
@@ -61,6 +63,15 @@ impl LaneQueue {
     /// Whether a batch is in flight.
     pub fn in_flight(&self) -> bool {
         self.busy.load(Ordering::SeqCst)
+    }
+
+    /// What the batch in flight waits on, and since when.
+    pub fn phase(&self) -> Option<(&'static str, Instant)> {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_phase(&self, phase: Option<&'static str>) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.map(|p| (p, Instant::now()));
     }
 
     /// Puts records to retry back at the front, after `retries` retries.
@@ -104,6 +115,7 @@ impl Lane {
             let batch = self.next_batch().await;
             self.queue.busy.store(true, Ordering::SeqCst);
             self.settle(batch).await;
+            self.queue.set_phase(None);
             self.queue.busy.store(false, Ordering::SeqCst);
         }
     }
@@ -251,6 +263,8 @@ impl Lane {
                 payload.len()
             ));
         }
+        self.queue
+            .set_phase(Some("starting or taking a function process"));
         let sandbox = mapping.pool.take().await.map_err(|e| {
             mapping.counters.crash();
             format!("cannot start the function: {e}")
@@ -259,7 +273,9 @@ impl Lane {
         let kill_after = mapping.chaos_kill();
         let started = Instant::now();
         let (sandbox, outcome) = sandbox
-            .invoke(payload, mapping.config.timeout, kill_after)
+            .invoke(payload, mapping.config.timeout, kill_after, &|phase| {
+                self.queue.set_phase(Some(phase));
+            })
             .await;
         if matches!(outcome, Outcome::Response(_) | Outcome::FunctionError(_)) {
             mapping.took(started.elapsed());

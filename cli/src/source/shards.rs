@@ -263,9 +263,23 @@ impl Shards {
                     } else {
                         "reading"
                     };
-                    behind.push(format!(
+                    let mut line = format!(
                         "{id} {queued} queued, {in_flight} in flight, {ms} ms behind, {reading}"
-                    ));
+                    );
+                    // A batch in flight well past the function's timeout is a
+                    // bug of the source: say where it waits.
+                    for (lane, (queue, _)) in run.lanes.iter().enumerate() {
+                        if let Some((phase, since)) = queue.phase()
+                            && since.elapsed()
+                                > self.mapping.config.timeout + Duration::from_secs(5)
+                        {
+                            line.push_str(&format!(
+                                " (lane {lane} {phase} for {} s)",
+                                since.elapsed().as_secs()
+                            ));
+                        }
+                    }
+                    behind.push(line);
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! changes are committed in one write per shard.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use super::EngineError;
 use super::claims::Claims;
@@ -13,8 +14,16 @@ use crate::handler::{FailureKind, FlushError, Handler};
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, Record};
 use crate::report::BatchReport;
+use crate::retry::Backoff;
 use crate::skip::SkipRule;
-use crate::state::{CommitOutcome, KeyCommit, ProgressMode, Settled};
+use crate::state::{CommitOutcome, KeyCommit, ProgressMode, Settled, StateError};
+
+/// Tries of a commit that the store refuses for a transient reason.
+const COMMIT_TRIES: u32 = 8;
+/// The pause between them: from 25 ms, doubling, up to 1 s.
+const COMMIT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(25), Duration::from_secs(1));
+/// Time a last try needs before the invocation's end.
+const COMMIT_MARGIN: Duration = Duration::from_millis(200);
 
 /// What the batch settled, folded out of its outcomes.
 pub(super) struct Folded {
@@ -187,14 +196,32 @@ impl<H: Handler> ShardRun<'_, H> {
         if commits.is_empty() && settled.is_empty() {
             return Ok(retry_from);
         }
+        // The commit is what makes the batch's work stick: a transient refusal
+        // is tried again while the invocation has time, rather than handing the
+        // whole batch back to Lambda (which would redo, and resend, all of it).
+        // A retry after a write that landed unanswered finds the version moved
+        // and reads as superseded: Lambda's retry then skips by checkpoint.
         let superseded = match mode {
             ProgressMode::Shard => {
                 let Some(commit) = commits.pop() else {
                     return Ok(retry_from);
                 };
-                let outcome = self
-                    .store
-                    .commit(self.key, commit.read_version, &commit.progress, &settled)
+                let outcome = COMMIT_BACKOFF
+                    .retry(
+                        "commit a checkpoint",
+                        COMMIT_TRIES,
+                        self.deadline,
+                        COMMIT_MARGIN,
+                        StateError::is_transient,
+                        || {
+                            self.store.commit(
+                                self.key,
+                                commit.read_version,
+                                &commit.progress,
+                                &settled,
+                            )
+                        },
+                    )
                     .await
                     .map_err(|e| self.state_error(e))?;
                 match outcome {
@@ -202,9 +229,15 @@ impl<H: Handler> ShardRun<'_, H> {
                     CommitOutcome::Committed { .. } => Vec::new(),
                 }
             }
-            ProgressMode::PartitionKey => self
-                .store
-                .commit_key_progress(self.key, &commits, &settled)
+            ProgressMode::PartitionKey => COMMIT_BACKOFF
+                .retry(
+                    "commit key progress",
+                    COMMIT_TRIES,
+                    self.deadline,
+                    COMMIT_MARGIN,
+                    StateError::is_transient,
+                    || self.store.commit_key_progress(self.key, &commits, &settled),
+                )
                 .await
                 .map_err(|e| self.state_error(e))?,
         };

@@ -189,6 +189,18 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// Whether trying again may succeed (a throttled or unavailable remote
+    /// store); a corrupt item or a local store error is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            #[cfg(feature = "dynamodb")]
+            StateError::DynamoDb(error) => error.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// Where Shardline keeps its state: [`EmbeddedStore`] locally,
 /// [`DynamoDbStore`] in AWS. Both keep the same contract
 /// (`tests/tests/state_contract.rs` runs every case against each).

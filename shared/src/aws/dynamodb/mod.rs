@@ -90,6 +90,40 @@ impl DynamoError {
         }
     }
 
+    /// Whether trying again may succeed: throttling, an internal or
+    /// unavailable service, a transaction conflict, items left unprocessed, or
+    /// no answer at all (a network error or timeout, with no error code).
+    ///
+    /// ```
+    /// use shardline::aws::dynamodb::DynamoError;
+    /// let throttled = DynamoError::Service { operation: "commit", code: Some("ThrottlingException".into()), message: String::new() };
+    /// let missing = DynamoError::Service { operation: "commit", code: Some("ResourceNotFoundException".into()), message: String::new() };
+    /// assert!(throttled.is_transient() && !missing.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        const TRANSIENT: [&str; 9] = [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "TransactionConflictException",
+            "TransactionInProgressException",
+            "ThrottlingError",
+            "TransactionConflict",
+        ];
+        match self {
+            DynamoError::Service { code: None, .. }
+            | DynamoError::Unprocessed { .. }
+            | DynamoError::Contended { .. } => true,
+            DynamoError::Service {
+                code: Some(code), ..
+            }
+            | DynamoError::Cancelled { code, .. } => TRANSIENT.contains(&code.as_str()),
+            DynamoError::Build { .. } => false,
+        }
+    }
+
     /// A builder error of `operation`.
     pub fn build(operation: &'static str, error: impl std::fmt::Display) -> Self {
         DynamoError::Build {
