@@ -105,37 +105,45 @@ impl Sandbox {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             reply,
         };
-        phase("handing the event to the runtime API");
-        if self.api.send(invocation).await.is_err() {
-            return (None, Outcome::Crashed("the runtime API stopped".into()));
-        }
-        phase("awaiting the answer");
         let chaos = async {
             match kill_after {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            answer = answer => match answer {
-                Ok(Answer::Response(body)) => (Some(self), Outcome::Response(body)),
-                Ok(Answer::Error(body)) => {
-                    (Some(self), Outcome::FunctionError(String::from_utf8_lossy(&body).into_owned()))
-                }
-                Err(_) => (None, Outcome::Crashed("the runtime API dropped the invocation".into())),
+        // The timeout covers handing the event over too, as Lambda's covers
+        // the whole invocation: nothing here can wait longer than it.
+        let Sandbox { api, child } = &mut self;
+        let delivered = async {
+            phase("handing the event to the runtime API");
+            api.send(invocation).await.map_err(|_| ())?;
+            phase("awaiting the answer");
+            answer.await.map_err(|_| ())
+        };
+        let outcome = tokio::select! {
+            answer = delivered => match answer {
+                Ok(Answer::Response(body)) => Ok(Outcome::Response(body)),
+                Ok(Answer::Error(body)) => Ok(Outcome::FunctionError(String::from_utf8_lossy(&body).into_owned())),
+                Err(()) => Err(Outcome::Crashed("the runtime API stopped or dropped the invocation".into())),
             },
-            status = self.child.wait() => {
+            status = child.wait() => {
                 let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                (None, Outcome::Crashed(format!("the function process exited: {status}")))
+                Err(Outcome::Crashed(format!("the function process exited: {status}")))
             }
             () = tokio::time::sleep(timeout) => {
-                let _ = self.child.kill().await;
-                (None, Outcome::TimedOut)
+                phase("killing the timed-out process");
+                let _ = child.kill().await;
+                Err(Outcome::TimedOut)
             }
             () = chaos => {
-                let _ = self.child.kill().await;
-                (None, Outcome::Crashed("killed by --kill-rate".into()))
+                phase("killing the process (--kill-rate)");
+                let _ = child.kill().await;
+                Err(Outcome::Crashed("killed by --kill-rate".into()))
             }
+        };
+        match outcome {
+            Ok(answered) => (Some(self), answered),
+            Err(failed) => (None, failed),
         }
     }
 }

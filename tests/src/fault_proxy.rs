@@ -87,6 +87,17 @@ impl FaultProxy {
         FaultProxy { endpoint, child }
     }
 
+    /// A proxy to DynamoDB at `target` that fails `rate` of the requests,
+    /// drawn from `seed`.
+    pub fn dynamodb(target: &str, rate: f64, seed: u64) -> FaultProxy {
+        let faults = Faults {
+            dynamodb_failure_rate: rate,
+            seed,
+            ..Faults::default()
+        };
+        FaultProxy::start(target, &faults)
+    }
+
     /// The proxy's counters (`put_records_requests`, `injected_entry_failures`, ...).
     pub fn stats(&self) -> serde_json::Value {
         let address = self.endpoint.trim_start_matches("http://");

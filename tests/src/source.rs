@@ -82,6 +82,19 @@ pub fn clean_command(program: &PathBuf) -> Command {
     command
 }
 
+/// `shardline source --stream STREAM --until-idle IDLE --seed SEED`, ready for
+/// more options, then `--` and the function.
+pub fn source_command(stream: &str, until_idle: u32, seed: u64) -> Command {
+    let mut command = clean_command(&binaries().shardline);
+    command.args(["source", "--stream", stream]).args([
+        "--until-idle",
+        &until_idle.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    command
+}
+
 /// A running `shardline source`.
 pub struct Running {
     child: Child,
@@ -150,4 +163,23 @@ pub fn soak() -> Option<Duration> {
         .ok()
         .and_then(|m| m.parse::<f64>().ok())
         .map(|m| Duration::from_secs_f64(m * 60.0))
+}
+
+/// Runs `run` once with the seed `SHARDLINE_FAULT_SEED` (or `default`); with
+/// `SHARDLINE_SOAK_MINUTES` set, again and again with new seeds for that long.
+pub async fn runs<F, Fut>(default: u64, mut run: F)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let first = seed(default);
+    let Some(soak) = soak() else {
+        return run(first).await;
+    };
+    let started = Instant::now();
+    let mut seed = first;
+    while started.elapsed() < soak {
+        run(seed).await;
+        seed += 100;
+    }
 }

@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shardline_tests::fault_proxy::{FaultProxy, Faults};
-use shardline_tests::source::{Running, binaries, clean_command, seed, soak};
+use shardline_tests::fault_proxy::FaultProxy;
+use shardline_tests::source::{Running, binaries, clean_command, runs, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, kinesis, unique_name};
 
@@ -106,14 +106,7 @@ async fn run(seed: u64) {
     let stream = unique_name("fault-active");
     kinesis::create_stream(&client, &stream, 2).await;
     let (state_table, users_table) = (unique_name("active-state"), unique_name("active-users"));
-    let proxy = FaultProxy::start(
-        &emulators.dynamodb_endpoint,
-        &Faults {
-            dynamodb_failure_rate: 0.05,
-            seed,
-            ..Faults::default()
-        },
-    );
+    let proxy = FaultProxy::dynamodb(&emulators.dynamodb_endpoint, 0.05, seed);
     let bins = binaries();
     let function = |command: &mut std::process::Command| {
         command
@@ -140,24 +133,15 @@ async fn run(seed: u64) {
     let lineage = put_while_resharding(&client, &stream, rest).await;
     tokio::time::sleep(Duration::from_secs(WINDOW_SECONDS + 2)).await;
 
-    let mut command = clean_command(&bins.shardline);
+    let mut command = source_command(&stream, 5, seed);
     command
         .args([
-            "source",
-            "--stream",
-            &stream,
-            "--until-idle",
-            "5",
             "--batch-size",
             "10000",
-        ])
-        .args([
             "--maximum-batching-window-in-seconds",
             "1",
-            "--function-timeout",
-            "60",
         ])
-        .args(["--seed", &seed.to_string(), "--"])
+        .args(["--function-timeout", "60", "--"])
         .arg(&bins.active_users);
     function(&mut command);
     let started = Instant::now();
@@ -200,14 +184,5 @@ async fn run(seed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_two_hours_down_and_a_reshard_it_is_live_in_a_few_invocations_and_writes_nothing_stale()
  {
-    let first = seed(21);
-    let Some(soak) = soak() else {
-        return run(first).await;
-    };
-    let started = Instant::now();
-    let mut seed = first;
-    while started.elapsed() < soak {
-        run(seed).await;
-        seed += 100;
-    }
+    runs(21, run).await;
 }

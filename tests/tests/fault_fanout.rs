@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use shardline::state::DynamoDbStore;
 use shardline_tests::fault_proxy::{FaultProxy, Faults};
 use shardline_tests::kinesis;
-use shardline_tests::source::{Running, binaries, clean_command, seed, soak};
+use shardline_tests::source::{self, Running, binaries, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
@@ -114,38 +114,16 @@ async fn run(shape: Shape, seed: u64) {
         ..Faults::default()
     };
     let kinesis_proxy = FaultProxy::start(&emulators.kinesis_endpoint, &kinesis_faults);
-    let dynamodb_proxy = FaultProxy::start(
-        &emulators.dynamodb_endpoint,
-        &Faults {
-            dynamodb_failure_rate: 0.05,
-            seed,
-            ..Faults::default()
-        },
-    );
+    let dynamodb_proxy = FaultProxy::dynamodb(&emulators.dynamodb_endpoint, 0.05, seed);
 
     let bins = binaries();
-    let mut command = clean_command(&bins.shardline);
+    let mut command = source_command(&stream, 6, seed);
     command
-        .args([
-            "source",
-            "--stream",
-            &stream,
-            "--until-idle",
-            "6",
-            "--batch-size",
-            "100",
-        ])
-        .args([
-            "--function-timeout",
-            "60",
-            "--kill-rate",
-            &shape.kill_rate.to_string(),
-        ])
+        .args(["--batch-size", "100", "--function-timeout", "60"])
+        .args(["--kill-rate", &shape.kill_rate.to_string()])
         .args([
             "--parallelization-factor",
             &shape.parallelization.to_string(),
-            "--seed",
-            &seed.to_string(),
         ])
         .arg("--")
         .arg(&bins.fanout)
@@ -236,17 +214,10 @@ async fn run(shape: Shape, seed: u64) {
     }
 }
 
+/// One run of `shape`, or a soak of them; each shape has its own first seed.
 async fn runs(shape: Shape) {
-    let first = seed(11 + u64::from(shape.parallelization) + u64::from(shape.ordered));
-    let Some(soak) = soak() else {
-        return run(shape, first).await;
-    };
-    let started = Instant::now();
-    let mut seed = first;
-    while started.elapsed() < soak {
-        run(shape, seed).await;
-        seed += 100;
-    }
+    let first = 11 + u64::from(shape.parallelization) + u64::from(shape.ordered);
+    source::runs(first, |seed| run(shape, seed)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use shardline::state::DynamoDbStore;
-use shardline_tests::fault_proxy::{FaultProxy, Faults};
+use shardline_tests::fault_proxy::FaultProxy;
 use shardline_tests::kinesis;
-use shardline_tests::source::{Running, binaries, clean_command, seed, soak};
+use shardline_tests::source::{Running, binaries, clean_command, runs, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
@@ -136,34 +136,20 @@ async fn run(parallelization: u32, seed: u64) {
         .create_table()
         .await
         .unwrap();
-    let proxy = FaultProxy::start(
-        &emulators.dynamodb_endpoint,
-        &Faults {
-            dynamodb_failure_rate: 0.05,
-            seed,
-            ..Faults::default()
-        },
-    );
+    let proxy = FaultProxy::dynamodb(&emulators.dynamodb_endpoint, 0.05, seed);
     let dir = std::env::temp_dir().join(unique_name("fault-ledger"));
     let bins = binaries();
-    let mut command = clean_command(&bins.shardline);
+    let mut command = source_command(&stream, 6, seed);
     command
         .args([
-            "source",
-            "--stream",
-            &stream,
-            "--until-idle",
-            "6",
             "--batch-size",
             "100",
+            "--function-timeout",
+            "30",
+            "--kill-rate",
+            "0.1",
         ])
-        .args(["--function-timeout", "30", "--kill-rate", "0.1"])
-        .args([
-            "--parallelization-factor",
-            &parallelization.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ]);
+        .args(["--parallelization-factor", &parallelization.to_string()]);
     // A manual check that the oracle catches an overtaking child:
     // SHARDLINE_FAULT_NO_GUARD=1 turns the guard off and starts children at once.
     let no_guard = std::env::var_os("SHARDLINE_FAULT_NO_GUARD").is_some();
@@ -257,25 +243,12 @@ async fn run(parallelization: u32, seed: u64) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-async fn runs(parallelization: u32) {
-    let first = seed(7 + u64::from(parallelization));
-    let Some(soak) = soak() else {
-        return run(parallelization, first).await;
-    };
-    let started = Instant::now();
-    let mut seed = first;
-    while started.elapsed() < soak {
-        run(parallelization, seed).await;
-        seed += 100;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_batch_per_shard_loses_duplicates_and_reorders_nothing() {
-    runs(1).await;
+    runs(8, |seed| run(1, seed)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_batches_per_shard_with_per_key_progress_lose_duplicate_and_reorder_nothing() {
-    runs(2).await;
+    runs(9, |seed| run(2, seed)).await;
 }
