@@ -196,51 +196,7 @@ impl<H: Handler> ShardRun<'_, H> {
         if commits.is_empty() && settled.is_empty() {
             return Ok(retry_from);
         }
-        // The commit is what makes the batch's work stick: a transient refusal
-        // is tried again while the invocation has time, rather than handing the
-        // whole batch back to Lambda (which would redo, and resend, all of it).
-        // A retry after a write that landed unanswered finds the version moved
-        // and reads as superseded: Lambda's retry then skips by checkpoint.
-        let superseded = match mode {
-            ProgressMode::Shard => {
-                let Some(commit) = commits.pop() else {
-                    return Ok(retry_from);
-                };
-                let outcome = COMMIT_BACKOFF
-                    .retry(
-                        "commit a checkpoint",
-                        COMMIT_TRIES,
-                        self.deadline,
-                        COMMIT_MARGIN,
-                        StateError::is_transient,
-                        || {
-                            self.store.commit(
-                                self.key,
-                                commit.read_version,
-                                &commit.progress,
-                                &settled,
-                            )
-                        },
-                    )
-                    .await
-                    .map_err(|e| self.state_error(e))?;
-                match outcome {
-                    CommitOutcome::Superseded => vec![commit.partition_key],
-                    CommitOutcome::Committed { .. } => Vec::new(),
-                }
-            }
-            ProgressMode::PartitionKey => COMMIT_BACKOFF
-                .retry(
-                    "commit key progress",
-                    COMMIT_TRIES,
-                    self.deadline,
-                    COMMIT_MARGIN,
-                    StateError::is_transient,
-                    || self.store.commit_key_progress(self.key, &commits, &settled),
-                )
-                .await
-                .map_err(|e| self.state_error(e))?,
-        };
+        let superseded = self.write(mode, commits, &settled).await?;
         for name in superseded {
             tracing::warn!(
                 shard = %self.key.shard.shard_id,
@@ -254,6 +210,67 @@ impl<H: Handler> ShardRun<'_, H> {
             }
         }
         Ok(retry_from)
+    }
+
+    /// Writes the commits (one for the shard, or one per key) with the
+    /// settled records; returns the keys a newer invocation wrote first.
+    ///
+    /// The commit is what makes the batch's work stick: a transient refusal
+    /// is tried again while the invocation has time, rather than handing the
+    /// whole batch back to Lambda (which would redo, and resend, all of it).
+    /// A retry after a write that landed unanswered finds the version moved
+    /// and reads as superseded: Lambda's retry then skips by checkpoint.
+    async fn write(
+        &self,
+        mode: ProgressMode,
+        mut commits: Vec<KeyCommit>,
+        settled: &Settled,
+    ) -> Result<Vec<String>, EngineError> {
+        let retry = |what| (what, COMMIT_TRIES, self.deadline, COMMIT_MARGIN);
+        let superseded = match mode {
+            ProgressMode::Shard => {
+                let Some(commit) = commits.pop() else {
+                    return Ok(Vec::new());
+                };
+                let (what, tries, deadline, margin) = retry("commit a checkpoint");
+                let write = || {
+                    let progress = &commit.progress;
+                    self.store
+                        .commit(self.key, commit.read_version, progress, settled)
+                };
+                let outcome = COMMIT_BACKOFF
+                    .retry(
+                        what,
+                        tries,
+                        deadline,
+                        margin,
+                        StateError::is_transient,
+                        write,
+                    )
+                    .await
+                    .map_err(|e| self.state_error(e))?;
+                match outcome {
+                    CommitOutcome::Superseded => vec![commit.partition_key],
+                    CommitOutcome::Committed { .. } => Vec::new(),
+                }
+            }
+            ProgressMode::PartitionKey => {
+                let (what, tries, deadline, margin) = retry("commit key progress");
+                let write = || self.store.commit_key_progress(self.key, &commits, settled);
+                COMMIT_BACKOFF
+                    .retry(
+                        what,
+                        tries,
+                        deadline,
+                        margin,
+                        StateError::is_transient,
+                        write,
+                    )
+                    .await
+                    .map_err(|e| self.state_error(e))?
+            }
+        };
+        Ok(superseded)
     }
 }
 
