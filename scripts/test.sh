@@ -21,4 +21,12 @@ source .tools/emulators.env
 scripts/lint-template.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --no-fail-fast "$@"
+rm -f target/fault-summaries.txt
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+# The fault tests' summary lines (a passing test's own output is not shown).
+if [ -f target/fault-summaries.txt ]; then
+  echo "fault test summaries:"
+  cat target/fault-summaries.txt
+fi
+exit "$status"

@@ -99,38 +99,56 @@ pub fn source_command(stream: &str, until_idle: u32, seed: u64) -> Command {
 pub struct Running {
     child: Child,
     started: Instant,
+    /// Its stderr (progress, and the function's logs), shown when it fails.
+    log: PathBuf,
 }
 
 impl Running {
-    /// Starts `command` (a prepared `shardline source ...`), its stdout captured.
+    /// Starts `command` (a prepared `shardline source ...`): stdout captured,
+    /// stderr kept in a file.
     ///
     /// # Panics
     /// When the process cannot start.
     pub fn start(mut command: Command) -> Running {
+        let log = std::env::temp_dir().join(crate::unique_name("source-log"));
+        let file = std::fs::File::create(&log).expect("the source's log file");
         let child = command
             .stdout(Stdio::piped())
+            .stderr(Stdio::from(file))
             .spawn()
             .expect("shardline source starts");
         Running {
             child,
             started: Instant::now(),
+            log,
         }
+    }
+
+    /// The last lines of the source's stderr.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// Waits for the source to exit and returns its JSON summary line.
     ///
     /// # Panics
     /// When it runs past `limit` (it is killed), exits with an error, or
-    /// prints no summary.
+    /// prints no summary; the panic shows the end of its stderr.
     pub fn summary(mut self, limit: Duration) -> serde_json::Value {
         loop {
             if let Some(status) = self.child.try_wait().expect("the source's status") {
-                assert!(status.success(), "shardline source failed: {status}");
+                assert!(
+                    status.success(),
+                    "shardline source failed: {status}\n{}",
+                    self.log_tail()
+                );
                 break;
             }
             if self.started.elapsed() > limit {
                 let _ = self.child.kill();
-                panic!("shardline source ran past {limit:?}");
+                panic!("shardline source ran past {limit:?}\n{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -139,7 +157,25 @@ impl Running {
             std::io::Read::read_to_string(&mut pipe, &mut stdout).expect("the source's output");
         }
         let line = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("summary {line:?}: {e}"))
+        let summary = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("summary {line:?}: {e}\n{}", self.log_tail()));
+        let _ = std::fs::remove_file(&self.log);
+        summary
+    }
+}
+
+/// Prints a fault test's summary line, and appends it to
+/// `target/fault-summaries.txt`, which `scripts/test.sh` shows at the end
+/// (the test harness keeps a passing test's output to itself).
+pub fn report(line: &str) {
+    println!("{line}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fault-summaries.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes());
     }
 }
 

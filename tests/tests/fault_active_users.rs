@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shardline_tests::fault_proxy::FaultProxy;
-use shardline_tests::source::{Running, binaries, clean_command, runs, source_command};
+use shardline_tests::source::{Running, binaries, clean_command, report, runs, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, kinesis, unique_name};
 
@@ -162,7 +162,7 @@ async fn run(seed: u64) {
     let injected = proxy.stats()["injected_dynamodb_failures"]
         .as_u64()
         .unwrap_or(0);
-    println!(
+    report(&format!(
         "fault-active-users seed={seed}: records {} stale + {} live, invocations {invocations} crashes {} \
          injected DynamoDB faults {injected} | lost {lost} duplicated n/a (last-seen writes are idempotent) \
          out of order {went_back} stale users written {stale_written} | {:.1}s",
@@ -170,7 +170,7 @@ async fn run(seed: u64) {
         LIVE_USERS * LIVE_ROUNDS,
         summary["crashes"],
         started.elapsed().as_secs_f64()
-    );
+    ));
     assert!(resharded(&lineage), "a split and a merge: {lineage:?}");
     assert_eq!((stale_written, lost, went_back), (0, 0, 0), "{summary}");
     // Five shards hold the backlog, a batch of up to 10,000 each; the live

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use shardline::state::DynamoDbStore;
 use shardline_tests::fault_proxy::{FaultProxy, Faults};
 use shardline_tests::kinesis;
-use shardline_tests::source::{self, Running, binaries, source_command};
+use shardline_tests::source::{self, Running, binaries, report, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
@@ -168,7 +168,7 @@ async fn run(shape: Shape, seed: u64) {
         .as_u64()
         .unwrap_or(0);
     let sum = |f: fn(&Damage) -> usize| damages.iter().map(f).sum::<usize>();
-    println!(
+    report(&format!(
         "fault-fanout pf={} order={} kill-rate={} seed={seed}: records {RECORDS} x {} destinations, \
          invocations {} crashes {} injected PutRecords faults {injected} DynamoDB faults {injected_dynamodb} \
          | lost {} duplicated {} out of order {} | {:.1}s",
@@ -186,7 +186,7 @@ async fn run(shape: Shape, seed: u64) {
         sum(|d| d.duplicated),
         sum(|d| d.out_of_order),
         started.elapsed().as_secs_f64()
-    );
+    ));
     assert!(resharded(&lineage), "a split and a merge: {lineage:?}");
     let (entries, failed_entries) = (
         stats["put_records_entries"].as_u64().unwrap_or(0),

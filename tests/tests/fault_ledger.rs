@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use shardline::state::DynamoDbStore;
 use shardline_tests::fault_proxy::FaultProxy;
 use shardline_tests::kinesis;
-use shardline_tests::source::{Running, binaries, clean_command, runs, source_command};
+use shardline_tests::source::{Running, binaries, clean_command, report, runs, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
@@ -204,7 +204,7 @@ async fn run(parallelization: u32, seed: u64) {
     let injected = proxy.stats()["injected_dynamodb_failures"]
         .as_u64()
         .unwrap_or(0);
-    println!(
+    report(&format!(
         "fault-ledger pf={parallelization} seed={seed}: records {} invocations {} crashes {} \
          timeouts {} injected DynamoDB faults {injected} | lost {} duplicated {} out of order {} \
          child before parent {} wrong balances {} | {:.1}s",
@@ -218,7 +218,7 @@ async fn run(parallelization: u32, seed: u64) {
         damage.child_before_parent,
         damage.wrong_balances,
         started.elapsed().as_secs_f64()
-    );
+    ));
     let (crashes, invocations) = (
         summary["crashes"].as_u64().unwrap(),
         summary["invocations"].as_u64().unwrap(),
