@@ -12,6 +12,7 @@
 //! | `SHARDLINE_STATE_TABLE` | DynamoDB table of Shardline's state (unset: the embedded store) | unset |
 //! | `SHARDLINE_PROGRESS` | `shard` (one checkpoint per shard) or `partition-key` (for ParallelizationFactor > 1) | `shard` |
 //! | `SHARDLINE_PARENT_GUARD` | `on` or `off`: hold child shards until their parents are finished | `on` with a state table, else `off` |
+//! | `SHARDLINE_CONCURRENCY` | records in flight at once across partition keys (1..=1000; a key's records stay in order) | function's choice, else [`DEFAULT_CONCURRENCY`] |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -20,6 +21,10 @@ use std::time::Duration;
 /// The local invocation's timeout without `SHARDLINE_TIMEOUT_SECONDS`: the
 /// functions' timeout in the SAM template.
 pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Records in flight at once within a batch when neither the function
+/// (`App::concurrency`) nor `SHARDLINE_CONCURRENCY` says.
+pub const DEFAULT_CONCURRENCY: usize = 1;
 
 /// A setting that is present but not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +136,8 @@ pub struct Settings {
     pub progress: crate::state::ProgressMode,
     /// `SHARDLINE_PARENT_GUARD` (`None`: the function's default).
     pub parent_guard: Option<bool>,
+    /// `SHARDLINE_CONCURRENCY` (`None`: the function's default).
+    pub concurrency: Option<usize>,
 }
 
 impl Settings {
@@ -206,6 +213,12 @@ impl Settings {
             |_: &Switch| true,
         )?
         .map(|s| s == Switch::On);
+        let concurrency = parse_var(
+            lookup,
+            "SHARDLINE_CONCURRENCY",
+            "a whole number from 1 to 1000",
+            |n: &usize| (1..=1000).contains(n),
+        )?;
         Ok(Settings {
             consumer,
             max_attempts,
@@ -217,6 +230,7 @@ impl Settings {
             state_table,
             progress,
             parent_guard,
+            concurrency,
         })
     }
 }
@@ -311,5 +325,14 @@ mod tests {
         let err = Settings::from_lookup(&lookup(&[("SHARDLINE_PARENT_GUARD", "yes")]), false)
             .unwrap_err();
         assert_eq!(err.variable, "SHARDLINE_PARENT_GUARD");
+        for bad in [
+            &[("SHARDLINE_CONCURRENCY", "0")],
+            &[("SHARDLINE_CONCURRENCY", "1001")],
+        ] {
+            let err = Settings::from_lookup(&lookup(bad), false).unwrap_err();
+            assert_eq!(err.variable, "SHARDLINE_CONCURRENCY");
+        }
+        let s = Settings::from_lookup(&lookup(&[("SHARDLINE_CONCURRENCY", "32")]), false).unwrap();
+        assert_eq!(s.concurrency, Some(32));
     }
 }

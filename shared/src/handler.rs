@@ -65,6 +65,14 @@ impl HandlerError {
         self.kind
     }
 
+    /// The same failure for another record: same kind, same message.
+    pub(crate) fn again(&self) -> HandlerError {
+        HandlerError {
+            kind: self.kind,
+            source: self.to_string().into(),
+        }
+    }
+
     /// The underlying error.
     pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.source

@@ -41,7 +41,8 @@ async fn first_retryable_failure_stops_the_shard_and_reports_only_that_record() 
         .state()
         .await
         .progress
-        .head
+        .head()
+        .cloned()
         .expect("the failed record is the head");
     assert_eq!((head.position, head.attempts), (pos(&seq(3), 0), 1));
     assert_eq!(
@@ -59,7 +60,7 @@ async fn first_retryable_failure_stops_the_shard_and_reports_only_that_record() 
     assert_eq!(second.report.processed, 3);
     assert_eq!(env.checkpoint().await, Some((seq(5), 0)));
     assert_eq!(
-        env.state().await.progress.head,
+        env.state().await.progress.head().cloned(),
         None,
         "the head's attempt count is cleared once done"
     );
@@ -74,7 +75,15 @@ async fn failure_of_the_first_record_reports_it_and_sets_no_checkpoint() {
     assert_eq!(failures(&outcome), [seq(1)]);
     assert_eq!(failing.seen_texts(), ["r1"]);
     assert_eq!(env.checkpoint().await, None);
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -166,7 +175,12 @@ async fn retryable_failures_are_counted_across_invocations_until_quarantined() {
         let expected: &[&str] = if attempt == 1 { &["r1", "r2"] } else { &["r2"] };
         assert_eq!(handler.seen_texts(), expected, "attempt {attempt}");
         assert_eq!(
-            env.state().await.progress.head.map(|h| h.attempts),
+            env.state()
+                .await
+                .progress
+                .head()
+                .cloned()
+                .map(|h| h.attempts),
             Some(attempt)
         );
         assert!(env.quarantined().await.is_empty(), "attempt {attempt}");
@@ -197,7 +211,7 @@ async fn retryable_failures_are_counted_across_invocations_until_quarantined() {
             .contains("account service unavailable")
     );
     assert_eq!(env.checkpoint().await, Some((seq(3), 0)));
-    assert_eq!(env.state().await.progress.head, None);
+    assert_eq!(env.state().await.progress.head().cloned(), None);
 }
 
 #[tokio::test]
@@ -222,7 +236,7 @@ async fn attempts_belong_to_the_record_that_failed_not_to_the_shard() {
         "r3 has one attempt of 2: retried, not quarantined"
     );
     assert!(env.quarantined().await.is_empty());
-    let head = env.state().await.progress.head.unwrap();
+    let head = env.state().await.progress.head().cloned().unwrap();
     assert_eq!((head.position, head.attempts), (pos(&seq(3), 0), 1));
 }
 

@@ -47,7 +47,7 @@ async fn short_remaining_time_stops_before_a_record_and_does_not_count_an_attemp
     assert_eq!(outcome.report.not_started, (records.len() - started) as u64);
     assert_eq!(env.checkpoint().await, Some((seq(started as u64), 0)));
     assert_eq!(
-        env.state().await.progress.head,
+        env.state().await.progress.head().cloned(),
         None,
         "no attempt was counted for the cut-off record"
     );
@@ -59,7 +59,15 @@ async fn short_remaining_time_stops_before_a_record_and_does_not_count_an_attemp
     assert_eq!(failing.seen_sequences(), [first_unstarted.as_str()]);
     assert_eq!(failures(&retry), [first_unstarted.as_str()]);
     assert!(env.quarantined().await.is_empty());
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -73,7 +81,15 @@ async fn a_cut_off_before_the_head_record_keeps_its_attempt_count() {
         _ => Ok(()),
     });
     env.run(&event, &failing).await;
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(1)
+    );
 
     // Less time left than the reserve: nothing starts, r1 is reported, nothing is written.
     let untouched = Scripted::ok();
@@ -87,13 +103,29 @@ async fn a_cut_off_before_the_head_record_keeps_its_attempt_count() {
     assert!(untouched.seen().is_empty());
     assert_eq!(failures(&cut), [seq(1)]);
     assert_eq!(cut.report.cut_off, 1);
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(1)
+    );
 
     // The next failure is attempt 2 of 3, still retried.
     failing.clear();
     let again = env.run(&event, &failing).await;
     assert_eq!(failures(&again), [seq(1)]);
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(2));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(2)
+    );
     assert!(env.quarantined().await.is_empty());
 }
 
@@ -309,7 +341,15 @@ async fn a_panicking_handler_counts_attempts_until_the_record_is_quarantined() {
         [seq(1)],
         "a panic is a failure of its record"
     );
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(1)
+    );
     let second = env.run(&event, &handler).await;
     assert!(second.response.is_success(), "{:?}", second.report);
     let quarantined = env.quarantined().await;
@@ -343,5 +383,13 @@ async fn a_handler_that_hangs_is_cut_before_the_deadline_and_counted() {
         started.elapsed()
     );
     assert_eq!(failures(&outcome), [seq(1)]);
-    assert_eq!(env.state().await.progress.head.map(|h| h.attempts), Some(1));
+    assert_eq!(
+        env.state()
+            .await
+            .progress
+            .head()
+            .cloned()
+            .map(|h| h.attempts),
+        Some(1)
+    );
 }

@@ -99,7 +99,7 @@ async fn a_retry_in_the_middle_of_an_aggregate_skips_the_sub_records_already_don
         Some((seq(2), 1)),
         "checkpoint inside the aggregate"
     );
-    let head = env.state().await.progress.head.unwrap();
+    let head = env.state().await.progress.head().cloned().unwrap();
     assert_eq!((head.position, head.attempts), (pos(&seq(2), 2), 1));
 
     // Lambda re-delivers the whole aggregate; only sub-records 2.. are handed over.

@@ -77,10 +77,22 @@ async fn shard_progress_round_trips_and_is_fenced(store: &dyn StateStore) {
     let k = key("shard-fence");
     let progress = Progress {
         checkpoint: Some(pos(5, 2)),
-        head: Some(HeadAttempts {
-            position: pos(6, 0),
-            attempts: 2,
-        }),
+        done: {
+            let mut done = PositionRanges::new();
+            done.insert(pos(7, 0), pos(7, 3));
+            done.insert(pos(9, 0), pos(12, 1));
+            done
+        },
+        heads: vec![
+            HeadAttempts {
+                position: pos(6, 0),
+                attempts: 2,
+            },
+            HeadAttempts {
+                position: pos(8, 1),
+                attempts: 1,
+            },
+        ],
         delivered: delivered(&[
             ("stream-a", 7, 9),
             ("arn:aws:kinesis:us-east-1:1:stream/b", 8, 8),
@@ -155,10 +167,13 @@ async fn racing_key_commits_lose_no_attempt(store: &dyn StateStore) {
         read_version,
         progress: Progress {
             checkpoint: Some(pos(1, 0)),
-            head: (attempts > 0).then(|| HeadAttempts {
-                position: pos(2, 0),
-                attempts,
-            }),
+            heads: (attempts > 0)
+                .then(|| HeadAttempts {
+                    position: pos(2, 0),
+                    attempts,
+                })
+                .into_iter()
+                .collect(),
             ..Progress::default()
         },
     };
@@ -185,7 +200,7 @@ async fn racing_key_commits_lose_no_attempt(store: &dyn StateStore) {
     assert_eq!(superseded, ["k"], "a stale writer of a key is refused");
     let read = store.load_key_progress(&k, &["k".into()]).await.unwrap();
     assert_eq!(read["k"].version, 2);
-    assert_eq!(read["k"].head.as_ref().map(|h| h.attempts), Some(1));
+    assert_eq!(read["k"].head().map(|h| h.attempts), Some(1));
 }
 
 async fn many_keys_round_trip_and_unknown_keys_are_left_out(store: &dyn StateStore) {

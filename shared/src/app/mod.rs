@@ -142,6 +142,7 @@ pub struct App<H> {
     dedup: Option<DedupRule>,
     max_record_age: Option<Duration>,
     parent_guard: bool,
+    concurrency: Option<usize>,
     tables: Vec<TableSpec>,
     commands: Vec<Command<H>>,
 }
@@ -195,9 +196,23 @@ impl<H: Handler> App<H> {
             dedup: None,
             max_record_age: None,
             parent_guard: true,
+            concurrency: None,
             tables: Vec::new(),
             commands: Vec::new(),
         }
+    }
+
+    /// Records in flight at once within a batch, across distinct partition
+    /// keys: a key's records still run one after another, in order, and a
+    /// retryable failure stops only its key. 1 runs a shard's records one at a
+    /// time. `SHARDLINE_CONCURRENCY` overrides it; without either,
+    /// [`crate::config::DEFAULT_CONCURRENCY`]. 0 is taken as 1.
+    ///
+    /// The handler's `handle` is then called for several records at once (on
+    /// one task: it overlaps waiting, such as requests to a database, not CPU work).
+    pub fn concurrency(mut self, records: usize) -> Self {
+        self.concurrency = Some(records.max(1));
+        self
     }
 
     /// Whether the parent-shard guard runs by default (it does; turn it off for
@@ -273,6 +288,7 @@ impl<H: Handler> App<H> {
             dedup: self.dedup,
             max_record_age: self.max_record_age,
             parent_guard: self.parent_guard,
+            concurrency: self.concurrency,
             tables: self.tables,
             commands: self.commands,
             settings,
@@ -292,6 +308,7 @@ struct Function<H> {
     dedup: Option<DedupRule>,
     max_record_age: Option<Duration>,
     parent_guard: bool,
+    concurrency: Option<usize>,
     tables: Vec<TableSpec>,
     commands: Vec<Command<H>>,
     settings: Settings,
@@ -324,6 +341,10 @@ impl<H> Function<H> {
             } else {
                 None
             },
+            concurrency: settings
+                .concurrency
+                .or(self.concurrency)
+                .unwrap_or(crate::config::DEFAULT_CONCURRENCY),
         })
     }
 

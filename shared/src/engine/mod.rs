@@ -25,6 +25,7 @@
 //! only records of one key are ordered).
 
 mod claims;
+mod lanes;
 mod run;
 mod settle;
 mod units;
@@ -62,6 +63,10 @@ pub struct EngineConfig {
     pub progress: ProgressMode,
     /// The parent-shard guard; `None` turns it off (for order-insensitive consumers).
     pub guard: Option<Arc<ParentGuard>>,
+    /// Records in flight at once within a shard's batch, across distinct
+    /// ordering keys (a key's records still run one after another); 1 runs the
+    /// shard's records one at a time, and a failure then stops the shard.
+    pub concurrency: usize,
 }
 
 impl EngineConfig {
@@ -74,6 +79,7 @@ impl EngineConfig {
             time_reserve: Duration::from_secs(1),
             progress: ProgressMode::Shard,
             guard: None,
+            concurrency: 1,
         }
     }
 }

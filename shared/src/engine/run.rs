@@ -1,12 +1,14 @@
 //! One shard's batch, phase by phase: open, run, flush, fold, commit.
 
-use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::FutureExt as _;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::claims::Claims;
+use super::lanes::Lanes;
 use super::units::Units;
 use super::{EngineConfig, EngineError};
 use crate::decode::Item;
@@ -151,39 +153,65 @@ impl<H: Handler> ShardRun<'_, H> {
         }
     }
 
-    /// Runs the records in order; a unit stops at its first failure, and every
-    /// unit stops when the invocation is short of time.
+    /// Runs the records, up to [`EngineConfig::concurrency`] at once across
+    /// lanes ([`Lanes`]): a lane stops at its first failure, and no record
+    /// starts once the invocation is short of time (those running finish).
     async fn run_records(&self, items: &[Item], units: &Units, claims: &Claims) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut all_stopped = false;
-        let mut stopped: HashSet<&str> = HashSet::new();
-        let mut slowest = Duration::ZERO;
-        for item in items {
-            let record = item.record();
-            let unit = units.key_of(record);
-            if all_stopped || stopped.contains(unit) {
-                outcomes.push(Outcome::NotStarted { cut_off: false });
-                continue;
+        let concurrency = self.config.concurrency.max(1);
+        let lanes = items.iter().map(|item| self.lane_of(item.record()));
+        let mut lanes = Lanes::new(lanes);
+        let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|_| None).collect();
+        let slowest = AtomicU64::new(0);
+        let start = |index: usize| {
+            let slowest = &slowest;
+            async move {
+                (
+                    index,
+                    self.decide(&items[index], units, claims, slowest).await,
+                )
             }
-            let outcome = self.decide(item, units, claims, &mut slowest).await;
-            match &outcome {
-                Outcome::Failed { .. } => {
-                    stopped.insert(unit);
-                    all_stopped = units.mode() == ProgressMode::Shard;
-                }
+        };
+        let mut running = FuturesUnordered::new();
+        let mut cut_off = false;
+        loop {
+            while !cut_off && running.len() < concurrency {
+                let Some(index) = lanes.start() else { break };
+                running.push(start(index));
+            }
+            let Some((index, outcome)) = running.next().await else {
+                break;
+            };
+            let go_on = match &outcome {
+                Outcome::Failed { .. } => false,
                 Outcome::NotStarted { cut_off: true } => {
+                    let record = items[index].record();
                     tracing::warn!(
                         shard = %record.shard.shard_id,
                         sequence_number = %record.position.sequence,
-                        "invocation is short of time; reporting the first unstarted record"
+                        "invocation is short of time; records not started are left for the retry"
                     );
-                    all_stopped = true;
+                    cut_off = true;
+                    false
                 }
-                _ => {}
-            }
-            outcomes.push(outcome);
+                _ => true,
+            };
+            lanes.finished(index, go_on);
+            outcomes[index] = Some(outcome);
         }
         outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::NotStarted { cut_off: false }))
+            .collect()
+    }
+
+    /// The lane of `record`: the whole shard when records run one at a time
+    /// in checkpoint mode, else its ordering key.
+    pub(super) fn lane_of<'r>(&self, record: &'r Record) -> &'r str {
+        if self.config.concurrency <= 1 && self.config.progress == ProgressMode::Shard {
+            ""
+        } else {
+            record.ordering_key()
+        }
     }
 
     /// Applies the skip rules and, if none applies, the handler.
@@ -192,7 +220,7 @@ impl<H: Handler> ShardRun<'_, H> {
         item: &Item,
         units: &Units,
         claims: &Claims,
-        slowest: &mut Duration,
+        slowest: &AtomicU64,
     ) -> Outcome {
         let record = item.record();
         let done = units.is_done(record);
@@ -211,15 +239,17 @@ impl<H: Handler> ShardRun<'_, H> {
             Item::Ready(record) => record,
         };
         let budget = self.deadline.reserve(self.config.time_reserve);
+        let longest = Duration::from_micros(slowest.load(Ordering::Relaxed));
         if budget
             .remaining()
-            .is_some_and(|left| left.is_zero() || left < *slowest)
+            .is_some_and(|left| left.is_zero() || left < longest)
         {
             return Outcome::NotStarted { cut_off: true };
         }
         let started = Instant::now();
         let result = self.call_handler(record, budget).await;
-        *slowest = (*slowest).max(started.elapsed());
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        slowest.fetch_max(took, Ordering::Relaxed);
         match result {
             Ok(()) => Outcome::Handled,
             Err(error) => self.failed(record, units, &error),

@@ -10,12 +10,11 @@ use super::claims::Claims;
 use super::run::{Outcome, ShardRun};
 use super::units::Units;
 use crate::decode::Item;
-use crate::handler::{FailureKind, FlushError, Handler};
+use crate::handler::{FlushError, Handler, HandlerError};
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, Record};
 use crate::report::BatchReport;
 use crate::retry::Backoff;
-use crate::skip::SkipRule;
 use crate::state::{CommitOutcome, KeyCommit, ProgressMode, Settled, StateError};
 
 /// Tries of a commit that the store refuses for a transient reason.
@@ -33,7 +32,11 @@ pub(super) struct Folded {
 }
 
 impl<H: Handler> ShardRun<'_, H> {
-    /// Turns a failed flush into the outcomes of the records it concerns.
+    /// Turns a failed flush into the outcomes of the records it concerns, lane
+    /// by lane: the first record of a lane the flush did not write counts an
+    /// attempt (retryable) or is quarantined (permanent, or out of attempts);
+    /// after a retryable one, the lane's later handled records are left for
+    /// the retry too, so the retry applies the lane's records in order again.
     pub(super) fn settle_flush(
         &self,
         items: &[Item],
@@ -41,35 +44,39 @@ impl<H: Handler> ShardRun<'_, H> {
         units: &Units,
         error: FlushError,
     ) {
-        let handled = |outcomes: &[Outcome], i: usize| matches!(outcomes[i], Outcome::Handled);
-        match error {
-            FlushError::Records(failures) => {
-                let index: HashMap<&Position, usize> = items
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| handled(outcomes, *i))
-                    .map(|(i, item)| (&item.record().position, i))
-                    .collect();
-                for failure in failures {
-                    if let Some(&i) = index.get(&failure.position) {
-                        outcomes[i] = self.failed(items[i].record(), units, &failure.error);
-                    }
+        let (mut named, whole) = match error {
+            FlushError::Records(failures) => (
+                failures
+                    .into_iter()
+                    .map(|f| (f.position, f.error))
+                    .collect::<HashMap<Position, HandlerError>>(),
+                None,
+            ),
+            FlushError::Batch(error) => (HashMap::new(), Some(error)),
+        };
+        let mut stopped: HashSet<&str> = HashSet::new();
+        for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
+            let record = item.record();
+            let lane = self.lane_of(record);
+            let failed = matches!(outcome, Outcome::Handled | Outcome::Failed { .. });
+            if stopped.contains(lane) {
+                if failed {
+                    *outcome = Outcome::Pending;
                 }
+                continue;
             }
-            FlushError::Batch(error) => {
-                let mut charged: HashSet<&str> = HashSet::new();
-                for (i, item) in items.iter().enumerate() {
-                    if !handled(outcomes, i) {
-                        continue;
-                    }
-                    let record = item.record();
-                    let first = charged.insert(units.key_of(record));
-                    outcomes[i] = match error.kind() {
-                        FailureKind::Permanent => self.failed(record, units, &error),
-                        FailureKind::Retryable if first => self.failed(record, units, &error),
-                        FailureKind::Retryable => Outcome::Pending,
-                    };
-                }
+            if !matches!(outcome, Outcome::Handled) {
+                continue;
+            }
+            let Some(error) = named
+                .remove(&record.position)
+                .or_else(|| whole.as_ref().map(HandlerError::again))
+            else {
+                continue;
+            };
+            *outcome = self.failed(record, units, &error);
+            if matches!(outcome, Outcome::Failed { .. }) {
+                stopped.insert(lane);
             }
         }
     }
@@ -89,14 +96,7 @@ impl<H: Handler> ShardRun<'_, H> {
             let record = item.record();
             let unit = units.unit_mut(record);
             unit.positions.push(record.position.clone());
-            if unit.stopped {
-                report.not_started += 1;
-                continue;
-            }
             match outcome {
-                Outcome::Skipped(SkipRule::Checkpointed) => {
-                    report.count_skip(SkipRule::Checkpointed)
-                }
                 Outcome::Skipped(rule) => {
                     report.count_skip(*rule);
                     unit.advance(&record.position);
@@ -134,7 +134,7 @@ impl<H: Handler> ShardRun<'_, H> {
                         report.cut_off = 1;
                     }
                     report.not_started += 1;
-                    unit.stopped = true;
+                    unit.leave();
                     earliest(&mut retry_from, &record.position);
                 }
             }

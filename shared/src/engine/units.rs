@@ -20,11 +20,16 @@ pub(super) struct Unit {
     /// As stored when the batch began.
     pub read: Progress,
     pub checkpoint: Option<Position>,
-    pub head: Option<HeadAttempts>,
+    /// Failing records and their attempts: as read, less those now done, plus
+    /// those that failed in this batch.
+    heads: Vec<HeadAttempts>,
     /// The first record this batch did (to retry from if the commit loses).
     pub first_done: Option<Position>,
-    /// Whether a record of the unit was left for Lambda's retry.
-    pub stopped: bool,
+    /// Whether a record of the unit was left for Lambda's retry: the
+    /// checkpoint stops there, and records done after it are kept as ranges.
+    gap: bool,
+    /// Records done after the gap.
+    done_after_gap: HashSet<Position>,
     /// The unit's records in this batch, in order.
     pub positions: Vec<Position>,
 }
@@ -33,7 +38,7 @@ impl Unit {
     fn from_read(read: Progress) -> Self {
         Unit {
             checkpoint: read.checkpoint.clone(),
-            head: read.head.clone(),
+            heads: read.heads.clone(),
             read,
             ..Unit::default()
         }
@@ -41,28 +46,48 @@ impl Unit {
 
     /// The record at `position` is done (processed, skipped or quarantined).
     pub fn advance(&mut self, position: &Position) {
-        self.first_done.get_or_insert_with(|| position.clone());
-        self.checkpoint = Some(position.clone());
-        if self.head.as_ref().is_some_and(|h| h.position <= *position) {
-            self.head = None;
+        if !self.read.is_done(position) {
+            self.first_done.get_or_insert_with(|| position.clone());
+        }
+        self.heads.retain(|h| h.position != *position);
+        if self.gap {
+            self.done_after_gap.insert(position.clone());
+        } else if self.checkpoint.as_ref().is_none_or(|cp| cp < position) {
+            self.checkpoint = Some(position.clone());
         }
     }
 
-    /// The record at `position` failed on attempt `attempts`: the unit stops there.
+    /// The record at `position` failed on attempt `attempts`.
     pub fn fail(&mut self, position: &Position, attempts: u32) {
-        self.head = Some(HeadAttempts {
+        self.heads.retain(|h| h.position != *position);
+        self.heads.push(HeadAttempts {
             position: position.clone(),
             attempts,
         });
-        self.stopped = true;
+        self.gap = true;
+    }
+
+    /// The record at `position` was not done (not started, or not written by
+    /// the flush): left for Lambda's retry.
+    pub fn leave(&mut self) {
+        self.gap = true;
     }
 
     /// The progress to store after this batch, with `noted` (what destinations
     /// received in this attempt) merged into what they held before.
     pub fn progress(&self, noted: &HashMap<String, HashSet<Position>>) -> Progress {
+        let after = |p: &Position| self.checkpoint.as_ref().is_none_or(|cp| p > cp);
+        let mut heads: Vec<HeadAttempts> = self
+            .heads
+            .iter()
+            .filter(|h| after(&h.position))
+            .cloned()
+            .collect();
+        heads.sort_by(|a, b| a.position.cmp(&b.position));
         Progress {
             checkpoint: self.checkpoint.clone(),
-            head: self.head.clone(),
+            done: self.done(),
+            heads,
             delivered: self.delivered(noted),
             version: self.read.version,
         }
@@ -71,8 +96,26 @@ impl Unit {
     /// Whether the batch changed anything of the unit.
     pub fn changed(&self, progress: &Progress) -> bool {
         progress.checkpoint != self.read.checkpoint
-            || progress.head != self.read.head
+            || progress.heads != self.read.heads
+            || progress.done != self.read.done
             || progress.delivered != self.read.delivered
+    }
+
+    /// The unit's records done past the new checkpoint: within the batch's
+    /// span, runs of records done now or before; outside it, what was stored.
+    fn done(&self) -> PositionRanges {
+        let (Some(first), Some(last)) = (self.positions.first(), self.positions.last()) else {
+            return self.read.done.clone();
+        };
+        let positions: Vec<&Position> = self.positions.iter().collect();
+        let runs = PositionRanges::from_runs(&positions, |i| {
+            self.done_after_gap.contains(positions[i]) || self.read.done.contains(positions[i])
+        });
+        let done = runs.union(&self.read.done.outside(first, &just_after(last)));
+        match &self.checkpoint {
+            Some(checkpoint) => done.after(checkpoint),
+            None => done,
+        }
     }
 
     /// What each destination holds of the unit's records after the new checkpoint.
@@ -156,19 +199,17 @@ impl Units {
         self.units.get(self.key_of(record)).map(|u| &u.read)
     }
 
-    /// At or below the checkpoint read at the start of the batch.
+    /// Done by earlier invocations: at or below the checkpoint read at the
+    /// start of the batch, or in the ranges done past it.
     pub fn is_done(&self, record: &Record) -> bool {
         self.read_of(record)
-            .and_then(|p| p.checkpoint.as_ref())
-            .is_some_and(|cp| record.position <= *cp)
+            .is_some_and(|p| p.is_done(&record.position))
     }
 
     /// Attempts made on `record` by earlier invocations.
     pub fn prior_attempts(&self, record: &Record) -> u32 {
-        match self.read_of(record).and_then(|p| p.head.as_ref()) {
-            Some(head) if head.position == record.position => head.attempts,
-            _ => 0,
-        }
+        self.read_of(record)
+            .map_or(0, |p| p.attempts(&record.position))
     }
 
     /// Per destination, the records of `records` it held before this batch.

@@ -136,7 +136,7 @@ impl Checker<'_> {
         state: &ShardState,
     ) -> Result<TailState, GuardError> {
         let shard = &key.shard.shard_id;
-        if let Some(head) = &state.progress.head {
+        if let Some(head) = state.progress.head() {
             return Ok(TailState::Unfinished(format!(
                 "parent {shard} is retrying its record {} (attempt {})",
                 head.position, head.attempts

@@ -13,6 +13,7 @@
 pub mod dynamodb;
 pub mod embedded;
 pub mod progress;
+mod ranges;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};

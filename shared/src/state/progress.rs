@@ -1,19 +1,31 @@
 //! How far an ordering unit (a shard, or one partition key of a shard) has got:
-//! its checkpoint, the record failing at its head, and what each destination of
-//! a fan-out already holds beyond the checkpoint.
+//! its checkpoint, what it has done past the checkpoint, the records failing at
+//! the head of their keys, and what each destination of a fan-out already holds
+//! beyond the checkpoint.
 //!
-//! Both stores keep a [`Progress`] in the same shape (see [`Delivered::to_texts`]),
-//! so they cannot drift apart.
+//! Both stores keep a [`Progress`] in the same text shapes ([`Delivered::to_texts`],
+//! [`PositionRanges::to_text_within`], [`HeadAttempts::list_to_text`]), so they
+//! cannot drift apart.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-use crate::record::{Position, SequenceNumber};
+use crate::record::Position;
+pub use crate::state::ranges::{PositionRanges, just_after};
 
 /// The most bytes the text form of one unit's [`Delivered`] may take; past it,
 /// the ranges of the latest positions are dropped (those records may then be
-/// sent twice, never lost). Well under DynamoDB's 400 KB item limit.
-pub const MAX_DELIVERED_BYTES: usize = 256 * 1024;
+/// sent twice, never lost).
+pub const MAX_DELIVERED_BYTES: usize = 192 * 1024;
+
+/// The most bytes the text form of [`Progress::done`] may take; past it, the
+/// ranges of the latest positions are dropped (those records run again on the
+/// retry: at-least-once, never lost).
+pub const MAX_DONE_BYTES: usize = 128 * 1024;
+
+/// The most bytes the text form of [`Progress::heads`] may take; past it, the
+/// latest failing records are dropped (their attempt counts start again).
+/// With the two above, well under DynamoDB's 400 KB item limit.
+pub const MAX_HEADS_BYTES: usize = 32 * 1024;
 
 /// Where progress is kept, and so what order is kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,14 +53,52 @@ impl std::str::FromStr for ProgressMode {
     }
 }
 
-/// A record that has failed and is at the head of its unit, with the number of
-/// attempts made on it so far.
+/// A record that has failed and is at the head of its key (or of the shard),
+/// with the number of attempts made on it so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadAttempts {
     /// The failing record.
     pub position: Position,
     /// Attempts made, across invocations.
     pub attempts: u32,
+}
+
+impl HeadAttempts {
+    /// The text form of a list: `seq/sub=attempts` joined by commas, within
+    /// [`MAX_HEADS_BYTES`] (the lowest positions are kept).
+    pub fn list_to_text(heads: &[HeadAttempts]) -> String {
+        let mut text = String::new();
+        for head in heads {
+            let item = format!("{}={}", head.position, head.attempts);
+            if text.len() + item.len() + 1 > MAX_HEADS_BYTES {
+                tracing::warn!(
+                    kept = text.split(',').count(),
+                    failing = heads.len(),
+                    "too many failing records to keep their attempt counts; the latest start again"
+                );
+                break;
+            }
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&item);
+        }
+        text
+    }
+
+    /// Reads [`HeadAttempts::list_to_text`]'s form; `None` if it is not one.
+    pub fn list_from_text(text: &str) -> Option<Vec<HeadAttempts>> {
+        let mut heads = Vec::new();
+        for item in text.split(',').filter(|i| !i.is_empty()) {
+            let (position, attempts) = item.split_once('=')?;
+            heads.push(HeadAttempts {
+                position: PositionRanges::position_from_text(position)?,
+                attempts: attempts.parse().ok()?,
+            });
+        }
+        heads.sort_by(|a, b| a.position.cmp(&b.position));
+        Some(heads)
+    }
 }
 
 /// Progress of one ordering unit: a shard (one batch per shard at a time) or
@@ -58,8 +108,13 @@ pub struct Progress {
     /// The last position done (processed, skipped or quarantined), every record
     /// of the unit at or before it being done; `None` before the first commit.
     pub checkpoint: Option<Position>,
-    /// The record that last failed at the head of the unit, if any.
-    pub head: Option<HeadAttempts>,
+    /// Records done past the checkpoint: when a key stops at a failure while
+    /// other keys go on (in-batch concurrency), what they did is kept here so
+    /// Lambda's retry from the failure skips it. Usually empty.
+    pub done: PositionRanges,
+    /// The records that failed at the head of their key (of the unit, with one
+    /// key at a time), lowest first, with their attempts.
+    pub heads: Vec<HeadAttempts>,
     /// What each fan-out destination holds of the unit's records after the checkpoint.
     pub delivered: Delivered,
     /// Bumped by every commit; a commit names the version it read, so a stale
@@ -67,151 +122,24 @@ pub struct Progress {
     pub version: u64,
 }
 
-/// Positions as sorted, disjoint, half-open ranges `[from, to)`.
-///
-/// A range means "every record of the unit from `from` up to `to`": it is only
-/// built from a run of the unit's records that a batch held one after another
-/// (Lambda delivers a unit's records in order, with none left out), so it never
-/// claims a record it did not see. Bounds need no arithmetic on sequence
-/// numbers: the bound just after position `p` is `p` with its subsequence + 1.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PositionRanges {
-    ranges: Vec<(Position, Position)>,
-}
-
-/// The lowest bound above `position`: no record lies strictly between them.
-pub fn just_after(position: &Position) -> Position {
-    Position::new(
-        position.sequence.clone(),
-        position.subsequence.saturating_add(1),
-    )
-}
-
-impl PositionRanges {
-    /// No positions.
-    pub fn new() -> Self {
-        PositionRanges::default()
+impl Progress {
+    /// The lowest failing record, if any.
+    pub fn head(&self) -> Option<&HeadAttempts> {
+        self.heads.first()
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+    /// Whether the record at `position` is done: at or before the checkpoint,
+    /// or done past it.
+    pub fn is_done(&self, position: &Position) -> bool {
+        self.checkpoint.as_ref().is_some_and(|cp| position <= cp) || self.done.contains(position)
     }
 
-    /// The ranges, in order, as `[from, to)`.
-    pub fn ranges(&self) -> &[(Position, Position)] {
-        &self.ranges
-    }
-
-    /// Whether `position` is in a range.
-    pub fn contains(&self, position: &Position) -> bool {
-        let after = self.ranges.partition_point(|(from, _)| from <= position);
-        after > 0 && *position < self.ranges[after - 1].1
-    }
-
-    /// Adds `[from, to)`, merging with the ranges it touches.
-    pub fn insert(&mut self, from: Position, to: Position) {
-        if from >= to {
-            return;
-        }
-        let (mut from, mut to) = (from, to);
-        let mut kept = Vec::with_capacity(self.ranges.len() + 1);
-        for (a, b) in self.ranges.drain(..) {
-            if b < from || to < a {
-                kept.push((a, b));
-            } else {
-                from = from.min(a);
-                to = to.max(b);
-            }
-        }
-        let at = kept.partition_point(|(a, _)| *a < from);
-        kept.insert(at, (from, to));
-        self.ranges = kept;
-    }
-
-    /// The positions of runs of `positions` (sorted, every record of the unit in
-    /// their span) for which `included` holds.
-    pub fn from_runs(positions: &[&Position], included: impl Fn(usize) -> bool) -> Self {
-        let mut set = PositionRanges::new();
-        let mut start: Option<usize> = None;
-        for index in 0..=positions.len() {
-            let inside = index < positions.len() && included(index);
-            match (inside, start) {
-                (true, None) => start = Some(index),
-                (false, Some(first)) => {
-                    set.ranges
-                        .push((positions[first].clone(), just_after(positions[index - 1])));
-                    start = None;
-                }
-                _ => {}
-            }
-        }
-        set
-    }
-
-    /// The part strictly after `bound`.
-    pub fn after(&self, bound: &Position) -> Self {
-        let floor = just_after(bound);
-        PositionRanges {
-            ranges: self
-                .ranges
-                .iter()
-                .filter(|(_, to)| *to > floor)
-                .map(|(from, to)| (from.clone().max(floor.clone()), to.clone()))
-                .collect(),
-        }
-    }
-
-    /// The part outside `[from, to)`.
-    pub fn outside(&self, from: &Position, to: &Position) -> Self {
-        let mut kept = Vec::new();
-        for (a, b) in &self.ranges {
-            if a < from {
-                kept.push((a.clone(), b.clone().min(from.clone())));
-            }
-            if b > to {
-                kept.push((a.clone().max(to.clone()), b.clone()));
-            }
-        }
-        kept.retain(|(a, b)| a < b);
-        PositionRanges { ranges: kept }
-    }
-
-    /// Every position of `self` or `other`.
-    pub fn union(mut self, other: &PositionRanges) -> Self {
-        for (from, to) in &other.ranges {
-            self.insert(from.clone(), to.clone());
-        }
-        self
-    }
-
-    /// The text form: `seq/sub..seq/sub` ranges joined by commas.
-    pub fn to_text(&self) -> String {
-        let mut text = String::new();
-        for (i, (from, to)) in self.ranges.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            let _ = write!(text, "{from}..{to}");
-        }
-        text
-    }
-
-    /// Reads the text form; `None` if it is not one.
-    pub fn from_text(text: &str) -> Option<Self> {
-        let position = |p: &str| -> Option<Position> {
-            let (seq, sub) = p.split_once('/')?;
-            Some(Position::new(
-                seq.parse::<SequenceNumber>().ok()?,
-                sub.parse().ok()?,
-            ))
-        };
-        let mut set = PositionRanges::new();
-        for range in text.split(',').filter(|r| !r.is_empty()) {
-            let (from, to) = range.split_once("..")?;
-            set.insert(position(from)?, position(to)?);
-        }
-        Some(set)
+    /// Attempts made on the record at `position` (0 if it is not failing).
+    pub fn attempts(&self, position: &Position) -> u32 {
+        self.heads
+            .iter()
+            .find(|h| h.position == *position)
+            .map_or(0, |h| h.attempts)
     }
 }
 
@@ -260,7 +188,7 @@ impl Delivered {
             .iter()
             .map(|(name, ranges)| {
                 let texts = ranges
-                    .ranges
+                    .ranges()
                     .iter()
                     .map(|(from, to)| format!("{from}..{to}"))
                     .collect();
@@ -320,64 +248,6 @@ mod tests {
                 .unwrap(),
             sub,
         )
-    }
-
-    #[test]
-    fn runs_become_ranges_that_hold_exactly_their_records() {
-        let batch: Vec<Position> = (1..=10).map(|n| p(n * 10, 0)).collect();
-        let refs: Vec<&Position> = batch.iter().collect();
-        let set = PositionRanges::from_runs(&refs, |i| i != 3 && i != 7);
-        assert_eq!(set.ranges().len(), 3);
-        for (i, position) in batch.iter().enumerate() {
-            assert_eq!(set.contains(position), i != 3 && i != 7, "{position}");
-        }
-        // Nothing between the unit's records is claimed beyond the run's last.
-        assert!(!set.contains(&p(31, 0)));
-        assert!(set.contains(&p(30, 0)));
-        let back = PositionRanges::from_text(&set.to_text()).unwrap();
-        assert_eq!(back, set);
-        assert_eq!(
-            PositionRanges::from_text("").unwrap(),
-            PositionRanges::new()
-        );
-        assert!(PositionRanges::from_text("garbage").is_none());
-    }
-
-    #[test]
-    fn aggregates_are_split_by_subsequence() {
-        let batch = [p(5, 0), p(5, 1), p(5, 2), p(6, 0)];
-        let refs: Vec<&Position> = batch.iter().collect();
-        let set = PositionRanges::from_runs(&refs, |i| i <= 1);
-        assert!(set.contains(&p(5, 1)) && !set.contains(&p(5, 2)));
-        let after = set.after(&p(5, 0));
-        assert!(!after.contains(&p(5, 0)) && after.contains(&p(5, 1)));
-    }
-
-    #[test]
-    fn clipping_keeps_what_lies_outside() {
-        let mut set = PositionRanges::new();
-        set.insert(p(1, 0), p(100, 0));
-        let outside = set.outside(&p(20, 0), &p(40, 0));
-        assert!(outside.contains(&p(19, 0)) && !outside.contains(&p(20, 0)));
-        assert!(!outside.contains(&p(39, 0)) && outside.contains(&p(40, 0)));
-        assert!(outside.contains(&p(99, 0)) && !outside.contains(&p(100, 0)));
-        let after = set.after(&p(50, 0));
-        assert!(!after.contains(&p(50, 0)) && after.contains(&p(51, 0)));
-        assert!(set.after(&p(100, 0)).is_empty());
-        let joined = outside.union(&after);
-        assert!(joined.contains(&p(60, 0)) && !joined.contains(&p(30, 0)));
-    }
-
-    #[test]
-    fn inserts_merge_touching_ranges() {
-        let mut set = PositionRanges::new();
-        set.insert(p(10, 0), p(20, 0));
-        set.insert(p(30, 0), p(40, 0));
-        set.insert(p(20, 0), p(30, 0));
-        assert_eq!(set.ranges(), [(p(10, 0), p(40, 0))]);
-        set.insert(p(1, 0), p(2, 0));
-        assert_eq!(set.ranges().len(), 2);
-        assert_eq!(set.ranges()[0].0, p(1, 0));
     }
 
     #[test]

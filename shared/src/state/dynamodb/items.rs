@@ -10,7 +10,8 @@ use super::keys::{PK, SK, decode_position, encode_position, quarantine_pk, quara
 use crate::aws::dynamodb::DynamoError;
 use crate::aws::dynamodb::attr::{Attributes, b, get_b, get_n, get_s, get_string_map, item, n, s};
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
-use crate::state::{Delivered, HeadAttempts, Progress, StateError};
+use crate::state::progress::MAX_DONE_BYTES;
+use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, StateError};
 
 /// Payload bytes per quarantine item, well under DynamoDB's 400 KB item limit.
 pub(super) const PART_BYTES: usize = 300 * 1024;
@@ -22,7 +23,8 @@ pub(super) fn corrupt(what: &str, detail: impl Into<String>) -> StateError {
     }
 }
 
-/// Reads a [`Progress`]: `checkpoint`, `head`, `head_attempts`, `delivered`, `version`.
+/// Reads a [`Progress`]: `checkpoint`, `done_after`, `failing_heads` (or, as written before
+/// in-batch concurrency, `head` and `head_attempts`), `delivered`, `version`.
 pub(super) fn read_progress(item: &Attributes, what: &str) -> Result<Progress, StateError> {
     let position = |name: &str| -> Result<_, StateError> {
         get_s(item, name)
@@ -33,12 +35,26 @@ pub(super) fn read_progress(item: &Attributes, what: &str) -> Result<Progress, S
     };
     let delivered = Delivered::from_texts(get_string_map(item, "delivered"))
         .map_err(|name| corrupt(what, format!("delivered ranges of {name}")))?;
+    let done = match get_s(item, "done_after") {
+        Some(text) => PositionRanges::from_text(text)
+            .ok_or_else(|| corrupt(what, format!("done ranges {text:?}")))?,
+        None => PositionRanges::new(),
+    };
+    let heads = match get_s(item, "failing_heads") {
+        Some(text) => HeadAttempts::list_from_text(text)
+            .ok_or_else(|| corrupt(what, format!("heads {text:?}")))?,
+        None => position("head")?
+            .map(|position| HeadAttempts {
+                position,
+                attempts: get_n(item, "head_attempts").unwrap_or(0),
+            })
+            .into_iter()
+            .collect(),
+    };
     Ok(Progress {
         checkpoint: position("checkpoint")?,
-        head: position("head")?.map(|position| HeadAttempts {
-            position,
-            attempts: get_n(item, "head_attempts").unwrap_or(0),
-        }),
+        done,
+        heads,
         delivered,
         version: get_n(item, "version").unwrap_or(0),
     })
@@ -73,13 +89,22 @@ impl ProgressUpdate {
             values.insert(":cp".into(), s(encode_position(cp)));
             condition.push_str(" AND (attribute_not_exists(checkpoint) OR checkpoint <= :cp)");
         }
-        match &progress.head {
-            Some(h) => {
-                set.push("head = :head, head_attempts = :attempts".into());
-                values.insert(":head".into(), s(encode_position(&h.position)));
-                values.insert(":attempts".into(), n(h.attempts));
+        remove.push("head, head_attempts");
+        let heads = HeadAttempts::list_to_text(&progress.heads);
+        let (done, dropped) = progress.done.to_text_within(MAX_DONE_BYTES);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "too many done ranges to keep; the records in them run again on the retry"
+            );
+        }
+        for (name, text) in [("failing_heads", heads), ("done_after", done)] {
+            if text.is_empty() {
+                remove.push(name);
+            } else {
+                set.push(format!("{name} = :{name}"));
+                values.insert(format!(":{name}"), s(text));
             }
-            None => remove.push("head, head_attempts"),
         }
         let delivered = progress.delivered.to_texts();
         if delivered.is_empty() {

@@ -6,8 +6,8 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | shard | `{consumer}#shard#{stream_arn}#{shard_id}` | `state` | `checkpoint`, `head`, `head_attempts`, `delivered`, `version`, `lineage`, `lineage_rank`, `parents`, `status`, `children` |
-//! | key progress | `{consumer}#key#{stream_arn}#{shard_id}#{partition_key}` | `progress` | `checkpoint`, `head`, `head_attempts`, `delivered`, `version`, `expires_at` (TTL) |
+//! | shard | `{consumer}#shard#{stream_arn}#{shard_id}` | `state` | `checkpoint`, `done_after`, `failing_heads`, `delivered`, `version`, `lineage`, `lineage_rank`, `parents`, `status`, `children` |
+//! | key progress | `{consumer}#key#{stream_arn}#{shard_id}#{partition_key}` | `progress` | `checkpoint`, `done_after`, `failing_heads`, `delivered`, `version`, `expires_at` (TTL) |
 //! | dedup claim | `{consumer}#dedup#{key}` | `claim` | `owner`, `expires_ms`, `expires_at` (TTL) |
 //! | quarantine | `{consumer}#quarantine` | `{stream_arn}#{shard_id}#{sequence}#{subsequence}` | record fields, `data`, `parts` |
 //! | quarantine part | same `pk` | the entry's `sk` + `#part#0001`... | `data` |

@@ -25,8 +25,8 @@ const SHARD_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id"];
 const KEY_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id", "partition_key"];
 
 use self::rows::{
-    PROGRESS_COLUMNS, ProgressRow, as_i64, corrupt, lineage_columns, millis, upsert_progress,
-    write_settled,
+    PROGRESS_COLUMNS, PROGRESS_WIDTH, ProgressRow, as_i64, corrupt, lineage_columns, millis,
+    upsert_progress, write_settled,
 };
 use self::schema::{SCHEMA, add_missing_columns};
 use super::{
@@ -107,10 +107,10 @@ impl StateStore for EmbeddedStore {
                 |r| {
                     Ok((
                         ProgressRow::read(r, 0)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                        r.get(10)?,
+                        r.get(PROGRESS_WIDTH)?,
+                        r.get(PROGRESS_WIDTH + 1)?,
+                        r.get(PROGRESS_WIDTH + 2)?,
+                        r.get(PROGRESS_WIDTH + 3)?,
                     ))
                 },
             )

@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use rusqlite::params;
 
 use crate::record::{Position, SequenceNumber};
+use crate::state::progress::MAX_DONE_BYTES;
 use crate::state::{
-    ConsumerShard, Delivered, HeadAttempts, Lineage, Progress, Settled, StateError,
+    ConsumerShard, Delivered, HeadAttempts, Lineage, PositionRanges, Progress, Settled, StateError,
 };
 use crate::time::epoch_millis;
 
@@ -34,9 +35,13 @@ pub(super) fn parse_position(
 }
 
 /// The columns that hold a [`Progress`], in this order in every query:
-/// checkpoint, head, attempts, delivered, version.
-pub(super) const PROGRESS_COLUMNS: &str =
-    "checkpoint_seq, checkpoint_sub, head_seq, head_sub, head_attempts, delivered, version";
+/// checkpoint, head, attempts (as written before in-batch concurrency; now
+/// NULL), delivered, version, done ranges, failing heads.
+pub(super) const PROGRESS_COLUMNS: &str = "checkpoint_seq, checkpoint_sub, head_seq, head_sub, \
+     head_attempts, delivered, version, done_after, failing_heads";
+
+/// How many columns [`PROGRESS_COLUMNS`] names.
+pub(super) const PROGRESS_WIDTH: usize = 9;
 
 /// A [`Progress`] as its columns.
 pub(super) struct ProgressRow {
@@ -47,6 +52,8 @@ pub(super) struct ProgressRow {
     pub(super) head_attempts: Option<i64>,
     pub(super) delivered: String,
     pub(super) version: i64,
+    pub(super) done_after: String,
+    pub(super) failing_heads: String,
 }
 
 impl ProgressRow {
@@ -60,6 +67,8 @@ impl ProgressRow {
             head_attempts: row.get(first + 4)?,
             delivered: row.get(first + 5)?,
             version: row.get(first + 6)?,
+            done_after: row.get(first + 7)?,
+            failing_heads: row.get(first + 8)?,
         })
     }
 
@@ -70,20 +79,28 @@ impl ProgressRow {
             .into_iter()
             .map(|(name, text)| (name, serde_json::Value::String(text)))
             .collect();
-        let head = progress.head.as_ref();
+        let (done_after, dropped) = progress.done.to_text_within(MAX_DONE_BYTES);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "too many done ranges to keep; the records in them run again on the retry"
+            );
+        }
         ProgressRow {
             checkpoint_seq: progress.checkpoint.as_ref().map(|p| p.sequence.to_string()),
             checkpoint_sub: progress.checkpoint.as_ref().map(|p| as_i64(p.subsequence)),
-            head_seq: head.map(|h| h.position.sequence.to_string()),
-            head_sub: head.map(|h| as_i64(h.position.subsequence)),
-            head_attempts: head.map(|h| i64::from(h.attempts)),
+            head_seq: None,
+            head_sub: None,
+            head_attempts: None,
             delivered: serde_json::Value::Object(texts).to_string(),
             version: as_i64(version),
+            done_after,
+            failing_heads: HeadAttempts::list_to_text(&progress.heads),
         }
     }
 
     /// Its values, in the order of [`PROGRESS_COLUMNS`].
-    pub(super) fn values(&self) -> [&dyn rusqlite::ToSql; 7] {
+    pub(super) fn values(&self) -> [&dyn rusqlite::ToSql; PROGRESS_WIDTH] {
         [
             &self.checkpoint_seq,
             &self.checkpoint_sub,
@@ -92,25 +109,36 @@ impl ProgressRow {
             &self.head_attempts,
             &self.delivered,
             &self.version,
+            &self.done_after,
+            &self.failing_heads,
         ]
     }
 
     pub(super) fn parse(self, what: &ConsumerShard) -> Result<Progress, StateError> {
-        let head =
-            parse_position(what, self.head_seq, self.head_sub)?.map(|position| HeadAttempts {
-                position,
-                attempts: self
-                    .head_attempts
-                    .and_then(|a| u32::try_from(a).ok())
-                    .unwrap_or(0),
-            });
+        let heads = if self.failing_heads.is_empty() {
+            let legacy = parse_position(what, self.head_seq, self.head_sub)?;
+            let attempts = self.head_attempts.and_then(|a| u32::try_from(a).ok());
+            legacy
+                .map(|position| HeadAttempts {
+                    position,
+                    attempts: attempts.unwrap_or(0),
+                })
+                .into_iter()
+                .collect()
+        } else {
+            HeadAttempts::list_from_text(&self.failing_heads)
+                .ok_or_else(|| corrupt(what, format!("failing heads {:?}", self.failing_heads)))?
+        };
+        let done = PositionRanges::from_text(&self.done_after)
+            .ok_or_else(|| corrupt(what, format!("done ranges {:?}", self.done_after)))?;
         let texts: HashMap<String, String> = serde_json::from_str(&self.delivered)
             .map_err(|e| corrupt(what, format!("delivered {:?}: {e}", self.delivered)))?;
         let delivered = Delivered::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
             .map_err(|name| corrupt(what, format!("delivered ranges of {name}")))?;
         Ok(Progress {
             checkpoint: parse_position(what, self.checkpoint_seq, self.checkpoint_sub)?,
-            head,
+            done,
+            heads,
             delivered,
             version: u64::try_from(self.version).unwrap_or(0),
         })

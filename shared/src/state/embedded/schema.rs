@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS shard (
     ended           INTEGER NOT NULL DEFAULT 0,
     children        TEXT    NOT NULL DEFAULT '[]',
     delivered       TEXT    NOT NULL DEFAULT '{}',
+    done_after      TEXT    NOT NULL DEFAULT '',
+    failing_heads   TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (consumer, stream_arn, shard_id)
 );
 DROP TABLE IF EXISTS sink_progress;
@@ -35,6 +37,8 @@ CREATE TABLE IF NOT EXISTS key_progress (
     delivered       TEXT    NOT NULL DEFAULT '{}',
     version         INTEGER NOT NULL DEFAULT 0,
     expires_at      INTEGER NOT NULL DEFAULT 0,
+    done_after      TEXT    NOT NULL DEFAULT '',
+    failing_heads   TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (consumer, stream_arn, shard_id, partition_key)
 );
 CREATE TABLE IF NOT EXISTS dedup (
@@ -67,6 +71,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("key_progress", "delivered", "TEXT NOT NULL DEFAULT '{}'"),
     ("key_progress", "version", "INTEGER NOT NULL DEFAULT 0"),
     ("key_progress", "expires_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("shard", "done_after", "TEXT NOT NULL DEFAULT ''"),
+    ("shard", "failing_heads", "TEXT NOT NULL DEFAULT ''"),
+    ("key_progress", "done_after", "TEXT NOT NULL DEFAULT ''"),
+    ("key_progress", "failing_heads", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 pub(super) fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
