@@ -1,0 +1,528 @@
+//! In-batch concurrency (`EngineConfig::concurrency`) on both state stores:
+//! the embedded store and DynamoDB (moto), with the same assertions. Records of
+//! one key run one after another in order while keys overlap; a retryable
+//! failure stops only its key, the response names the lowest failure, and the
+//! retry runs only what was not done; the state costs the same requests as a
+//! batch without failures.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shardline::decode::decode_event;
+use shardline::decode::kpl::{UserRecord, aggregate};
+use shardline::state::{ConsumerShard, EmbeddedStore, StateStore};
+use shardline::{
+    Deadline, EngineConfig, Handler, HandlerError, Position, Record, ShardRef, process_event,
+};
+use shardline_tests::RequestCounter;
+use shardline_tests::lambda::{EventRecord, event, made_up, stream_arn};
+use shardline_tests::recorder::fresh_store;
+
+const SHARD: &str = "shardId-000000000000";
+
+/// Start and end of each handler call, in the order they happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Start(u64),
+    End(u64),
+}
+
+/// A handler that logs each call's start and end, sleeps a delay chosen per
+/// record, counts how many calls overlap, and fails the records `fails` names.
+struct Probe {
+    steps: Mutex<Vec<Step>>,
+    failed: Mutex<Vec<u64>>,
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+    delay: Box<dyn Fn(u64) -> Duration + Send + Sync>,
+    fails: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl Probe {
+    fn new(delay: impl Fn(u64) -> Duration + Send + Sync + 'static) -> Self {
+        Probe {
+            steps: Mutex::new(Vec::new()),
+            failed: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+            delay: Box::new(delay),
+            fails: Box::new(|_| false),
+        }
+    }
+
+    fn failing(mut self, fails: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.fails = Box::new(fails);
+        self
+    }
+
+    /// The records whose calls ended without failing, in the order they ended.
+    fn done(&self) -> Vec<u64> {
+        let failed = self.failed.lock().unwrap();
+        let steps = self.steps.lock().unwrap();
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::End(i) if !failed.contains(i) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn started(&self) -> Vec<u64> {
+        let steps = self.steps.lock().unwrap();
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Start(i) => Some(*i),
+                Step::End(_) => None,
+            })
+            .collect()
+    }
+
+    fn reset(&self) {
+        self.steps.lock().unwrap().clear();
+        self.failed.lock().unwrap().clear();
+        self.most.store(0, Ordering::SeqCst);
+    }
+}
+
+/// The record's number: its payload is the number as text, or `a.u` for user
+/// record `u` of aggregate `a` (numbered `a * 100 + u`).
+fn number(record: &Record) -> u64 {
+    let text = record.text().unwrap_or_default();
+    match text.split_once('.') {
+        Some((a, u)) => a.parse::<u64>().unwrap() * 100 + u.parse::<u64>().unwrap(),
+        None => text.parse().unwrap(),
+    }
+}
+
+impl Handler for Probe {
+    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+        let n = number(record);
+        self.steps.lock().unwrap().push(Step::Start(n));
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep((self.delay)(n)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.steps.lock().unwrap().push(Step::End(n));
+        if (self.fails)(record.text().unwrap_or_default()) {
+            self.failed.lock().unwrap().push(n);
+            return Err(HandlerError::retryable(format!("record {n}: not yet")));
+        }
+        Ok(())
+    }
+}
+
+/// A delay of 0 to 4 ms that looks random but is fixed per record.
+fn jitter(n: u64) -> Duration {
+    Duration::from_micros(n.wrapping_mul(2_654_435_761) % 4_000)
+}
+
+fn config(name: &str, concurrency: usize) -> EngineConfig {
+    let mut config = EngineConfig::new(name);
+    config.concurrency = concurrency;
+    config
+}
+
+fn key() -> ConsumerShard {
+    ConsumerShard {
+        consumer: String::new(),
+        shard: ShardRef {
+            stream_arn: stream_arn("orders").into(),
+            shard_id: SHARD.into(),
+        },
+    }
+}
+
+/// Both stores: the embedded one (no counter) and DynamoDB on moto.
+async fn stores() -> Vec<(Box<dyn StateStore>, Option<RequestCounter>, tempdir::Dir)> {
+    let dir = tempdir::Dir::new();
+    let embedded = EmbeddedStore::open(dir.path()).unwrap();
+    let (dynamodb, counter) = fresh_store().await;
+    vec![
+        (Box::new(embedded), None, dir),
+        (Box::new(dynamodb), Some(counter), tempdir::Dir::new()),
+    ]
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(shardline_tests::unique_name("concurrency"));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn run(
+    records: &[EventRecord],
+    handler: &Probe,
+    store: &dyn StateStore,
+    config: &EngineConfig,
+    deadline: Deadline,
+) -> shardline::BatchOutcome {
+    let json = event(&stream_arn("orders"), SHARD, records);
+    process_event(
+        decode_event(&json).unwrap(),
+        handler,
+        store,
+        config,
+        deadline,
+    )
+    .await
+    .unwrap()
+}
+
+fn failures(outcome: &shardline::BatchOutcome) -> Vec<String> {
+    outcome
+        .response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+fn seq(i: u64) -> String {
+    shardline::sample::sequence_number(i)
+}
+
+fn position(i: u64) -> Position {
+    Position::new(seq(i).parse().unwrap(), 0)
+}
+
+/// Per key, the steps must be start(a) end(a) start(b) end(b)... with a < b:
+/// a key's next record starts only after the previous one ended, in order.
+fn assert_in_order_per_key(steps: &[Step], key_of: impl Fn(u64) -> u64) {
+    let mut per_key: BTreeMap<u64, Vec<Step>> = BTreeMap::new();
+    for step in steps {
+        let (Step::Start(n) | Step::End(n)) = *step;
+        per_key.entry(key_of(n)).or_default().push(*step);
+    }
+    for (k, steps) in per_key {
+        let mut last: Option<u64> = None;
+        for pair in steps.chunks(2) {
+            let [Step::Start(a), Step::End(b)] = pair else {
+                panic!("key {k}: a call overlapped or did not end: {steps:?}");
+            };
+            assert_eq!(a, b, "key {k}: {steps:?}");
+            assert!(
+                last.is_none_or(|l| l < *a),
+                "key {k} out of order: {steps:?}"
+            );
+            last = Some(*a);
+        }
+    }
+}
+
+#[tokio::test]
+async fn records_of_a_key_run_in_order_while_keys_overlap() {
+    for (store, counter, _dir) in stores().await {
+        let records = made_up(
+            0,
+            2_000,
+            |i| format!("k-{}", i % 50),
+            |i| i.to_string().into(),
+        );
+        let probe = Probe::new(jitter);
+        let config = config("order", 16);
+        let out = run(&records, &probe, &*store, &config, Deadline::none()).await;
+        assert!(out.response.is_success(), "{:?}", out.report);
+        assert_in_order_per_key(&probe.steps.lock().unwrap(), |n| n % 50);
+        let mut done = probe.done();
+        done.sort_unstable();
+        assert_eq!(done, (0..2_000).collect::<Vec<_>>(), "every record once");
+        assert_eq!(probe.most.load(Ordering::SeqCst), 16, "16 calls at once");
+        if let Some(counter) = counter {
+            let sent = counter.snapshot();
+            assert_eq!(counter.total(), 2, "GetItem and UpdateItem: {sent:?}");
+        }
+        let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+        assert_eq!(progress.checkpoint, Some(position(1_999)));
+        assert!(progress.done.is_empty() && progress.heads.is_empty());
+        assert_eq!(progress.version, 1, "one commit");
+    }
+}
+
+fn key_for(config: &EngineConfig) -> ConsumerShard {
+    ConsumerShard {
+        consumer: config.consumer.clone(),
+        ..key()
+    }
+}
+
+#[tokio::test]
+async fn one_key_failing_stops_only_that_key_and_the_retry_runs_only_it() {
+    for (store, counter, _dir) in stores().await {
+        // 1,000 records over 100 keys; key 42 fails at its third record (242).
+        let records = made_up(
+            0,
+            1_000,
+            |i| format!("k-{}", i % 100),
+            |i| i.to_string().into(),
+        );
+        let probe = Probe::new(jitter).failing(|text| text == "242");
+        let config = config("one-key", 32);
+        let out = run(&records, &probe, &*store, &config, Deadline::none()).await;
+        assert_eq!(failures(&out), [seq(242)], "the lowest failure is reported");
+        let key_42_after: Vec<u64> = (242..1_000).step_by(100).collect();
+        let mut done = probe.done();
+        done.sort_unstable();
+        let expected: Vec<u64> = (0..1_000).filter(|i| !key_42_after.contains(i)).collect();
+        assert_eq!(done, expected, "the 99 other keys finished");
+        assert!(
+            !probe.started().contains(&342),
+            "key 42 stopped at its failure"
+        );
+        if let Some(counter) = &counter {
+            let sent = counter.take();
+            assert_eq!(sent.values().sum::<u64>(), 2, "a failing batch: {sent:?}");
+        }
+        let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+        assert_eq!(progress.checkpoint, Some(position(241)));
+        assert_eq!(
+            progress.done.ranges().len(),
+            key_42_after.len(),
+            "{:?}",
+            progress.done
+        );
+        assert!(progress.done.contains(&position(243)) && !progress.done.contains(&position(342)));
+        assert_eq!(
+            progress
+                .heads
+                .iter()
+                .map(|h| (h.position.clone(), h.attempts))
+                .collect::<Vec<_>>(),
+            [(position(242), 1)]
+        );
+        if let Some(counter) = &counter {
+            counter.reset();
+        }
+
+        // Lambda's retry starts at the reported record; only key 42's records run.
+        probe.reset();
+        let retry = made_up(
+            242,
+            758,
+            |i| format!("k-{}", i % 100),
+            |i| i.to_string().into(),
+        );
+        let ok = Probe::new(jitter);
+        let out = run(&retry, &ok, &*store, &config, Deadline::none()).await;
+        assert!(out.response.is_success(), "{:?}", out.report);
+        assert_eq!(ok.done(), key_42_after, "only what was not done, in order");
+        if let Some(counter) = &counter {
+            assert_eq!(
+                counter.take().values().sum::<u64>(),
+                2,
+                "the retry: 2 requests"
+            );
+        }
+        let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+        assert_eq!(progress.checkpoint, Some(position(999)));
+        assert!(
+            progress.done.is_empty() && progress.heads.is_empty(),
+            "{progress:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_that_keeps_failing_is_quarantined_while_a_second_keeps_its_own_count() {
+    let dir = tempdir::Dir::new();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let mut config = config("two-heads", 8);
+    config.max_attempts = 3;
+    let records = made_up(0, 40, |i| format!("k-{}", i % 10), |i| i.to_string().into());
+    let probe = Probe::new(|_| Duration::ZERO).failing(|t| t == "13" || t == "27");
+    let mut from = 0;
+    for attempt in 1..=3u32 {
+        let out = run(&records[from..], &probe, &store, &config, Deadline::none()).await;
+        let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+        if attempt < 3 {
+            assert_eq!(failures(&out), [seq(13)]);
+            let heads: Vec<(Position, u32)> = progress
+                .heads
+                .iter()
+                .map(|h| (h.position.clone(), h.attempts))
+                .collect();
+            assert_eq!(heads, [(position(13), attempt), (position(27), attempt)]);
+            from = 13;
+        } else {
+            assert!(out.response.is_success(), "{:?}", out.report);
+            assert_eq!(out.report.quarantined_exhausted, 2, "{:?}", out.report);
+            assert_eq!(progress.checkpoint, Some(position(39)));
+        }
+    }
+    let quarantined = store.quarantined(&config.consumer).await.unwrap();
+    let numbers: Vec<&str> = quarantined
+        .iter()
+        .map(|q| &q.data[..])
+        .map(|d| std::str::from_utf8(d).unwrap())
+        .collect();
+    assert_eq!(numbers, ["13", "27"]);
+}
+
+#[tokio::test]
+async fn a_kpl_aggregate_keeps_its_user_records_in_order_in_its_lane() {
+    let dir = tempdir::Dir::new();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    // 20 aggregates with 5 outer keys; each holds 4 user records of 4 user keys.
+    let aggregates: Vec<EventRecord> = (0..20u64)
+        .map(|a| {
+            let users: Vec<UserRecord> = (0..4u64)
+                .map(|u| UserRecord {
+                    partition_key: format!("user-{u}"),
+                    explicit_hash_key: None,
+                    data: Bytes::from(format!("{a}.{u}")),
+                })
+                .collect();
+            EventRecord {
+                sequence_number: seq(a),
+                partition_key: format!("outer-{}", a % 5),
+                data: aggregate(&users),
+            }
+        })
+        .collect();
+    let probe = Probe::new(jitter).failing(|t| t == "7.1");
+    let config = config("kpl", 8);
+    let out = run(&aggregates, &probe, &store, &config, Deadline::none()).await;
+    assert_eq!(
+        failures(&out),
+        [seq(7)],
+        "Lambda retries from the aggregate"
+    );
+    assert_in_order_per_key(&probe.steps.lock().unwrap(), |n| (n / 100) % 5);
+    let started = probe.started();
+    for later in [702, 703, 1200, 1700] {
+        assert!(
+            !started.contains(&later),
+            "{later} is after the failure in its lane"
+        );
+    }
+    // 7.1 failed; 7.2, 7.3 and aggregates 12 and 17 wait behind it.
+    assert_eq!(probe.done().len(), 80 - 1 - 2 - 8, "{:?}", probe.done());
+    // The retry redelivers aggregates 7 to 19; user record 7.0 and the other
+    // lanes' aggregates are skipped.
+    let ok = Probe::new(jitter);
+    let out = run(&aggregates[7..], &ok, &store, &config, Deadline::none()).await;
+    assert!(out.response.is_success(), "{:?}", out.report);
+    let mut expected = vec![701, 702, 703];
+    expected.extend([1200, 1201, 1202, 1203, 1700, 1701, 1702, 1703]);
+    assert_eq!(ok.done(), expected);
+}
+
+#[tokio::test]
+async fn the_cut_off_starts_nothing_new_and_lets_calls_in_flight_finish() {
+    for (store, _counter, _dir) in stores().await {
+        // 40 keys; calls take 100 or 200 ms, 4 at a time, in a 1.05 s budget.
+        let records = made_up(0, 40, |i| format!("k-{i}"), |i| i.to_string().into());
+        let probe = Probe::new(|n| Duration::from_millis(100 + 100 * (n % 2)));
+        let mut config = config("cut-off", 4);
+        config.time_reserve = Duration::from_millis(300);
+        let started_at = Instant::now();
+        let deadline = Deadline::after(Duration::from_millis(1_350));
+        let out = run(&records, &probe, &*store, &config, deadline).await;
+        assert!(
+            started_at.elapsed() < Duration::from_millis(1_350),
+            "returned in time"
+        );
+        assert_eq!(out.report.cut_off, 1, "{:?}", out.report);
+        assert_eq!(
+            out.report.failed, 0,
+            "no call in flight was cut short: {:?}",
+            out.report
+        );
+        let done = probe.done();
+        assert_eq!(
+            probe.started().len(),
+            done.len(),
+            "every call started finished"
+        );
+        assert!(done.len() >= 8 && done.len() < 40, "{done:?}");
+        let first_left = (0..40).find(|i| !done.contains(i)).unwrap();
+        assert_eq!(failures(&out), [seq(first_left)]);
+        // The retry from the first record left runs each remaining record once.
+        let ok = Probe::new(|_| Duration::ZERO);
+        let rest = made_up(
+            first_left,
+            40 - first_left,
+            |i| format!("k-{i}"),
+            |i| i.to_string().into(),
+        );
+        let out = run(&rest, &ok, &*store, &config, Deadline::none()).await;
+        assert!(out.response.is_success());
+        let mut all: Vec<u64> = done.iter().chain(ok.done().iter()).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..40).collect::<Vec<_>>(), "each record exactly once");
+    }
+}
+
+#[tokio::test]
+async fn a_crash_before_the_commit_runs_the_batch_again_at_least_once() {
+    for (store, _counter, _dir) in stores().await {
+        let records = made_up(
+            0,
+            200,
+            |i| format!("k-{}", i % 20),
+            |i| i.to_string().into(),
+        );
+        // Key 7's second record never ends: the invocation dies with the
+        // other keys' records done and nothing committed.
+        let stuck = Probe::new(|n| {
+            if n == 27 {
+                Duration::from_secs(3600)
+            } else {
+                jitter(n)
+            }
+        });
+        let config = config("crash", 16);
+        let json = event(&stream_arn("orders"), SHARD, &records);
+        let crashed = tokio::time::timeout(
+            Duration::from_millis(500),
+            process_event(
+                decode_event(&json).unwrap(),
+                &stuck,
+                &*store,
+                &config,
+                Deadline::none(),
+            ),
+        )
+        .await;
+        assert!(crashed.is_err(), "the invocation was cut off");
+        let before = stuck.done();
+        assert!(
+            before.len() > 100,
+            "other keys finished first: {}",
+            before.len()
+        );
+        let state = store.load_shard(&key_for(&config)).await.unwrap();
+        assert_eq!(state.progress.version, 0, "nothing was committed");
+        // Lambda retries the whole batch: every record runs again, the ones
+        // done before the crash included (at-least-once), each key in order.
+        let again = Probe::new(jitter);
+        let out = run(&records, &again, &*store, &config, Deadline::none()).await;
+        assert!(out.response.is_success());
+        assert_in_order_per_key(&again.steps.lock().unwrap(), |n| n % 20);
+        let mut redone = again.done();
+        redone.sort_unstable();
+        assert_eq!(redone, (0..200).collect::<Vec<_>>());
+    }
+}
