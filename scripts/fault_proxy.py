@@ -18,6 +18,7 @@ For PutRecords (JSON protocol) it:
   - refuses a whole request with a ValidationException when one of its
     partition keys is longer than --max-partition-key characters, as Kinesis
     does (kinesis-mock does not check);
+  - holds each DynamoDB request --dynamodb-delay-ms (a network's latency);
   - holds each request --delay-ms, plus a random 0..--jitter-ms, before
     forwarding it (a slow destination; concurrent requests overtake each other).
 In front of DynamoDB (moto) it fails --dynamodb-failure-rate of the requests
@@ -145,6 +146,8 @@ class Proxy(BaseHTTPRequestHandler):
                 else:
                     self.reply(500, {"__type": "com.amazon.coral.service#InternalServerError", "message": "injected failure"}, "application/x-amz-json-1.0")
                 return
+            if self.config.dynamodb_delay_ms:
+                time.sleep(self.config.dynamodb_delay_ms / 1000.0)
         if not target.endswith(".PutRecords"):
             self.relay(*self.forward(body))
             return
@@ -208,6 +211,7 @@ def main():
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--max-partition-key", type=int, default=0)
     parser.add_argument("--dynamodb-failure-rate", type=float, default=0.0)
+    parser.add_argument("--dynamodb-delay-ms", type=float, default=0.0)
     parser.add_argument("--dynamodb-fail-first", action="append", default=[])
     config = parser.parse_args()
     for spec in config.dynamodb_fail_first:
@@ -215,6 +219,9 @@ def main():
         FAIL_FIRST[operation] = int(count)
     Proxy.config = config
     Proxy.rng = random.Random(config.seed)
+    # socketserver's default backlog is 5: a client opening hundreds of
+    # connections at once (a function at concurrency 1000) gets resets.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
     server.daemon_threads = True
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)

@@ -17,7 +17,8 @@ use crate::time::Deadline;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// A passing fault (a timeout, a throttle, an earlier record not there yet):
-    /// processing of the shard stops here and Lambda retries from this record.
+    /// processing of the shard (of the key, with in-batch concurrency or per-key
+    /// progress) stops here and Lambda retries from this record.
     /// After `SHARDLINE_MAX_ATTEMPTS` attempts the record is quarantined.
     Retryable,
     /// The record itself is bad and retrying cannot help: it is quarantined with
@@ -129,7 +130,10 @@ impl fmt::Debug for HandlerError {
 ///
 /// or wrap a closure with [`handler_fn`].
 pub trait Handler: Send + Sync + 'static {
-    /// Processes one record. Records of a shard arrive one at a time, in order.
+    /// Processes one record. Records of one partition key arrive one at a
+    /// time, in order; with [`crate::App::concurrency`] above 1, records of
+    /// different keys arrive at once (on one task), else a shard's records
+    /// arrive one at a time.
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Called once per shard before its records (after the parent-shard guard):

@@ -1,8 +1,9 @@
 //! Skip rules: records acknowledged without calling the handler.
 //!
 //! Three rules, checked in this order for each record:
-//! 1. [`SkipRule::Checkpointed`]: at or below the shard's checkpoint (a Lambda
-//!    retry re-delivers what an earlier attempt already did).
+//! 1. [`SkipRule::Checkpointed`]: at or below the shard's checkpoint, or done
+//!    past it by another key (a Lambda retry re-delivers what an earlier
+//!    attempt already did).
 //! 2. [`SkipRule::Stale`]: older than the configured maximum age (a consumer that
 //!    only cares about the present, seed 004's active-users tracker).
 //! 3. [`SkipRule::Duplicate`]: its dedup key was claimed by another record within
@@ -19,7 +20,7 @@ use crate::record::Record;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SkipRule {
-    /// At or below the checkpoint: already done.
+    /// At or below the checkpoint, or done past it: already done.
     Checkpointed,
     /// Older than the maximum record age.
     Stale,

@@ -28,6 +28,8 @@ pub struct Faults {
     pub dynamodb_failure_rate: f64,
     /// Fail the first N requests of a DynamoDB operation (such as `UpdateItem`).
     pub dynamodb_fail_first: Vec<(String, u32)>,
+    /// Milliseconds each DynamoDB request is held before it is forwarded.
+    pub dynamodb_delay_ms: u64,
     /// The seed of the random draws.
     pub seed: u64,
 }
@@ -60,7 +62,9 @@ impl FaultProxy {
             .arg("--max-partition-key")
             .arg(faults.max_partition_key.to_string())
             .arg("--dynamodb-failure-rate")
-            .arg(faults.dynamodb_failure_rate.to_string());
+            .arg(faults.dynamodb_failure_rate.to_string())
+            .arg("--dynamodb-delay-ms")
+            .arg(faults.dynamodb_delay_ms.to_string());
         command.arg("--seed").arg(faults.seed.to_string());
         for (operation, count) in &faults.dynamodb_fail_first {
             command

@@ -26,6 +26,7 @@ pub mod dynamodb;
 pub mod fault_proxy;
 pub mod kinesis;
 pub mod lambda;
+pub mod overlap;
 pub mod recorder;
 pub mod source;
 pub mod workload;

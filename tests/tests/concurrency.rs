@@ -5,9 +5,7 @@
 //! retry runs only what was not done; the state costs the same requests as a
 //! batch without failures.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,107 +17,10 @@ use shardline::{
 };
 use shardline_tests::RequestCounter;
 use shardline_tests::lambda::{EventRecord, event, made_up, stream_arn};
+use shardline_tests::overlap::{Probe, assert_in_order_per_key, jitter};
 use shardline_tests::recorder::fresh_store;
 
 const SHARD: &str = "shardId-000000000000";
-
-/// Start and end of each handler call, in the order they happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Start(u64),
-    End(u64),
-}
-
-/// A handler that logs each call's start and end, sleeps a delay chosen per
-/// record, counts how many calls overlap, and fails the records `fails` names.
-struct Probe {
-    steps: Mutex<Vec<Step>>,
-    failed: Mutex<Vec<u64>>,
-    in_flight: AtomicUsize,
-    most: AtomicUsize,
-    delay: Box<dyn Fn(u64) -> Duration + Send + Sync>,
-    fails: Box<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-impl Probe {
-    fn new(delay: impl Fn(u64) -> Duration + Send + Sync + 'static) -> Self {
-        Probe {
-            steps: Mutex::new(Vec::new()),
-            failed: Mutex::new(Vec::new()),
-            in_flight: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
-            delay: Box::new(delay),
-            fails: Box::new(|_| false),
-        }
-    }
-
-    fn failing(mut self, fails: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
-        self.fails = Box::new(fails);
-        self
-    }
-
-    /// The records whose calls ended without failing, in the order they ended.
-    fn done(&self) -> Vec<u64> {
-        let failed = self.failed.lock().unwrap();
-        let steps = self.steps.lock().unwrap();
-        steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::End(i) if !failed.contains(i) => Some(*i),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn started(&self) -> Vec<u64> {
-        let steps = self.steps.lock().unwrap();
-        steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Start(i) => Some(*i),
-                Step::End(_) => None,
-            })
-            .collect()
-    }
-
-    fn reset(&self) {
-        self.steps.lock().unwrap().clear();
-        self.failed.lock().unwrap().clear();
-        self.most.store(0, Ordering::SeqCst);
-    }
-}
-
-/// The record's number: its payload is the number as text, or `a.u` for user
-/// record `u` of aggregate `a` (numbered `a * 100 + u`).
-fn number(record: &Record) -> u64 {
-    let text = record.text().unwrap_or_default();
-    match text.split_once('.') {
-        Some((a, u)) => a.parse::<u64>().unwrap() * 100 + u.parse::<u64>().unwrap(),
-        None => text.parse().unwrap(),
-    }
-}
-
-impl Handler for Probe {
-    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
-        let n = number(record);
-        self.steps.lock().unwrap().push(Step::Start(n));
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep((self.delay)(n)).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.steps.lock().unwrap().push(Step::End(n));
-        if (self.fails)(record.text().unwrap_or_default()) {
-            self.failed.lock().unwrap().push(n);
-            return Err(HandlerError::retryable(format!("record {n}: not yet")));
-        }
-        Ok(())
-    }
-}
-
-/// A delay of 0 to 4 ms that looks random but is fixed per record.
-fn jitter(n: u64) -> Duration {
-    Duration::from_micros(n.wrapping_mul(2_654_435_761) % 4_000)
-}
 
 fn config(name: &str, concurrency: usize) -> EngineConfig {
     let mut config = EngineConfig::new(name);
@@ -206,30 +107,6 @@ fn seq(i: u64) -> String {
 
 fn position(i: u64) -> Position {
     Position::new(seq(i).parse().unwrap(), 0)
-}
-
-/// Per key, the steps must be start(a) end(a) start(b) end(b)... with a < b:
-/// a key's next record starts only after the previous one ended, in order.
-fn assert_in_order_per_key(steps: &[Step], key_of: impl Fn(u64) -> u64) {
-    let mut per_key: BTreeMap<u64, Vec<Step>> = BTreeMap::new();
-    for step in steps {
-        let (Step::Start(n) | Step::End(n)) = *step;
-        per_key.entry(key_of(n)).or_default().push(*step);
-    }
-    for (k, steps) in per_key {
-        let mut last: Option<u64> = None;
-        for pair in steps.chunks(2) {
-            let [Step::Start(a), Step::End(b)] = pair else {
-                panic!("key {k}: a call overlapped or did not end: {steps:?}");
-            };
-            assert_eq!(a, b, "key {k}: {steps:?}");
-            assert!(
-                last.is_none_or(|l| l < *a),
-                "key {k} out of order: {steps:?}"
-            );
-            last = Some(*a);
-        }
-    }
 }
 
 #[tokio::test]
@@ -346,38 +223,113 @@ async fn one_key_failing_stops_only_that_key_and_the_retry_runs_only_it() {
 
 #[tokio::test]
 async fn a_key_that_keeps_failing_is_quarantined_while_a_second_keeps_its_own_count() {
+    for (store, _counter, _dir) in stores().await {
+        let mut config = config("two-heads", 8);
+        config.max_attempts = 3;
+        let records = made_up(0, 40, |i| format!("k-{}", i % 10), |i| i.to_string().into());
+        let probe = Probe::new(|_| Duration::ZERO).failing(|t| t == "13" || t == "27");
+        let mut from = 0;
+        for attempt in 1..=3u32 {
+            let out = run(&records[from..], &probe, &*store, &config, Deadline::none()).await;
+            let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+            if attempt < 3 {
+                assert_eq!(failures(&out), [seq(13)]);
+                assert_eq!(
+                    heads(&progress),
+                    [(position(13), attempt), (position(27), attempt)]
+                );
+                from = 13;
+            } else {
+                assert!(out.response.is_success(), "{:?}", out.report);
+                assert_eq!(out.report.quarantined_exhausted, 2, "{:?}", out.report);
+                assert_eq!(progress.checkpoint, Some(position(39)));
+            }
+        }
+        let quarantined = store.quarantined(&config.consumer).await.unwrap();
+        let numbers: Vec<&str> = quarantined
+            .iter()
+            .map(|q| std::str::from_utf8(&q.data[..]).unwrap())
+            .collect();
+        assert_eq!(numbers, ["13", "27"]);
+    }
+}
+
+fn heads(progress: &shardline::state::Progress) -> Vec<(Position, u32)> {
+    progress
+        .heads
+        .iter()
+        .map(|h| (h.position.clone(), h.attempts))
+        .collect()
+}
+
+#[tokio::test]
+async fn calls_cut_off_together_charge_one_attempt_to_the_longest() {
     let dir = tempdir::Dir::new();
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    let mut config = config("two-heads", 8);
-    config.max_attempts = 3;
-    let records = made_up(0, 40, |i| format!("k-{}", i % 10), |i| i.to_string().into());
-    let probe = Probe::new(|_| Duration::ZERO).failing(|t| t == "13" || t == "27");
-    let mut from = 0;
-    for attempt in 1..=3u32 {
-        let out = run(&records[from..], &probe, &store, &config, Deadline::none()).await;
-        let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
-        if attempt < 3 {
-            assert_eq!(failures(&out), [seq(13)]);
-            let heads: Vec<(Position, u32)> = progress
-                .heads
-                .iter()
-                .map(|h| (h.position.clone(), h.attempts))
-                .collect();
-            assert_eq!(heads, [(position(13), attempt), (position(27), attempt)]);
-            from = 13;
-        } else {
-            assert!(out.response.is_success(), "{:?}", out.report);
-            assert_eq!(out.report.quarantined_exhausted, 2, "{:?}", out.report);
-            assert_eq!(progress.checkpoint, Some(position(39)));
+    // Records 5 and 30 hang; the rest take 20 ms. 4 at once, a 600 ms budget.
+    let records = made_up(0, 40, |i| format!("k-{i}"), |i| i.to_string().into());
+    let hangs = |n: u64| n == 5 || n == 30;
+    let probe = Probe::new(move |n| Duration::from_millis(if hangs(n) { 60_000 } else { 20 }));
+    let mut config = config("overrun", 4);
+    config.time_reserve = Duration::from_millis(300);
+    let out = run(
+        &records,
+        &probe,
+        &store,
+        &config,
+        Deadline::after(Duration::from_millis(900)),
+    )
+    .await;
+    assert_eq!(failures(&out), [seq(5)]);
+    assert_eq!(out.report.failed, 1, "{:?}", out.report);
+    let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+    assert_eq!(
+        heads(&progress),
+        [(position(5), 1)],
+        "only the longest call is charged"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_flush_failing_charges_one_attempt_per_shard() {
+    struct FlushFails;
+    impl Handler for FlushFails {
+        async fn handle(&self, _record: &Record) -> Result<(), HandlerError> {
+            Ok(())
+        }
+        async fn flush(&self, _batch: &shardline::Batch<'_>) -> Result<(), shardline::FlushError> {
+            Err(HandlerError::retryable("the sink is down").into())
         }
     }
-    let quarantined = store.quarantined(&config.consumer).await.unwrap();
-    let numbers: Vec<&str> = quarantined
-        .iter()
-        .map(|q| &q.data[..])
-        .map(|d| std::str::from_utf8(d).unwrap())
-        .collect();
-    assert_eq!(numbers, ["13", "27"]);
+    let dir = tempdir::Dir::new();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let records = made_up(
+        0,
+        100,
+        |i| format!("k-{}", i % 10),
+        |i| i.to_string().into(),
+    );
+    let config = config("flush", 8);
+    let json = event(&stream_arn("orders"), SHARD, &records);
+    for attempt in 1..=2u32 {
+        let out = process_event(
+            decode_event(&json).unwrap(),
+            &FlushFails,
+            &store,
+            &config,
+            Deadline::none(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(failures(&out), [seq(0)]);
+        let progress = store.load_shard(&key_for(&config)).await.unwrap().progress;
+        assert_eq!(
+            heads(&progress),
+            [(position(0), attempt)],
+            "one attempt, not one per key"
+        );
+        assert!(progress.checkpoint.is_none() && progress.done.is_empty());
+    }
 }
 
 #[tokio::test]

@@ -103,6 +103,9 @@ async fn main() -> Result<(), shardline::Error> {
         })
     })
     .table(LEDGER_TABLE)
+    // Accounts are partition keys: each account's transactions stay in
+    // order while accounts overlap (SHARDLINE_CONCURRENCY overrides it).
+    .concurrency(32)
     .command(
         "balances",
         "print every account's balance as one JSON object",

@@ -5,11 +5,12 @@
 //! 1. **open**: its state is read and the parent-shard guard ([`crate::guard`]),
 //!    if on, holds a child shard back until its parents are finished; the dedup
 //!    keys of the records that may run are claimed in one call;
-//! 2. **run**: records go in order through the skip rules ([`crate::skip`]:
+//! 2. **run**: records go, up to [`EngineConfig::concurrency`] at once across
+//!    partition keys and in order within one (`lanes.rs`), through the skip rules ([`crate::skip`]:
 //!    checkpointed, stale, duplicate); an undecodable record goes to the
 //!    quarantine; a record is not started when the invocation is short of time;
 //!    the handler then succeeds, fails for good (quarantined, and on), or fails
-//!    for now (its unit stops there, unless it has now failed `max_attempts`
+//!    for now (its lane stops there, unless it has now failed `max_attempts`
 //!    times, when it is quarantined instead). A handler that panics, or runs
 //!    into the time kept back for the commit, fails for now;
 //! 3. **flush**: the handler's [`Handler::flush`] writes what it buffered; a

@@ -1,5 +1,6 @@
 //! One shard's batch, phase by phase: open, run, flush, fold, commit.
 
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,9 +44,14 @@ pub(super) enum Outcome {
     Handled,
     /// Handled, but not written by a flush that failed: left for the retry.
     Pending,
-    /// Failed for now (attempt `attempts`): its unit stops here.
+    /// Failed for now (attempt `attempts`): its lane stops here.
     Failed {
         attempts: u32,
+    },
+    /// Still running when the invocation ran into its reserve; settled once
+    /// every call has ended (see [`ShardRun::settle_overruns`]).
+    Overran {
+        started: Instant,
     },
     /// Not run: its unit stopped earlier, or the invocation is short of time.
     NotStarted {
@@ -182,7 +188,7 @@ impl<H: Handler> ShardRun<'_, H> {
                 break;
             };
             let go_on = match &outcome {
-                Outcome::Failed { .. } => false,
+                Outcome::Failed { .. } | Outcome::Overran { .. } => false,
                 Outcome::NotStarted { cut_off: true } => {
                     let record = items[index].record();
                     tracing::warn!(
@@ -198,10 +204,44 @@ impl<H: Handler> ShardRun<'_, H> {
             lanes.finished(index, go_on);
             outcomes[index] = Some(outcome);
         }
-        outcomes
+        let mut outcomes: Vec<Outcome> = outcomes
             .into_iter()
             .map(|o| o.unwrap_or(Outcome::NotStarted { cut_off: false }))
-            .collect()
+            .collect();
+        self.settle_overruns(items, &mut outcomes, units);
+        outcomes
+    }
+
+    /// Calls cut off by the reserve: per unit, the one that ran longest counts
+    /// an attempt (the call that hangs, if one does: at concurrency 1 it is the
+    /// only one); the others are left for the retry without one, so a slow
+    /// spell does not charge every key at once.
+    fn settle_overruns(&self, items: &[Item], outcomes: &mut [Outcome], units: &Units) {
+        let mut longest: HashMap<&str, (Instant, usize)> = HashMap::new();
+        for (index, outcome) in outcomes.iter().enumerate() {
+            if let Outcome::Overran { started } = outcome {
+                let unit = units.key_of(items[index].record());
+                let entry = longest.entry(unit).or_insert((*started, index));
+                if *started < entry.0 {
+                    *entry = (*started, index);
+                }
+            }
+        }
+        let charged: HashSet<usize> = longest.values().map(|(_, index)| *index).collect();
+        for (index, outcome) in outcomes.iter_mut().enumerate() {
+            if !matches!(outcome, Outcome::Overran { .. }) {
+                continue;
+            }
+            *outcome = if charged.contains(&index) {
+                let error = HandlerError::retryable(format!(
+                    "the handler did not finish within the invocation's time ({} ms kept back for the commit)",
+                    self.config.time_reserve.as_millis()
+                ));
+                self.failed(items[index].record(), units, &error)
+            } else {
+                Outcome::Pending
+            };
+        }
     }
 
     /// The lane of `record`: the whole shard when records run one at a time
@@ -247,7 +287,9 @@ impl<H: Handler> ShardRun<'_, H> {
             return Outcome::NotStarted { cut_off: true };
         }
         let started = Instant::now();
-        let result = self.call_handler(record, budget).await;
+        let Some(result) = self.call_handler(record, budget).await else {
+            return Outcome::Overran { started };
+        };
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         slowest.fetch_max(took, Ordering::Relaxed);
         match result {
@@ -256,24 +298,20 @@ impl<H: Handler> ShardRun<'_, H> {
         }
     }
 
-    /// The handler on one record, its panic and its overrun turned into
-    /// retryable failures (counted as attempts, so such a record ends in the
-    /// quarantine instead of failing the invocation forever).
-    async fn call_handler(&self, record: &Record, budget: Deadline) -> Result<(), HandlerError> {
+    /// The handler on one record, its panic turned into a retryable failure
+    /// (counted as an attempt, so such a record ends in the quarantine instead
+    /// of failing the invocation forever); `None` when it ran into the reserve.
+    async fn call_handler(
+        &self,
+        record: &Record,
+        budget: Deadline,
+    ) -> Option<Result<(), HandlerError>> {
         let call = AssertUnwindSafe(self.handler.handle(record)).catch_unwind();
         let result = match budget.remaining() {
-            Some(left) => match tokio::time::timeout(left, call).await {
-                Ok(result) => result,
-                Err(_) => {
-                    return Err(HandlerError::retryable(format!(
-                        "the handler did not finish within the invocation's time ({} ms kept back for the commit)",
-                        self.config.time_reserve.as_millis()
-                    )));
-                }
-            },
+            Some(left) => tokio::time::timeout(left, call).await.ok()?,
             None => call.await,
         };
-        result.unwrap_or_else(|panic| {
+        Some(result.unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -282,7 +320,7 @@ impl<H: Handler> ShardRun<'_, H> {
             Err(HandlerError::retryable(format!(
                 "the handler panicked: {message}"
             )))
-        })
+        }))
     }
 
     /// A failed record: quarantined if permanent or out of attempts, else failed for now.

@@ -10,7 +10,7 @@ use super::claims::Claims;
 use super::run::{Outcome, ShardRun};
 use super::units::Units;
 use crate::decode::Item;
-use crate::handler::{FlushError, Handler, HandlerError};
+use crate::handler::{FailureKind, FlushError, Handler, HandlerError};
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, Record};
 use crate::report::BatchReport;
@@ -55,6 +55,7 @@ impl<H: Handler> ShardRun<'_, H> {
             FlushError::Batch(error) => (HashMap::new(), Some(error)),
         };
         let mut stopped: HashSet<&str> = HashSet::new();
+        let mut charged: HashSet<&str> = HashSet::new();
         for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
             let record = item.record();
             let lane = self.lane_of(record);
@@ -68,11 +69,22 @@ impl<H: Handler> ShardRun<'_, H> {
             if !matches!(outcome, Outcome::Handled) {
                 continue;
             }
-            let Some(error) = named
-                .remove(&record.position)
-                .or_else(|| whole.as_ref().map(HandlerError::again))
-            else {
-                continue;
+            let error = match (named.remove(&record.position), &whole) {
+                (Some(error), _) => error,
+                // A whole flush failed: it says nothing of one record, so one
+                // attempt per unit (the shard, or a key), as at concurrency 1.
+                (None, Some(error))
+                    if error.kind() == FailureKind::Permanent
+                        || charged.insert(units.key_of(record)) =>
+                {
+                    error.again()
+                }
+                (None, Some(_)) => {
+                    *outcome = Outcome::Pending;
+                    stopped.insert(lane);
+                    continue;
+                }
+                (None, None) => continue,
             };
             *outcome = self.failed(record, units, &error);
             if matches!(outcome, Outcome::Failed { .. }) {
@@ -129,7 +141,7 @@ impl<H: Handler> ShardRun<'_, H> {
                     unit.fail(&record.position, *attempts);
                     earliest(&mut retry_from, &record.position);
                 }
-                Outcome::Pending | Outcome::NotStarted { .. } => {
+                Outcome::Pending | Outcome::Overran { .. } | Outcome::NotStarted { .. } => {
                     if let Outcome::NotStarted { cut_off: true } = outcome {
                         report.cut_off = 1;
                     }

@@ -3,9 +3,10 @@
 //!
 //! A unit is what keeps order: the shard itself ([`ProgressMode::Shard`]) or one
 //! partition key of it ([`ProgressMode::PartitionKey`]; for KPL user records the
-//! aggregate's key, which is what Lambda routes by). A unit's records are done
-//! in order: its checkpoint only moves over done records, and the first record
-//! that is not done stops it for this batch.
+//! aggregate's key, which is what Lambda routes by). A unit's checkpoint only
+//! moves over done records; past the first record that is not done (another
+//! key of the shard may have gone on, with in-batch concurrency), done records
+//! are kept as ranges, and each failing record keeps its attempts.
 
 use std::collections::{HashMap, HashSet};
 

@@ -123,6 +123,19 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Drops failing records and done ranges at or below the checkpoint (a
+    /// version of Shardline that did not know them may have moved the
+    /// checkpoint past them); the stores call it on every read.
+    pub fn tidied(mut self) -> Self {
+        if let Some(checkpoint) = &self.checkpoint {
+            self.heads.retain(|h| h.position > *checkpoint);
+            if !self.done.is_empty() {
+                self.done = self.done.after(checkpoint);
+            }
+        }
+        self
+    }
+
     /// The lowest failing record, if any.
     pub fn head(&self) -> Option<&HeadAttempts> {
         self.heads.first()

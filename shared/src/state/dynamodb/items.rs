@@ -57,7 +57,8 @@ pub(super) fn read_progress(item: &Attributes, what: &str) -> Result<Progress, S
         heads,
         delivered,
         version: get_n(item, "version").unwrap_or(0),
-    })
+    }
+    .tidied())
 }
 
 /// An update that writes a [`Progress`], fenced on the version it was read at.

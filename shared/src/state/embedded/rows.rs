@@ -141,7 +141,8 @@ impl ProgressRow {
             heads,
             delivered,
             version: u64::try_from(self.version).unwrap_or(0),
-        })
+        }
+        .tidied())
     }
 }
 
