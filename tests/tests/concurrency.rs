@@ -1,5 +1,7 @@
-//! In-batch concurrency (`EngineConfig::concurrency`) on both state stores:
-//! the embedded store and DynamoDB (moto), with the same assertions. Records of
+//! In-batch concurrency (`EngineConfig::concurrency`), on both state stores
+//! (the embedded store and DynamoDB on moto, with the same assertions) where
+//! state is what is tested, on the embedded store for pure engine rules (the
+//! KPL lane, charging cut-off calls, a whole flush failing). Records of
 //! one key run one after another in order while keys overlap; a retryable
 //! failure stops only its key, the response names the lowest failure, and the
 //! retry runs only what was not done; the state costs the same requests as a
