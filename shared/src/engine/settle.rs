@@ -195,7 +195,14 @@ impl<H: Handler> ShardRun<'_, H> {
         for (name, unit) in units.into_units() {
             let progress = unit.progress(noted);
             if unit.changed(&progress) {
-                if let Some(first) = unit.first_done.clone() {
+                // Where Lambda retries from if this commit loses: the first
+                // record the batch did, or (when the change came only from
+                // records done before) the unit's first record in the batch.
+                let first = unit
+                    .first_done
+                    .clone()
+                    .or_else(|| unit.positions.first().cloned());
+                if let Some(first) = first {
                     first_done.insert(name.clone(), first);
                 }
                 commits.push(KeyCommit {
