@@ -20,7 +20,7 @@ use shardline::state::EmbeddedStore;
 use shardline::{Deadline, EngineConfig, Handler, HandlerError, Record, process_event};
 use shardline_tests::fault_proxy::{FaultProxy, Faults};
 use shardline_tests::lambda::{event, made_up, stream_arn};
-use shardline_tests::{Emulators, unique_name};
+use shardline_tests::{Emulators, TempDir, unique_name};
 
 const RECORDS: u64 = 10_000;
 const KEYS: [u64; 4] = [1, 10, 100, 1_000];
@@ -38,8 +38,8 @@ impl Handler for SimulatedIo {
 }
 
 async fn simulated(keys: u64, concurrency: usize) -> Duration {
-    let dir = std::env::temp_dir().join(unique_name("bench-concurrency"));
-    let store = EmbeddedStore::open(&dir).unwrap();
+    let dir = TempDir::new("bench-concurrency");
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     let records = made_up(
         0,
         RECORDS,
@@ -63,7 +63,6 @@ async fn simulated(keys: u64, concurrency: usize) -> Duration {
     assert!(outcome.response.is_success());
     assert_eq!(outcome.report.processed, RECORDS);
     drop(store);
-    let _ = std::fs::remove_dir_all(dir);
     took
 }
 
@@ -212,12 +211,11 @@ async fn main() {
             ..Faults::default()
         },
     );
-    let dir = std::env::temp_dir().join(unique_name("bench-ledger"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("bench-ledger");
     let ledger = Ledger {
         binary: PathBuf::from(binary),
         endpoint: proxy.endpoint.clone(),
-        dir,
+        dir: dir.path().to_path_buf(),
     };
     let mut rows: Rows = BTreeMap::new();
     for accounts in [10, 100, 1_000] {

@@ -17,10 +17,10 @@ use shardline::state::{ConsumerShard, EmbeddedStore, StateStore};
 use shardline::{
     Deadline, EngineConfig, Handler, HandlerError, Position, Record, ShardRef, process_event,
 };
-use shardline_tests::RequestCounter;
 use shardline_tests::lambda::{EventRecord, event, made_up, stream_arn};
 use shardline_tests::overlap::{Probe, assert_in_order_per_key, jitter};
 use shardline_tests::recorder::fresh_store;
+use shardline_tests::{RequestCounter, TempDir};
 
 const SHARD: &str = "shardId-000000000000";
 
@@ -30,49 +30,19 @@ fn config(name: &str, concurrency: usize) -> EngineConfig {
     config
 }
 
-fn key() -> ConsumerShard {
-    ConsumerShard {
-        consumer: String::new(),
-        shard: ShardRef {
-            stream_arn: stream_arn("orders").into(),
-            shard_id: SHARD.into(),
-        },
-    }
-}
-
 /// Both stores: the embedded one (no counter) and DynamoDB on moto.
-async fn stores() -> Vec<(Box<dyn StateStore>, Option<RequestCounter>, tempdir::Dir)> {
-    let dir = tempdir::Dir::new();
+async fn stores() -> Vec<(Box<dyn StateStore>, Option<RequestCounter>, TempDir)> {
+    let dir = TempDir::new("concurrency");
     let embedded = EmbeddedStore::open(dir.path()).unwrap();
     let (dynamodb, counter) = fresh_store().await;
     vec![
         (Box::new(embedded), None, dir),
-        (Box::new(dynamodb), Some(counter), tempdir::Dir::new()),
+        (
+            Box::new(dynamodb),
+            Some(counter),
+            TempDir::new("concurrency"),
+        ),
     ]
-}
-
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Self {
-            let path = std::env::temp_dir().join(shardline_tests::unique_name("concurrency"));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 async fn run(
@@ -143,7 +113,10 @@ async fn records_of_a_key_run_in_order_while_keys_overlap() {
 fn key_for(config: &EngineConfig) -> ConsumerShard {
     ConsumerShard {
         consumer: config.consumer.clone(),
-        ..key()
+        shard: ShardRef {
+            stream_arn: stream_arn("orders").into(),
+            shard_id: SHARD.into(),
+        },
     }
 }
 
@@ -266,7 +239,7 @@ fn heads(progress: &shardline::state::Progress) -> Vec<(Position, u32)> {
 
 #[tokio::test]
 async fn calls_cut_off_together_charge_one_attempt_to_the_longest() {
-    let dir = tempdir::Dir::new();
+    let dir = TempDir::new("concurrency");
     let store = EmbeddedStore::open(dir.path()).unwrap();
     // Records 5 and 30 hang; the rest take 20 ms. 4 at once, a 600 ms budget.
     let records = made_up(0, 40, |i| format!("k-{i}"), |i| i.to_string().into());
@@ -303,7 +276,7 @@ async fn a_whole_flush_failing_charges_one_attempt_per_shard() {
             Err(HandlerError::retryable("the sink is down").into())
         }
     }
-    let dir = tempdir::Dir::new();
+    let dir = TempDir::new("concurrency");
     let store = EmbeddedStore::open(dir.path()).unwrap();
     let records = made_up(
         0,
@@ -336,7 +309,7 @@ async fn a_whole_flush_failing_charges_one_attempt_per_shard() {
 
 #[tokio::test]
 async fn a_kpl_aggregate_keeps_its_user_records_in_order_in_its_lane() {
-    let dir = tempdir::Dir::new();
+    let dir = TempDir::new("concurrency");
     let store = EmbeddedStore::open(dir.path()).unwrap();
     // 20 aggregates with 5 outer keys; each holds 4 user records of 4 user keys.
     let aggregates: Vec<EventRecord> = (0..20u64)

@@ -83,7 +83,7 @@ impl StateStore for Overtaken {
 
 #[tokio::test]
 async fn a_lost_commit_of_records_done_before_still_asks_for_a_retry() {
-    let dir = std::env::temp_dir().join(shardline_tests::unique_name("race"));
+    let dir = shardline_tests::TempDir::new("race");
     let records = made_up(0, 10, |i| format!("k-{i}"), |i| i.to_string().into());
     let mut config = EngineConfig::new("race");
     config.concurrency = 8;
@@ -106,7 +106,8 @@ async fn a_lost_commit_of_records_done_before_still_asks_for_a_retry() {
             .unwrap()
         }
     };
-    let plain: &'static EmbeddedStore = Box::leak(Box::new(EmbeddedStore::open(&dir).unwrap()));
+    let plain: &'static EmbeddedStore =
+        Box::leak(Box::new(EmbeddedStore::open(dir.path()).unwrap()));
     // Record 2 fails: the state keeps 3 to 9 as done past checkpoint 1.
     let failing: &'static Probe = Box::leak(Box::new(
         Probe::new(|_| Duration::ZERO).failing(|t| t == "2"),
@@ -114,8 +115,9 @@ async fn a_lost_commit_of_records_done_before_still_asks_for_a_retry() {
     let out = run(plain, 0, failing).await;
     assert!(!out.response.is_success());
     // A batch of only those records, whose commit loses to a newer writer.
-    let overtaken: &'static Overtaken =
-        Box::leak(Box::new(Overtaken(EmbeddedStore::open(&dir).unwrap())));
+    let overtaken: &'static Overtaken = Box::leak(Box::new(Overtaken(
+        EmbeddedStore::open(dir.path()).unwrap(),
+    )));
     let ok: &'static Probe = Box::leak(Box::new(Probe::new(|_| Duration::ZERO)));
     let out = run(overtaken, 3, ok).await;
     assert!(ok.done().is_empty(), "every record was done before");
@@ -124,5 +126,4 @@ async fn a_lost_commit_of_records_done_before_still_asks_for_a_retry() {
         !out.response.is_success(),
         "nothing of the batch was written: Lambda must send it again"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -245,51 +245,47 @@ impl<H: Handler> ShardRun<'_, H> {
         mut commits: Vec<KeyCommit>,
         settled: &Settled,
     ) -> Result<Vec<String>, EngineError> {
-        let retry = |what| (what, COMMIT_TRIES, self.deadline, COMMIT_MARGIN);
         let superseded = match mode {
             ProgressMode::Shard => {
                 let Some(commit) = commits.pop() else {
                     return Ok(Vec::new());
                 };
-                let (what, tries, deadline, margin) = retry("commit a checkpoint");
                 let write = || {
                     let progress = &commit.progress;
                     self.store
                         .commit(self.key, commit.read_version, progress, settled)
                 };
-                let outcome = COMMIT_BACKOFF
-                    .retry(
-                        what,
-                        tries,
-                        deadline,
-                        margin,
-                        StateError::is_transient,
-                        write,
-                    )
-                    .await
-                    .map_err(|e| self.state_error(e))?;
-                match outcome {
+                match self.retried("commit a checkpoint", write).await? {
                     CommitOutcome::Superseded => vec![commit.partition_key],
                     CommitOutcome::Committed { .. } => Vec::new(),
                 }
             }
             ProgressMode::PartitionKey => {
-                let (what, tries, deadline, margin) = retry("commit key progress");
                 let write = || self.store.commit_key_progress(self.key, &commits, settled);
-                COMMIT_BACKOFF
-                    .retry(
-                        what,
-                        tries,
-                        deadline,
-                        margin,
-                        StateError::is_transient,
-                        write,
-                    )
-                    .await
-                    .map_err(|e| self.state_error(e))?
+                self.retried("commit key progress", write).await?
             }
         };
         Ok(superseded)
+    }
+
+    /// `write`, tried again on transient state errors with the commit's
+    /// backoff while the invocation has time.
+    async fn retried<T, F, Fut>(&self, what: &str, write: F) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StateError>>,
+    {
+        COMMIT_BACKOFF
+            .retry(
+                what,
+                COMMIT_TRIES,
+                self.deadline,
+                COMMIT_MARGIN,
+                StateError::is_transient,
+                write,
+            )
+            .await
+            .map_err(|e| self.state_error(e))
     }
 }
 

@@ -252,16 +252,7 @@ impl Delivered {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A 56-digit sequence number, as Kinesis makes them.
-    fn p(seq: u64, sub: u64) -> Position {
-        Position::new(
-            format!("4959033827149025660855969253836157109592157598{seq:010}")
-                .parse()
-                .unwrap(),
-            sub,
-        )
-    }
+    use crate::state::ranges::tests::p;
 
     #[test]
     fn delivered_texts_round_trip_and_stay_bounded() {

@@ -176,11 +176,11 @@ impl PositionRanges {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A 56-digit sequence number, as Kinesis makes them.
-    fn p(seq: u64, sub: u64) -> Position {
+    /// A position with a 56-digit sequence number, as Kinesis makes them.
+    pub(crate) fn p(seq: u64, sub: u64) -> Position {
         Position::new(
             format!("4959033827149025660855969253836157109592157598{seq:010}")
                 .parse()
