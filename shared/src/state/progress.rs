@@ -280,4 +280,34 @@ mod tests {
         assert!(kept.contains("a", &p(0, 0)), "the earliest ranges are kept");
         assert!(!kept.contains("a", &p(19_998, 0)), "the latest are dropped");
     }
+
+    #[test]
+    fn done_ranges_and_failing_heads_stay_within_their_bounds() {
+        let mut done = PositionRanges::new();
+        for n in 0..10_000u64 {
+            done.insert(p(n * 2, 0), p(n * 2 + 1, 0));
+        }
+        let (text, dropped) = done.to_text_within(MAX_DONE_BYTES);
+        assert!(
+            text.len() <= MAX_DONE_BYTES && dropped > 0,
+            "{}",
+            text.len()
+        );
+        let kept = PositionRanges::from_text(&text).unwrap();
+        assert!(kept.contains(&p(0, 0)), "the earliest ranges are kept");
+        assert!(!kept.contains(&p(19_998, 0)), "the latest are dropped");
+        assert_eq!(kept.ranges().len() + dropped, 10_000);
+
+        let heads: Vec<HeadAttempts> = (0..5_000u64)
+            .map(|n| HeadAttempts {
+                position: p(n, 0),
+                attempts: 2,
+            })
+            .collect();
+        let text = HeadAttempts::list_to_text(&heads);
+        assert!(text.len() <= MAX_HEADS_BYTES, "{}", text.len());
+        let kept = HeadAttempts::list_from_text(&text).unwrap();
+        assert_eq!(kept[0], heads[0], "the lowest failing records are kept");
+        assert!(kept.len() < heads.len() && kept.iter().all(|h| h.attempts == 2));
+    }
 }
