@@ -29,6 +29,7 @@ pub mod lambda;
 pub mod overlap;
 pub mod recorder;
 pub mod source;
+pub mod speed;
 pub mod workload;
 pub mod yaml;
 

@@ -6,46 +6,10 @@
 //! one. A bad payload becomes a per-record [`Item::Undecodable`]; only an event
 //! that is not a Kinesis event at all is an [`EventError`].
 
-use std::sync::Arc;
-
-use base64::Engine as _;
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-
-use super::kpl::{Deaggregated, deaggregate};
-use crate::record::{Position, Record, RecordOrigin, SequenceNumber, ShardRef};
-
-/// A Lambda event from a Kinesis event source mapping, as JSON gives it.
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
-pub struct KinesisEventEnvelope {
-    /// The records (`Records`).
-    #[serde(rename = "Records", default)]
-    pub records: Option<Vec<EnvelopeRecord>>,
-}
-
-/// One entry of `Records`.
-#[allow(missing_docs)]
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvelopeRecord {
-    #[serde(rename = "eventID")]
-    pub event_id: Option<String>,
-    pub event_source: Option<String>,
-    #[serde(rename = "eventSourceARN")]
-    pub event_source_arn: Option<String>,
-    pub kinesis: Option<EnvelopeKinesis>,
-}
-
-/// The `kinesis` object of a record.
-#[allow(missing_docs)]
-#[derive(Debug, Default, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvelopeKinesis {
-    pub partition_key: Option<String>,
-    pub sequence_number: Option<String>,
-    pub data: Option<String>,
-    pub approximate_arrival_timestamp: Option<f64>,
-}
+use super::envelope::{BorrowedEnvelope, RecordView};
+pub use super::envelope::{EnvelopeKinesis, EnvelopeRecord, KinesisEventEnvelope};
+use super::records::decode_views;
+use crate::record::Record;
 
 /// Why an event cannot be handled at all (the whole invocation fails).
 #[derive(Debug, thiserror::Error)]
@@ -140,151 +104,81 @@ pub struct DecodedEvent {
 /// # Ok::<(), shardline::decode::EventError>(())
 /// ```
 pub fn decode_event(json: &[u8]) -> Result<DecodedEvent, EventError> {
-    let envelope: KinesisEventEnvelope = serde_json::from_slice(json)?;
-    decode_envelope(envelope)
+    decode_event_with(json, &DecodeOptions::default())
 }
 
-/// Decodes an already deserialized envelope (what the Lambda runtime hands over).
+/// How [`decode_event_with`] decodes: on how many threads.
+///
+/// The JSON is parsed on the calling thread; base64 decoding and KPL
+/// deaggregation, about half of the work for payloads of 1 KiB, can be split
+/// across threads by payload size. Lambda gives a function 2 vCPUs from
+/// 1,769 MB of memory; below that the second thread shares one CPU and gains
+/// nothing. Events with less than [`DecodeOptions::PARALLEL_MIN_TEXT`] of
+/// payload text are decoded on the calling thread alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOptions {
+    threads: usize,
+}
+
+impl Default for DecodeOptions {
+    /// As many threads as the machine has CPUs (`available_parallelism`,
+    /// which honours a cgroup's CPU quota), at most 2.
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        DecodeOptions {
+            threads: cpus.min(2),
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// Payload text (base64 bytes) below which an event is decoded on one thread.
+    pub const PARALLEL_MIN_TEXT: usize = 512 * 1024;
+
+    /// Decode payloads on up to `threads` threads (at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The threads to use for `records` records of `text` payload bytes.
+    pub(super) fn threads_for(&self, records: usize, text: usize) -> usize {
+        if text < Self::PARALLEL_MIN_TEXT {
+            1
+        } else {
+            self.threads.min(records).max(1)
+        }
+    }
+}
+
+/// [`decode_event`] with options.
+///
+/// # Errors
+/// As [`decode_event`].
+pub fn decode_event_with(json: &[u8], options: &DecodeOptions) -> Result<DecodedEvent, EventError> {
+    let envelope: BorrowedEnvelope<'_> = serde_json::from_slice(json)?;
+    let records = envelope.records.ok_or(EventError::NoRecords)?;
+    let views: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
+    decode_views(&views, options)
+}
+
+/// Decodes an already deserialized envelope.
 ///
 /// # Errors
 /// As [`decode_event`].
 pub fn decode_envelope(envelope: KinesisEventEnvelope) -> Result<DecodedEvent, EventError> {
     let records = envelope.records.ok_or(EventError::NoRecords)?;
-    let mut decoded = DecodedEvent {
-        items: Vec::with_capacity(records.len()),
-        kpl: KplCounts::default(),
-    };
-    // Records of one batch share their stream and shard: intern them once.
-    let mut last_shard: Option<ShardRef> = None;
-    for (index, record) in records.into_iter().enumerate() {
-        if let Some(source) = &record.event_source
-            && source != "aws:kinesis"
-        {
-            return Err(EventError::NotKinesis {
-                index,
-                event_source: source.clone(),
-            });
-        }
-        let unplaceable = |event_id: &Option<String>, reason: String| EventError::Unplaceable {
-            index,
-            event_id: event_id.clone(),
-            reason,
-        };
-        let Some(kinesis) = record.kinesis else {
-            return Err(unplaceable(
-                &record.event_id,
-                "it has no \"kinesis\" object".into(),
-            ));
-        };
-        let shard_id = record
-            .event_id
-            .as_deref()
-            .and_then(|id| id.split_once(':'))
-            .map(|(shard, _)| shard)
-            .filter(|shard| !shard.is_empty())
-            .ok_or_else(|| {
-                unplaceable(
-                    &record.event_id,
-                    "its eventID is not \"<shardId>:<sequenceNumber>\"".into(),
-                )
-            })?;
-        let sequence_text = kinesis.sequence_number.as_deref().ok_or_else(|| {
-            unplaceable(&record.event_id, "it has no kinesis.sequenceNumber".into())
-        })?;
-        let sequence: SequenceNumber = sequence_text
-            .parse()
-            .map_err(|e| unplaceable(&record.event_id, format!("{e}")))?;
-        let stream_arn = record.event_source_arn.as_deref().unwrap_or("");
-        let shard = match &last_shard {
-            Some(shard) if &*shard.shard_id == shard_id && &*shard.stream_arn == stream_arn => {
-                shard.clone()
-            }
-            _ => {
-                let shard = ShardRef {
-                    stream_arn: Arc::from(stream_arn),
-                    shard_id: Arc::from(shard_id),
-                };
-                last_shard = Some(shard.clone());
-                shard
-            }
-        };
-        let base = Record {
-            shard,
-            position: Position::new(sequence, 0),
-            partition_key: kinesis.partition_key.unwrap_or_default(),
-            kinesis_partition_key: None,
-            explicit_hash_key: None,
-            data: Bytes::new(),
-            approximate_arrival: kinesis
-                .approximate_arrival_timestamp
-                .and_then(crate::record::arrival_from_epoch_seconds),
-            origin: RecordOrigin::Plain,
-        };
-        push_payload(&mut decoded, base, kinesis.data);
-    }
-    Ok(decoded)
-}
-
-fn push_payload(decoded: &mut DecodedEvent, mut base: Record, data: Option<String>) {
-    let Some(text) = data else {
-        decoded.items.push(Item::Undecodable {
-            record: base,
-            reason: "kinesis.data is missing".into(),
-        });
-        return;
-    };
-    let bytes = match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
-        Ok(bytes) => Bytes::from(bytes),
-        Err(e) => {
-            base.data = Bytes::from(text);
-            decoded.items.push(Item::Undecodable {
-                record: base,
-                reason: format!("kinesis.data is not valid base64: {e}"),
-            });
-            return;
-        }
-    };
-    match deaggregate(&bytes) {
-        Deaggregated::Plain => {
-            base.data = bytes;
-            decoded.items.push(Item::Ready(base));
-        }
-        Deaggregated::Fallback(reason) => {
-            tracing::warn!(
-                shard = %base.shard.shard_id,
-                sequence_number = %base.position.sequence,
-                reason,
-                "record has the KPL magic but is not a valid aggregate; handled as a plain record"
-            );
-            decoded.kpl.fallbacks += 1;
-            base.data = bytes;
-            base.origin = RecordOrigin::AggregateFallback;
-            decoded.items.push(Item::Ready(base));
-        }
-        Deaggregated::Aggregate(users) => {
-            decoded.kpl.aggregates += 1;
-            let count = users.len() as u64;
-            decoded.kpl.user_records += count;
-            let outer_key: Arc<str> = Arc::from(base.partition_key.as_str());
-            for (subsequence, user) in (0u64..).zip(users) {
-                decoded.items.push(Item::Ready(Record {
-                    shard: base.shard.clone(),
-                    position: Position::new(base.position.sequence.clone(), subsequence),
-                    partition_key: user.partition_key,
-                    kinesis_partition_key: Some(outer_key.clone()),
-                    explicit_hash_key: user.explicit_hash_key,
-                    data: user.data,
-                    approximate_arrival: base.approximate_arrival,
-                    origin: RecordOrigin::Aggregated { count },
-                }));
-            }
-        }
-    }
+    let views: Vec<RecordView<'_>> = records.iter().map(RecordView::from).collect();
+    decode_views(&views, &DecodeOptions::default())
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use bytes::Bytes;
+
     use super::*;
+    use crate::RecordOrigin;
     use crate::decode::kpl::{UserRecord, aggregate};
     use crate::sample::{SampleRecord, event_bytes};
 
@@ -365,5 +259,103 @@ mod tests {
         assert_eq!(second.partition_key, "user-1");
         assert_eq!(second.text(), Some("payload-1"));
         assert_eq!(second.origin, RecordOrigin::Aggregated { count: 3 });
+    }
+
+    /// A record of every kind: plain, KPL, fallback, bad base64, no data.
+    fn mixed(i: usize) -> SampleRecord {
+        let seq = format!("{}", 1_000 + i);
+        match i % 5 {
+            0 => record(&seq, "%%%"),
+            1 => {
+                let users: Vec<UserRecord> = (0..3)
+                    .map(|u| UserRecord {
+                        partition_key: format!("k{u}"),
+                        explicit_hash_key: None,
+                        data: Bytes::from(format!("user {i}/{u}")),
+                    })
+                    .collect();
+                let data = base64::engine::general_purpose::STANDARD.encode(aggregate(&users));
+                record(&seq, &data)
+            }
+            2 => {
+                let mut fake = crate::decode::kpl::KPL_MAGIC.to_vec();
+                fake.extend_from_slice(&[0u8; 40]);
+                record(
+                    &seq,
+                    &base64::engine::general_purpose::STANDARD.encode(fake),
+                )
+            }
+            _ => record(
+                &seq,
+                &base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 700 + i]),
+            ),
+        }
+    }
+
+    #[test]
+    fn threads_decode_exactly_what_one_thread_does() {
+        let mut records: Vec<SampleRecord> = (0..1_500).map(mixed).collect();
+        records.push(SampleRecord {
+            data_field: String::new(),
+            ..record("9999", "")
+        });
+        let mut json: serde_json::Value = crate::sample::event_json(&records);
+        json["Records"][703]["kinesis"]
+            .as_object_mut()
+            .unwrap()
+            .remove("data");
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert!(bytes.len() > DecodeOptions::PARALLEL_MIN_TEXT);
+        let one = decode_event_with(&bytes, &DecodeOptions::default().threads(1)).unwrap();
+        for threads in [2, 3, 8] {
+            let many =
+                decode_event_with(&bytes, &DecodeOptions::default().threads(threads)).unwrap();
+            assert_eq!(many.kpl, one.kpl, "{threads} threads");
+            assert_eq!(many.items.len(), one.items.len());
+            for (a, b) in one.items.iter().zip(&many.items) {
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{threads} threads");
+            }
+        }
+        assert_eq!(one.kpl.aggregates, 300);
+        assert_eq!(one.kpl.fallbacks, 300);
+        let undecodable = one
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Undecodable { .. }))
+            .count();
+        assert_eq!(
+            undecodable,
+            300 + 1,
+            "bad base64, and the record without data"
+        );
+        let empty = one.items.last().unwrap();
+        assert!(
+            matches!(empty, Item::Ready(r) if r.data.is_empty()),
+            "empty data is an empty payload"
+        );
+        // Each plain payload is its own slice, whatever buffer it shares.
+        let plain = one
+            .items
+            .iter()
+            .find(|i| i.record().position.sequence.as_str() == "1003")
+            .unwrap();
+        assert_eq!(&plain.record().data[..], &vec![b'x'; 703][..]);
+    }
+
+    #[test]
+    fn the_first_unplaceable_record_is_named_whichever_thread_finds_it() {
+        let mut records: Vec<SampleRecord> = (0..1_200).map(|i| mixed(3 + 5 * i)).collect();
+        records[1_100].sequence_number = "12x".into();
+        records[900].sequence_number = "34y".into();
+        let bytes = event(&records);
+        for threads in [1, 2, 4] {
+            let err =
+                decode_event_with(&bytes, &DecodeOptions::default().threads(threads)).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("record 900") && text.contains("34y"),
+                "{threads}: {text}"
+            );
+        }
     }
 }

@@ -28,11 +28,17 @@ impl Lanes {
         let mut ids: HashMap<&str, usize> = HashMap::new();
         let mut lane_of = Vec::new();
         let mut waiting: Vec<VecDeque<usize>> = Vec::new();
+        let mut last: Option<(&str, usize)> = None;
         for (index, key) in keys.into_iter().enumerate() {
-            let lane = *ids.entry(key).or_insert_with(|| {
-                waiting.push(VecDeque::new());
-                waiting.len() - 1
-            });
+            // Runs of one key (a whole shard, an aggregate's records) skip the lookup.
+            let lane = match last {
+                Some((previous, lane)) if same_key(previous, key) => lane,
+                _ => *ids.entry(key).or_insert_with(|| {
+                    waiting.push(VecDeque::new());
+                    waiting.len() - 1
+                }),
+            };
+            last = Some((key, lane));
             lane_of.push(lane);
             waiting[lane].push_back(index);
         }
@@ -66,6 +72,11 @@ impl Lanes {
             self.free.push(Reverse((next, lane)));
         }
     }
+}
+
+/// Equal keys, the same text first checked by address.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
 
 #[cfg(test)]

@@ -191,6 +191,12 @@ pub async fn process_event<H: Handler>(
 /// Groups items by shard, keeping each shard's order (Lambda sends one shard
 /// per batch; hand-made events may mix them).
 fn split_by_shard(items: Vec<Item>) -> Vec<(ShardRef, Vec<Item>)> {
+    let Some(first) = items.first().map(|item| item.record().shard.clone()) else {
+        return Vec::new();
+    };
+    if items.iter().all(|item| item.record().shard == first) {
+        return vec![(first, items)];
+    }
     let mut shards: Vec<(ShardRef, Vec<Item>)> = Vec::new();
     for item in items {
         let shard = &item.record().shard;

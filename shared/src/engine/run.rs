@@ -180,12 +180,22 @@ impl<H: Handler> ShardRun<'_, H> {
         let mut running = FuturesUnordered::new();
         let mut cut_off = false;
         loop {
-            while !cut_off && running.len() < concurrency {
+            let (index, outcome) = if concurrency == 1 {
+                // One at a time: no need for the set of running calls.
                 let Some(index) = lanes.start() else { break };
-                running.push(start(index));
-            }
-            let Some((index, outcome)) = running.next().await else {
-                break;
+                if cut_off {
+                    break;
+                }
+                start(index).await
+            } else {
+                while !cut_off && running.len() < concurrency {
+                    let Some(index) = lanes.start() else { break };
+                    running.push(start(index));
+                }
+                let Some(next) = running.next().await else {
+                    break;
+                };
+                next
             };
             let go_on = match &outcome {
                 Outcome::Failed { .. } | Outcome::Overran { .. } => false,

@@ -159,45 +159,48 @@ impl Unit {
 
 /// The units of one shard's batch.
 #[derive(Debug)]
-pub(super) struct Units {
-    mode: ProgressMode,
-    units: HashMap<String, Unit>,
+pub(super) enum Units {
+    /// Checkpoint mode: the shard is the one unit (no lookup per record).
+    Shard(Unit),
+    /// Per-key mode: one unit per partition key.
+    Keys(HashMap<String, Unit>),
 }
 
 impl Units {
     /// The shard as one unit.
     pub fn shard(read: Progress) -> Self {
-        Units {
-            mode: ProgressMode::Shard,
-            units: HashMap::from([(String::new(), Unit::from_read(read))]),
-        }
+        Units::Shard(Unit::from_read(read))
     }
 
     /// One unit per partition key, from what was read of them.
     pub fn keys(read: HashMap<String, Progress>) -> Self {
-        Units {
-            mode: ProgressMode::PartitionKey,
-            units: read
-                .into_iter()
+        Units::Keys(
+            read.into_iter()
                 .map(|(key, progress)| (key, Unit::from_read(progress)))
                 .collect(),
-        }
+        )
     }
 
     pub fn mode(&self) -> ProgressMode {
-        self.mode
+        match self {
+            Units::Shard(_) => ProgressMode::Shard,
+            Units::Keys(_) => ProgressMode::PartitionKey,
+        }
     }
 
     /// The name of the unit `record` belongs to.
     pub fn key_of<'r>(&self, record: &'r Record) -> &'r str {
-        match self.mode {
-            ProgressMode::Shard => "",
-            ProgressMode::PartitionKey => record.ordering_key(),
+        match self {
+            Units::Shard(_) => "",
+            Units::Keys(_) => record.ordering_key(),
         }
     }
 
     fn read_of(&self, record: &Record) -> Option<&Progress> {
-        self.units.get(self.key_of(record)).map(|u| &u.read)
+        match self {
+            Units::Shard(unit) => Some(&unit.read),
+            Units::Keys(units) => units.get(record.ordering_key()).map(|u| &u.read),
+        }
     }
 
     /// Done by earlier invocations: at or below the checkpoint read at the
@@ -216,6 +219,14 @@ impl Units {
     /// Per destination, the records of `records` it held before this batch.
     pub fn held(&self, items: &[Item]) -> HashMap<String, HashSet<Position>> {
         let mut held: HashMap<String, HashSet<Position>> = HashMap::new();
+        let reads = |unit: &Unit| unit.read.delivered.iter().next().is_some();
+        let any = match self {
+            Units::Shard(unit) => reads(unit),
+            Units::Keys(units) => units.values().any(reads),
+        };
+        if !any {
+            return held;
+        }
         for record in items.iter().map(Item::record) {
             let Some(read) = self.read_of(record) else {
                 continue;
@@ -233,15 +244,17 @@ impl Units {
 
     /// The unit of `record`, made if this batch is its first.
     pub fn unit_mut(&mut self, record: &Record) -> &mut Unit {
-        let key = match self.mode {
-            ProgressMode::Shard => "",
-            ProgressMode::PartitionKey => record.ordering_key(),
-        };
-        self.units.entry(key.to_owned()).or_default()
+        match self {
+            Units::Shard(unit) => unit,
+            Units::Keys(units) => units.entry(record.ordering_key().to_owned()).or_default(),
+        }
     }
 
     /// Every unit, by name.
-    pub fn into_units(self) -> impl Iterator<Item = (String, Unit)> {
-        self.units.into_iter()
+    pub fn into_units(self) -> Vec<(String, Unit)> {
+        match self {
+            Units::Shard(unit) => vec![(String::new(), unit)],
+            Units::Keys(units) => units.into_iter().collect(),
+        }
     }
 }
