@@ -5,7 +5,9 @@
 //! Each invocation prints one JSON line: the event file, the outcome
 //! (`response`, `function_error`, `crashed`, `timed_out`, or `refused` for an
 //! event Lambda would not accept), the response or error body, and the time it
-//! took. The exit status is 0 when every invocation got a response.
+//! took (`ms`); on a process's first invocation its init time (`init_ms`:
+//! process start to its first `invocation/next`), and after each its peak
+//! resident memory (`peak_rss_kib`, on Linux). The exit status is 0 when every invocation got a response.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -61,10 +63,25 @@ async fn invoke(pool: &Pool, event: Bytes, timeout: Duration) -> Value {
     };
     let started = Instant::now();
     let (sandbox, outcome) = sandbox.invoke(event, timeout, None, &|_| {}).await;
-    let ms = started.elapsed().as_millis() as u64;
+    let ms = (started.elapsed().as_secs_f64() * 1e5).round() / 1e2;
+    let mut line = outcome_line(outcome, ms);
     if let Some(sandbox) = sandbox {
+        // A process's first invocation is its cold start: how long its init
+        // took (start to first `invocation/next`); and its memory so far.
+        if sandbox.invocations() == 1
+            && let Some(init) = sandbox.init_time()
+        {
+            line["init_ms"] = (init.as_secs_f64() * 1e3).into();
+        }
+        if let Some(peak) = sandbox.peak_rss_kib() {
+            line["peak_rss_kib"] = peak.into();
+        }
         pool.give_back(sandbox);
     }
+    line
+}
+
+fn outcome_line(outcome: Outcome, ms: f64) -> Value {
     let body = |bytes: &[u8]| {
         serde_json::from_slice::<Value>(bytes)
             .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned().into())

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -43,6 +44,8 @@ pub struct Invocation {
 
 struct Shared {
     next: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    /// When the process first asked for an event: its init ended.
+    first_next: OnceLock<Instant>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     function_arn: String,
 }
@@ -53,6 +56,7 @@ pub struct RuntimeApi {
     pub address: SocketAddr,
     invocations: mpsc::Sender<Invocation>,
     server: JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for RuntimeApi {
@@ -72,9 +76,11 @@ impl RuntimeApi {
         let (invocations, next) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             next: tokio::sync::Mutex::new(next),
+            first_next: OnceLock::new(),
             waiting: Mutex::new(HashMap::new()),
             function_arn,
         });
+        let api_shared = shared.clone();
         let server = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let shared = shared.clone();
@@ -90,7 +96,13 @@ impl RuntimeApi {
             address,
             invocations,
             server,
+            shared: api_shared,
         })
+    }
+
+    /// When the process first asked for an event, if it has.
+    pub fn first_next(&self) -> Option<Instant> {
+        self.shared.first_next.get().copied()
     }
 
     /// Hands `invocation` to the function's next `invocation/next`.
@@ -160,6 +172,7 @@ async fn handle(
 
 /// `invocation/next`: waits for the next invocation.
 async fn next(shared: &Shared) -> Response<Full<Bytes>> {
+    let _ = shared.first_next.set(Instant::now());
     let invocation = shared.next.lock().await.recv().await;
     let Some(invocation) = invocation else {
         // The source is stopping and the process is about to be killed: a

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::process::{Child, Command};
@@ -49,6 +49,8 @@ pub enum Outcome {
 pub struct Sandbox {
     api: RuntimeApi,
     child: Child,
+    started: Instant,
+    invocations: u64,
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(1);
@@ -65,6 +67,7 @@ impl Sandbox {
             .command
             .split_first()
             .ok_or_else(|| std::io::Error::other("no function command"))?;
+        let started = Instant::now();
         let child = Command::new(program)
             .args(args)
             .env("AWS_LAMBDA_RUNTIME_API", api.address.to_string())
@@ -82,7 +85,30 @@ impl Sandbox {
             .stdout(Stdio::from(std::io::stderr()))
             .kill_on_drop(true)
             .spawn()?;
-        Ok(Sandbox { api, child })
+        Ok(Sandbox {
+            api,
+            child,
+            started,
+            invocations: 0,
+        })
+    }
+
+    /// From the process's start to its first `invocation/next`: its init, once
+    /// it has asked for an event.
+    pub fn init_time(&self) -> Option<Duration> {
+        Some(self.api.first_next()? - self.started)
+    }
+
+    /// Invocations this process has served (answered or not).
+    pub fn invocations(&self) -> u64 {
+        self.invocations
+    }
+
+    /// The process's peak resident memory so far, in KiB (`VmHWM`; Linux only).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Invokes the function with `event`. A process that answers is handed
@@ -113,7 +139,8 @@ impl Sandbox {
         };
         // The timeout covers handing the event over too, as Lambda's covers
         // the whole invocation: nothing here can wait longer than it.
-        let Sandbox { api, child } = &mut self;
+        self.invocations += 1;
+        let Sandbox { api, child, .. } = &mut self;
         let delivered = async {
             phase("handing the event to the runtime API");
             api.send(invocation).await.map_err(|_| ())?;

@@ -265,7 +265,7 @@ fn cases(f: Function) -> Vec<(&'static str, Vec<u8>, Expect)> {
     cases.push((
         "an event that is not JSON",
         b"<xml/>".to_vec(),
-        Expect::Error("DeserializeError"),
+        Expect::Error("Shardline.NotAKinesisEvent"),
     ));
     let mut unplaceable: Value =
         serde_json::from_slice(&event_bytes(&good_batch(f, 2, 0))).unwrap();

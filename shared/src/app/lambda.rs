@@ -4,8 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Error, Function};
-use crate::decode::{DecodedEvent, Item, KinesisEventEnvelope, decode_envelope};
+use bytes::Bytes;
+use lambda_runtime::LambdaEvent;
+use serde::de::IgnoredAny;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::raw_body::{Bodies, RawBody};
+use super::{App, Error};
+use crate::config::Settings;
+use crate::decode::{DecodeOptions, DecodedEvent, Item, decode_event_with};
 use crate::engine::{BatchOutcome, EngineConfig, process_event};
 use crate::handler::Handler;
 use crate::response::BatchResponse;
@@ -32,7 +39,7 @@ impl From<Error> for lambda_runtime::Diagnostic {
     }
 }
 
-/// What one invocation needs, shared by all.
+/// What one invocation needs, shared by all; built at the first invocation.
 struct Shared<H> {
     handler: Arc<H>,
     store: Arc<dyn StateStore>,
@@ -40,8 +47,38 @@ struct Shared<H> {
     metrics: crate::metrics::MetricsConfig,
 }
 
-/// Runs the Lambda runtime loop until the runtime stops.
-pub(super) async fn run<H: Handler>(function: Function<H>) -> Result<(), Error> {
+/// The function before its first invocation, and after it.
+struct Lazy<H> {
+    pending: Mutex<Option<(App<H>, Settings)>>,
+    shared: OnceCell<Shared<H>>,
+    bodies: Bodies,
+}
+
+impl<H: Handler> Lazy<H> {
+    /// The shared parts, built on the first call. A failed build exits the
+    /// process: its builder is spent, and Lambda starts a fresh sandbox.
+    async fn shared(&self) -> &Shared<H> {
+        let built = self
+            .shared
+            .get_or_try_init(|| async {
+                let (app, settings) = self.pending.lock().await.take().ok_or_else(|| {
+                    Error::Setup("the function's setup already failed in this sandbox".into())
+                })?;
+                setup(app, settings).await
+            })
+            .await;
+        match built {
+            Ok(shared) => shared,
+            Err(error) => {
+                tracing::error!(error = %error, "the function cannot be set up; exiting so Lambda starts a fresh sandbox");
+                std::process::exit(1)
+            }
+        }
+    }
+}
+
+async fn setup<H: Handler>(app: App<H>, settings: Settings) -> Result<Shared<H>, Error> {
+    let function = app.into_function(settings).await?;
     let store = function.open_store().await?;
     if function.settings.state_table.is_none() {
         tracing::warn!(
@@ -50,31 +87,54 @@ pub(super) async fn run<H: Handler>(function: Function<H>) -> Result<(), Error> 
              with it; set it for durable checkpoints"
         );
     }
-    let shared = Arc::new(Shared {
+    Ok(Shared {
         config: function.engine_config().await?,
         metrics: crate::metrics::MetricsConfig::from_env(&function.name)?,
         handler: function.handler,
         store,
+    })
+}
+
+/// Runs the Lambda runtime loop until the runtime stops.
+///
+/// The event's bytes are taken from the invocation as they came
+/// ([`RawBody`]) and decoded by [`decode_event_with`], borrowing from them,
+/// instead of being deserialized into owned strings by the runtime.
+pub(super) async fn run<H: Handler>(app: App<H>, settings: Settings) -> Result<(), Error> {
+    let lazy = Arc::new(Lazy {
+        pending: Mutex::new(Some((app, settings))),
+        shared: OnceCell::new(),
+        bodies: Bodies::default(),
     });
-    let service = lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<KinesisEventEnvelope>| {
-            let shared = shared.clone();
-            async move { invocation(&shared, event).await }
-        },
-    );
-    lambda_runtime::run(service).await.map_err(Error::Runtime)
+    let bodies = lazy.bodies.clone();
+    let service = lambda_runtime::service_fn(move |event: LambdaEvent<IgnoredAny>| {
+        let lazy = lazy.clone();
+        async move {
+            let body = lazy.bodies.take(&event.context.request_id)?;
+            let shared = lazy.shared().await;
+            invocation(shared, body, event.context).await
+        }
+    });
+    lambda_runtime::Runtime::new(service)
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .layer(RawBody { bodies })
+        .run()
+        .await
+        .map_err(Error::Runtime)
 }
 
 /// One invocation: decode, process, a metrics line, a log line, the response.
 async fn invocation<H: Handler>(
     shared: &Shared<H>,
-    event: lambda_runtime::LambdaEvent<KinesisEventEnvelope>,
+    body: Bytes,
+    context: lambda_runtime::Context,
 ) -> Result<BatchResponse, Error> {
     let started = Instant::now();
-    let request_id = event.context.request_id.clone();
-    let deadline = Deadline::from_epoch_millis(event.context.deadline);
+    let request_id = context.request_id;
+    let deadline = Deadline::from_epoch_millis(context.deadline);
     let result = async {
-        let decoded = decode_envelope(event.payload)?;
+        let decoded = decode_event_with(&body, &DecodeOptions::default())?;
+        drop(body);
         let range = BatchRange::of(&decoded);
         let outcome = process_event(
             decoded,

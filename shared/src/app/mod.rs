@@ -18,6 +18,7 @@
 
 mod commands;
 mod lambda;
+mod raw_body;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -153,8 +154,13 @@ impl<H: Handler> App<H> {
         Self::with_source(name.into(), Source::Ready(handler))
     }
 
-    /// A function whose handler is built from Shardline's settings, once, at
-    /// start (to open the function's own store in the state folder, say).
+    /// A function whose handler is built from Shardline's settings, once,
+    /// before the first batch (to open the function's own store in the state
+    /// folder, say). In Lambda that is at the first invocation, not at init:
+    /// the runtime asks for its first event without waiting for SDK clients or
+    /// stores, and a function that never gets one never builds them. If the
+    /// closure fails there, the error is logged and the process exits, so
+    /// Lambda starts a fresh sandbox, as it would after a failed init.
     ///
     /// ```no_run
     /// use shardline::{App, Handler, HandlerError, Record};
@@ -278,11 +284,22 @@ impl<H: Handler> App<H> {
         } else {
             crate::logging::init_local(&settings.log);
         }
+        if lambda {
+            // Nothing is built before the runtime asks for its first event.
+            return lambda::run(self, settings).await;
+        }
+        let function = self.into_function(settings).await?;
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        commands::run(function, args).await
+    }
+
+    /// Builds the handler (running [`App::build`]'s closure).
+    async fn into_function(self, settings: Settings) -> Result<Function<H>, Error> {
         let handler = match self.source {
             Source::Ready(handler) => handler,
             Source::Build(build) => build(settings.clone()).await.map_err(Error::Setup)?,
         };
-        let function = Function {
+        Ok(Function {
             name: self.name,
             handler: Arc::new(handler),
             dedup: self.dedup,
@@ -292,12 +309,7 @@ impl<H: Handler> App<H> {
             tables: self.tables,
             commands: self.commands,
             settings,
-        };
-        if lambda {
-            return lambda::run(function).await;
-        }
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        commands::run(function, args).await
+        })
     }
 }
 

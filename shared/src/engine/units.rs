@@ -161,7 +161,7 @@ impl Unit {
 #[derive(Debug)]
 pub(super) enum Units {
     /// Checkpoint mode: the shard is the one unit (no lookup per record).
-    Shard(Unit),
+    Shard(Box<Unit>),
     /// Per-key mode: one unit per partition key.
     Keys(HashMap<String, Unit>),
 }
@@ -169,7 +169,7 @@ pub(super) enum Units {
 impl Units {
     /// The shard as one unit.
     pub fn shard(read: Progress) -> Self {
-        Units::Shard(Unit::from_read(read))
+        Units::Shard(Box::new(Unit::from_read(read)))
     }
 
     /// One unit per partition key, from what was read of them.
@@ -253,7 +253,7 @@ impl Units {
     /// Every unit, by name.
     pub fn into_units(self) -> Vec<(String, Unit)> {
         match self {
-            Units::Shard(unit) => vec![(String::new(), unit)],
+            Units::Shard(unit) => vec![(String::new(), *unit)],
             Units::Keys(units) => units.into_iter().collect(),
         }
     }
