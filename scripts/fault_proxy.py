@@ -62,6 +62,9 @@ def bump(name, by=1):
 
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Replies go out in several writes: without TCP_NODELAY, Nagle holds the
+    # last one for the client's delayed ACK (40 ms a request with boto3).
+    disable_nagle_algorithm = True
     config = None  # set in main
     rng = None
 

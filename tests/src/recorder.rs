@@ -64,6 +64,17 @@ pub async fn run(
     store: &DynamoDbStore,
     config: &EngineConfig,
 ) -> BatchOutcome {
+    run_with(records, shard, handler, store, config).await
+}
+
+/// [`run`] with any handler.
+pub async fn run_with<H: Handler>(
+    records: &[EventRecord],
+    shard: &str,
+    handler: &H,
+    store: &DynamoDbStore,
+    config: &EngineConfig,
+) -> BatchOutcome {
     let json = event(&stream_arn("orders"), shard, records);
     process_event(
         decode_event(&json).unwrap(),
