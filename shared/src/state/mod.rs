@@ -13,6 +13,7 @@
 pub mod dynamodb;
 pub mod embedded;
 pub mod progress;
+pub mod quarantine;
 mod ranges;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::record::ShardRef;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
+pub use quarantine::QuarantineStore;
 pub use progress::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
 
 /// How long a partition key's progress is kept after its last write, by
