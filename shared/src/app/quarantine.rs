@@ -32,14 +32,13 @@ fn parse(args: &[String]) -> Result<Args, Error> {
         ..Args::default()
     };
     let mut rest = args.iter().peekable();
-    if let Some(command) = rest.peek() {
-        if let Some(name) = ["replay", "redrive", "purge"]
+    if let Some(name) = rest.peek().and_then(|command| {
+        ["replay", "redrive", "purge"]
             .into_iter()
             .find(|c| c == command)
-        {
-            parsed.command = name;
-            rest.next();
-        }
+    }) {
+        parsed.command = name;
+        rest.next();
     }
     let now = SystemTime::now();
     while let Some(flag) = rest.next() {
@@ -78,7 +77,9 @@ fn parse(args: &[String]) -> Result<Args, Error> {
             ("redrive", "--to-stream") => parsed.to_stream = Some(value()?),
             ("purge", "--all") => parsed.all = true,
             (command, other) => {
-                return Err(usage(format!("unexpected argument {other:?} for {command}")));
+                return Err(usage(format!(
+                    "unexpected argument {other:?} for {command}"
+                )));
             }
         }
     }
@@ -103,7 +104,10 @@ struct OutcomeLine<'a, T: Serialize> {
     outcome: &'a T,
 }
 
-fn outcome_line<'a, T: Serialize>(record: &'a QuarantinedRecord, outcome: &'a T) -> OutcomeLine<'a, T> {
+fn outcome_line<'a, T: Serialize>(
+    record: &'a QuarantinedRecord,
+    outcome: &'a T,
+) -> OutcomeLine<'a, T> {
     OutcomeLine {
         shard_id: &record.shard_id,
         sequence_number: &record.sequence_number,
@@ -122,7 +126,9 @@ pub(super) async fn run<H: Handler>(function: &Function<H>, args: &[String]) -> 
         ));
     }
     if args.command == "redrive" && args.to_stream.is_none() {
-        return Err(Error::Usage("quarantine redrive needs --to-stream NAME".into()));
+        return Err(Error::Usage(
+            "quarantine redrive needs --to-stream NAME".into(),
+        ));
     }
     let store = function.open_quarantine_store().await?;
     let consumer = function.consumer();
@@ -135,11 +141,18 @@ pub(super) async fn run<H: Handler>(function: &Function<H>, args: &[String]) -> 
                 timeout: function.settings.local_timeout,
             };
             let mut print_error = Ok(());
-            let outcomes = replay(&*store, &*function.handler, &consumer, records, &options, |r, o| {
-                if print_error.is_ok() {
-                    print_error = print_json(&outcome_line(r, o));
-                }
-            })
+            let outcomes = replay(
+                &*store,
+                &*function.handler,
+                &consumer,
+                records,
+                &options,
+                |r, o| {
+                    if print_error.is_ok() {
+                        print_error = print_json(&outcome_line(r, o));
+                    }
+                },
+            )
             .await
             .map_err(|e| Error::Quarantine {
                 command: "replay",
@@ -158,11 +171,17 @@ pub(super) async fn run<H: Handler>(function: &Function<H>, args: &[String]) -> 
                 print_json(record)?;
                 store.remove_quarantined(&consumer, &record.key()).await?;
             }
-            eprintln!("{}: quarantine purge: {} deleted", function.name, records.len());
+            eprintln!(
+                "{}: quarantine purge: {} deleted",
+                function.name,
+                records.len()
+            );
         }
         _ if args.count => {
             for ((shard_id, reason), count) in count_by_shard_and_reason(&records) {
-                print_json(&serde_json::json!({"shard_id": shard_id, "reason": reason, "count": count}))?;
+                print_json(
+                    &serde_json::json!({"shard_id": shard_id, "reason": reason, "count": count}),
+                )?;
             }
             eprintln!("{}: {} quarantined", function.name, records.len());
         }
@@ -179,7 +198,10 @@ pub(super) async fn run<H: Handler>(function: &Function<H>, args: &[String]) -> 
 fn tally(outcomes: impl Iterator<Item = Option<serde_json::Value>>) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for outcome in outcomes.flatten() {
-        let name = outcome["outcome"].as_str().unwrap_or("unknown").replace('_', " ");
+        let name = outcome["outcome"]
+            .as_str()
+            .unwrap_or("unknown")
+            .replace('_', " ");
         *counts.entry(name).or_default() += 1;
     }
     if counts.is_empty() {
@@ -203,11 +225,19 @@ async fn redrive<H>(
 ) -> Result<(), Error> {
     let client = crate::aws::kinesis_client().await;
     let mut print_error = Ok(());
-    let outcomes = crate::ops::redrive(store, &client, stream, consumer, records, dry_run, |r, o| {
-        if print_error.is_ok() {
-            print_error = print_json(&outcome_line(r, o));
-        }
-    })
+    let outcomes = crate::ops::redrive(
+        store,
+        &client,
+        stream,
+        consumer,
+        records,
+        dry_run,
+        |r, o| {
+            if print_error.is_ok() {
+                print_error = print_json(&outcome_line(r, o));
+            }
+        },
+    )
     .await
     .map_err(|e| Error::Quarantine {
         command: "redrive",

@@ -143,7 +143,11 @@ async fn replay_one<H: Handler>(
     entry: &QuarantinedRecord,
     options: &ReplayOptions,
 ) -> Result<ReplayOutcome, StateError> {
-    let skip = |why: &str| Ok(ReplayOutcome::Skipped { why: why.to_owned() });
+    let skip = |why: &str| {
+        Ok(ReplayOutcome::Skipped {
+            why: why.to_owned(),
+        })
+    };
     if entry.reason == QuarantineReason::Undecodable {
         return skip("undecodable: there is no payload to hand over (redrive or purge it)");
     }

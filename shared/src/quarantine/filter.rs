@@ -102,6 +102,8 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<u64, TimeError> {
     }
     if let Some(age) = parse_age(text) {
         let at = now.checked_sub(age).ok_or_else(fail)?;
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|_| fail())?;
         return Ok(epoch_millis(at));
     }
     parse_utc(text).ok_or_else(fail)
@@ -228,8 +230,17 @@ mod tests {
             parse_time("2026-11-23T18:00:00Z", now),
             Ok(1_795_456_800_000)
         );
-        assert_eq!(parse_time("2000-02-29T00:00:00.5Z", now), Ok(951_782_400_500));
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-23T18:00:00", "5x", "-5"] {
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00.5Z", now),
+            Ok(951_782_400_500)
+        );
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T18:00:00",
+            "5x",
+            "-5",
+        ] {
             assert!(parse_time(bad, now).is_err(), "{bad}");
         }
         assert!(parse_time("2h", now).is_err(), "before the epoch");

@@ -28,8 +28,8 @@ use crate::record::ShardRef;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
-pub use quarantine::QuarantineStore;
 pub use progress::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
+pub use quarantine::QuarantineStore;
 
 /// How long a partition key's progress is kept after its last write, by
 /// default: longer than a stream's extended retention (7 days), so a key's

@@ -23,8 +23,9 @@ pub(super) fn read_all(
     conn: &Connection,
     consumer: &str,
 ) -> Result<Result<Vec<QuarantinedRecord>, StateError>, rusqlite::Error> {
-    let mut stmt =
-        conn.prepare(&format!("SELECT {COLUMNS} FROM quarantine WHERE consumer = ?1 ORDER BY id"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM quarantine WHERE consumer = ?1 ORDER BY id"
+    ))?;
     let rows = stmt.query_map(params![consumer], |r| {
         let reason: String = r.get(5)?;
         let shard_id: String = r.get(1)?;
