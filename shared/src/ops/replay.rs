@@ -16,7 +16,7 @@ use futures_util::FutureExt as _;
 use serde::Serialize;
 
 use crate::handler::{Batch, Deliveries, FailureKind, FlushError, Handler, HandlerError};
-use crate::quarantine::{QuarantineReason, QuarantinedRecord};
+use crate::quarantine::{DETAIL_MAX_BYTES, QuarantineReason, QuarantinedRecord, cut};
 use crate::state::{QuarantineStore, StateError};
 use crate::time::{Deadline, epoch_millis};
 
@@ -182,7 +182,7 @@ async fn replay_one<H: Handler>(
                 FailureKind::Permanent => QuarantineReason::Permanent,
                 FailureKind::Retryable => QuarantineReason::Exhausted,
             };
-            let detail = error.to_string();
+            let detail = cut(error.to_string(), DETAIL_MAX_BYTES);
             let attempts = entry.attempts.saturating_add(1);
             store
                 .requeue(consumer, &key, reason, &detail, attempts)

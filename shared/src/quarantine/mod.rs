@@ -194,7 +194,7 @@ impl QuarantinedRecord {
 /// The longest error text a quarantine entry keeps.
 pub const DETAIL_MAX_BYTES: usize = 2048;
 
-fn cut(mut text: String, max: usize) -> String {
+pub(crate) fn cut(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
