@@ -3,8 +3,12 @@
 # (errors, warnings, informational). Pinned to 1.53.3: cfn-lint 1.54 and later pass broken SAM templates
 # silently.
 #
-#   scripts/lint-template.sh            install (first run) and lint
-#   scripts/lint-template.sh FILE.yaml  lint another template
+#   scripts/lint-template.sh                install (first run) and lint
+#   scripts/lint-template.sh FILE.yaml      lint another template
+#   scripts/lint-template.sh --non-default  lint a copy of template.yaml whose
+#       parameter defaults are the non-default values of
+#       tests/template-non-default.params (every option at its other setting;
+#       tests/tests/template.rs checks the same copy)
 #
 # cfn-lint gets its own virtualenv, .tools/cfn-lint: the emulators' venv
 # (.tools/venv) pins a newer cfn-lint as a dependency of moto, and the two must
@@ -39,6 +43,31 @@ if [[ "$(installed_version)" != "$VERSION" ]]; then
     log "error: cfn-lint $(installed_version) installed, expected $VERSION"
     exit 1
   }
+fi
+
+if [[ "$TEMPLATE" == "--non-default" ]]; then
+  TEMPLATE="$ROOT/.tools/template-non-default.yaml"
+  "$PYTHON" - "$ROOT/template.yaml" "$ROOT/tests/template-non-default.params" "$TEMPLATE" <<'PY'
+import sys
+template, params, out = sys.argv[1:4]
+values = {}
+for line in open(params):
+    line = line.strip()
+    if line and not line.startswith("#"):
+        key, _, value = line.partition("=")
+        values[key] = value
+lines, current, section = open(template).read().split("\n"), None, None
+for i, line in enumerate(lines):
+    if line and not line.startswith(" "):
+        section = line.rstrip(":")
+    elif section == "Parameters" and line.startswith("  ") and not line.startswith("   "):
+        current = line.strip().rstrip(":")
+    elif section == "Parameters" and current in values and line.startswith("    Default:"):
+        lines[i] = "    Default: '" + values.pop(current).replace("'", "''") + "'"
+if values:
+    sys.exit(f"lint-template: no Default for {sorted(values)}")
+open(out, "w").write("\n".join(lines))
+PY
 fi
 
 log "cfn-lint $VERSION on $TEMPLATE"

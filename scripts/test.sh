@@ -19,6 +19,7 @@ scripts/emulators.sh start
 source .tools/emulators.env
 
 scripts/lint-template.sh
+scripts/lint-template.sh --non-default
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 rm -f target/fault-summaries.txt

@@ -75,6 +75,7 @@ pub mod guard;
 pub mod handler;
 pub(crate) mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod quarantine;
 pub mod record;
 pub mod report;

@@ -175,6 +175,11 @@ impl Reader {
                 self.nested_or_same_level_sequence(indent)
             } else if rest.starts_with('|') || rest.starts_with('>') {
                 self.block_scalar(indent)
+            } else if let Some((tag, "|" | ">" | "|-" | ">-")) =
+                rest.split_once(' ').filter(|(tag, _)| tag.starts_with('!'))
+            {
+                // A tagged block scalar (`!Sub |` then the text).
+                Yaml::Tagged(tag.to_owned(), Box::new(self.block_scalar(indent)))
             } else if rest.starts_with('!') && !rest.contains(' ') {
                 // A tag alone: its value is the block below (`!Join` then `- ...`).
                 let value = self.nested_or_same_level_sequence(indent);

@@ -56,6 +56,8 @@ fn quarantined(n: u64, bytes: usize) -> QuarantinedRecord {
         attempts: 1,
         quarantined_at: 1_700_000_000_000 + n,
         data: Bytes::from((0..bytes).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+        explicit_hash_key: n.is_multiple_of(2).then(|| format!("{n}0000")),
+        replay_started_at: None,
     }
 }
 

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 
 use shardline_tests::yaml::{Yaml, parse};
 
+#[path = "template/options.rs"]
+mod options;
+
 // --- The checks -----------------------------------------------------------------
 
 /// Functions whose records must never be skipped.

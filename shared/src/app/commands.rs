@@ -19,7 +19,7 @@ pub(super) async fn run<H: Handler>(function: Function<H>, args: Vec<String>) ->
     match command {
         "invoke" => invoke(&function, &args[1..]).await,
         "setup" => setup(&function).await,
-        "quarantine" => quarantine(&function).await,
+        "quarantine" => super::quarantine::run(&function, &args[1..]).await,
         "help" | "--help" | "-h" => {
             println!("{}", usage(&function));
             Ok(())
@@ -73,17 +73,6 @@ async fn invoke<H: Handler>(function: &Function<H>, args: &[String]) -> Result<(
         .map_err(|e| Error::Usage(format!("cannot print the response: {e}")))?;
     println!("{response}");
     eprintln!("{}: {}", function.name, outcome.report);
-    Ok(())
-}
-
-/// `quarantine`: the quarantined records as JSON lines.
-async fn quarantine<H>(function: &Function<H>) -> Result<(), Error> {
-    let store = function.open_store().await?;
-    for record in store.quarantined(&function.consumer()).await? {
-        let line = serde_json::to_string(&record)
-            .map_err(|e| Error::Usage(format!("cannot print quarantine: {e}")))?;
-        println!("{line}");
-    }
     Ok(())
 }
 
@@ -141,7 +130,13 @@ fn usage<H>(function: &Function<H>) -> String {
     let mut text = format!(
         "{name}: a Shardline Kinesis consumer\n\nUsage: {name} <command>\n\nCommands:\n  \
          invoke FILE [--remaining-ms N]  process one Lambda Kinesis event file (timeout: SHARDLINE_TIMEOUT_SECONDS)\n  \
-         quarantine                      print quarantined records as JSON lines\n  \
+         quarantine [FILTERS] [--count]  print quarantined records as JSON lines (--count: by shard and reason)\n  \
+         quarantine replay [FILTERS] [--dry-run] [--include-interrupted]\n  \
+         \x20                               run quarantined records through the handler again\n  \
+         quarantine redrive --to-stream NAME [FILTERS] [--dry-run]\n  \
+         \x20                               put quarantined records back on a stream\n  \
+         quarantine purge [FILTERS | --all]  delete quarantined records, printing each\n  \
+         \x20                               FILTERS: --shard ID --reason R --since T --until T --limit N\n  \
          setup                           create the DynamoDB tables named by the environment\n",
         name = function.name
     );

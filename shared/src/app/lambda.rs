@@ -30,6 +30,7 @@ impl From<Error> for lambda_runtime::Diagnostic {
             Error::Io { .. } => "Shardline.Io",
             Error::Usage(_) => "Shardline.Usage",
             Error::Command { .. } => "Shardline.Command",
+            Error::Quarantine { .. } => "Shardline.Quarantine",
             Error::Runtime(_) => "Shardline.Runtime",
         };
         lambda_runtime::Diagnostic {

@@ -8,7 +8,10 @@
 //!   the Lambda response JSON, stderr a one-line summary and the logs. As in
 //!   Lambda, the invocation has a timeout: `--remaining-ms`, or
 //!   `SHARDLINE_TIMEOUT_SECONDS` (60 by default, the template's timeout);
-//! - `quarantine`: print the quarantined records as JSON lines;
+//! - `quarantine [replay | redrive --to-stream NAME | purge] [--shard ID]
+//!   [--reason R] [--since T] [--until T] [--limit N]`: list (`--count`: by
+//!   shard and reason), replay, redrive or purge quarantined records
+//!   (`quarantine.rs`; README "Quarantine operations");
 //! - `setup`: create the DynamoDB tables the function needs (for local emulators;
 //!   in AWS the SAM template creates them);
 //! - the function's own commands, added with [`App::command`].
@@ -18,6 +21,7 @@
 
 mod commands;
 mod lambda;
+mod quarantine;
 mod raw_body;
 
 use std::future::Future;
@@ -34,7 +38,7 @@ use crate::guard::ParentGuard;
 use crate::handler::Handler;
 use crate::record::Record;
 use crate::skip::{DedupRule, SkipRules};
-use crate::state::{EmbeddedStore, StateError, StateStore};
+use crate::state::{EmbeddedStore, QuarantineStore, StateError, StateStore};
 use crate::tables::TableSpec;
 
 /// Why a Shardline program stopped.
@@ -68,6 +72,15 @@ pub enum Error {
     /// The command line is wrong.
     #[error("{0}")]
     Usage(String),
+    /// A quarantine operation failed.
+    #[error("quarantine {command}: {source}")]
+    Quarantine {
+        /// The operation (`replay`, `redrive`, `purge`).
+        command: &'static str,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
     /// A function's own command failed.
     #[error("command {name} failed: {source}")]
     Command {
@@ -363,6 +376,11 @@ impl<H> Function<H> {
     /// Opens the state store the settings name: DynamoDB with
     /// `SHARDLINE_STATE_TABLE`, else the embedded store.
     async fn open_store(&self) -> Result<Arc<dyn StateStore>, Error> {
+        Ok(self.open_quarantine_store().await?)
+    }
+
+    /// [`Function::open_store`], with the quarantine operations.
+    async fn open_quarantine_store(&self) -> Result<Arc<dyn QuarantineStore>, Error> {
         match &self.settings.state_table {
             #[cfg(feature = "dynamodb")]
             Some(table) => Ok(Arc::new(crate::state::DynamoDbStore::new(

@@ -13,6 +13,7 @@
 pub mod dynamodb;
 pub mod embedded;
 pub mod progress;
+pub mod quarantine;
 mod ranges;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::record::ShardRef;
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
 pub use progress::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
+pub use quarantine::QuarantineStore;
 
 /// How long a partition key's progress is kept after its last write, by
 /// default: longer than a stream's extended retention (7 days), so a key's

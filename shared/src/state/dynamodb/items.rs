@@ -179,6 +179,9 @@ fn record_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Attributes> {
     if record.partition_key.is_empty() {
         entry.remove("partition_key");
     }
+    if let Some(key) = &record.explicit_hash_key {
+        entry.insert("explicit_hash_key".into(), s(key.clone()));
+    }
     let mut items = vec![entry];
     for (index, part) in rest.into_iter().enumerate() {
         items.push(item([
@@ -222,6 +225,8 @@ pub(super) fn quarantined_records(
             attempts: get_n(&item, "attempts").unwrap_or(0),
             quarantined_at: get_n(&item, "quarantined_at").unwrap_or(0),
             data: Bytes::new(),
+            explicit_hash_key: get_s(&item, "explicit_hash_key").map(str::to_owned),
+            replay_started_at: get_n(&item, "replay_started_at"),
         });
     }
     if let Some(last) = records.last_mut() {
@@ -247,6 +252,8 @@ mod tests {
             detail: "bad".into(),
             attempts: 1,
             quarantined_at: 1,
+            explicit_hash_key: Some("42".into()),
+            replay_started_at: None,
             data: Bytes::from(
                 (0..PART_BYTES * 2 + 10)
                     .map(|i| (i % 251) as u8)

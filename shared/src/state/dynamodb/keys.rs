@@ -1,7 +1,7 @@
 //! Item keys of the state table, and positions as sortable strings.
 
 use super::super::ConsumerShard;
-use crate::quarantine::QuarantinedRecord;
+use crate::quarantine::{QuarantineKey, QuarantinedRecord};
 use crate::record::{Position, SequenceNumber};
 
 /// The hash key attribute.
@@ -48,6 +48,10 @@ pub(super) fn quarantine_pk(consumer: &str) -> String {
 }
 
 pub(super) fn quarantine_sk(record: &QuarantinedRecord) -> String {
+    quarantine_key_sk(&record.key())
+}
+
+pub(super) fn quarantine_key_sk(record: &QuarantineKey) -> String {
     let sequence = record
         .sequence_number
         .parse::<SequenceNumber>()

@@ -28,6 +28,7 @@
 
 mod items;
 mod keys;
+mod quarantine;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};

@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use std::collections::HashMap;
 
+mod quarantine;
 mod rows;
 mod schema;
 
@@ -33,7 +33,7 @@ use super::{
     ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, KeyCommit, Lineage, Progress, Settled,
     ShardState, ShardStatus, StateError, StateStore,
 };
-use crate::quarantine::{QuarantineReason, QuarantinedRecord};
+use crate::quarantine::QuarantinedRecord;
 
 /// Shardline's state in a local SQLite file (`shardline.sqlite` in the state folder).
 pub struct EmbeddedStore {
@@ -346,64 +346,7 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
-        type Row = (
-            String,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            String,
-            u32,
-            i64,
-            Vec<u8>,
-        );
-        let rows: Vec<Row> = self.with_conn(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT stream_arn, shard_id, sequence_number, subsequence_number, partition_key,
-                        reason, detail, attempts, quarantined_at, data
-                 FROM quarantine WHERE consumer = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![consumer], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            })?;
-            rows.collect()
-        })?;
-        rows.into_iter()
-            .map(
-                |(stream_arn, shard_id, seq, sub, pk, reason, detail, attempts, at, data)| {
-                    let reason = QuarantineReason::from_name(&reason).ok_or_else(|| {
-                        StateError::Corrupt {
-                            what: format!("quarantine {shard_id}/{seq}"),
-                            detail: format!("unknown reason {reason:?}"),
-                        }
-                    })?;
-                    Ok(QuarantinedRecord {
-                        stream_arn,
-                        shard_id,
-                        sequence_number: seq,
-                        subsequence_number: u64::try_from(sub).unwrap_or(0),
-                        partition_key: pk,
-                        reason,
-                        detail,
-                        attempts,
-                        quarantined_at: u64::try_from(at).unwrap_or(0),
-                        data: Bytes::from(data),
-                    })
-                },
-            )
-            .collect()
+        self.with_conn(|conn| quarantine::read_all(conn, consumer))?
     }
 }
 

@@ -188,8 +188,8 @@ pub(super) fn write_settled(
 ) -> Result<(), rusqlite::Error> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO quarantine (consumer, stream_arn, shard_id, sequence_number, subsequence_number,
-            partition_key, reason, detail, attempts, quarantined_at, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            partition_key, reason, detail, attempts, quarantined_at, data, explicit_hash_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT DO NOTHING",
     )?;
     for q in &settled.quarantine {
@@ -205,6 +205,7 @@ pub(super) fn write_settled(
             q.attempts,
             as_i64(q.quarantined_at),
             &q.data[..],
+            q.explicit_hash_key,
         ])?;
     }
     let mut release =

@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     attempts            INTEGER NOT NULL,
     quarantined_at      INTEGER NOT NULL,
     data                BLOB    NOT NULL,
+    explicit_hash_key   TEXT,
+    replay_started_at   INTEGER,
     UNIQUE (consumer, stream_arn, shard_id, sequence_number, subsequence_number)
 );
 ";
@@ -75,6 +77,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("shard", "failing_heads", "TEXT NOT NULL DEFAULT ''"),
     ("key_progress", "done_after", "TEXT NOT NULL DEFAULT ''"),
     ("key_progress", "failing_heads", "TEXT NOT NULL DEFAULT ''"),
+    ("quarantine", "explicit_hash_key", "TEXT"),
+    ("quarantine", "replay_started_at", "INTEGER"),
 ];
 
 pub(super) fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {

@@ -3,7 +3,13 @@
 //!
 //! A record is quarantined when its handler says the failure is permanent, when it
 //! has failed `SHARDLINE_MAX_ATTEMPTS` times, or when its payload cannot be
-//! decoded. The entry keeps everything needed to replay it.
+//! decoded. The entry keeps everything needed to replay it (`quarantine replay`)
+//! or to put it back on a stream (`quarantine redrive`); [`QuarantineFilter`]
+//! picks entries by shard, reason and time.
+
+mod filter;
+
+pub use filter::{QuarantineFilter, count_by_shard_and_reason, parse_time};
 
 use std::fmt;
 use std::time::SystemTime;
@@ -14,10 +20,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::record::Record;
+use std::sync::Arc;
+
+use crate::record::{Position, Record, RecordOrigin, ShardRef};
 
 /// Why a record went to the quarantine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum QuarantineReason {
@@ -58,7 +66,8 @@ impl fmt::Display for QuarantineReason {
 /// Its JSON form (one line per record from the `quarantine` command) carries
 /// `shard_id`, `sequence_number`, `subsequence_number`, `reason`, `detail`,
 /// `attempts`, `partition_key`, `stream_arn`, `quarantined_at` (epoch ms) and
-/// `data` (base64).
+/// `data` (base64), and when set `explicit_hash_key` and `replay_started_at`
+/// (epoch ms: a replay claimed the record and has not recorded its outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantinedRecord {
     /// The source stream's ARN.
@@ -83,6 +92,37 @@ pub struct QuarantinedRecord {
     /// record, the `data` field exactly as it came).
     #[serde(with = "base64_bytes")]
     pub data: Bytes,
+    /// The explicit hash key the record was put with (a KPL user record's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explicit_hash_key: Option<String>,
+    /// When a replay claimed the record, in milliseconds since the epoch, if
+    /// that replay has not recorded its outcome (it was interrupted, or is
+    /// still running): the handler may have applied the record already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_started_at: Option<u64>,
+}
+
+/// What identifies a quarantined record within its consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuarantineKey {
+    /// The source stream's ARN.
+    pub stream_arn: String,
+    /// The shard.
+    pub shard_id: String,
+    /// The sequence number.
+    pub sequence_number: String,
+    /// The subsequence number.
+    pub subsequence_number: u64,
+}
+
+impl fmt::Display for QuarantineKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.shard_id, self.sequence_number, self.subsequence_number
+        )
+    }
 }
 
 impl QuarantinedRecord {
@@ -107,14 +147,54 @@ impl QuarantinedRecord {
             attempts,
             quarantined_at: epoch_millis(now),
             data: record.data.clone(),
+            explicit_hash_key: record.explicit_hash_key.clone(),
+            replay_started_at: None,
         }
+    }
+
+    /// Its identity within its consumer.
+    pub fn key(&self) -> QuarantineKey {
+        QuarantineKey {
+            stream_arn: self.stream_arn.clone(),
+            shard_id: self.shard_id.clone(),
+            sequence_number: self.sequence_number.clone(),
+            subsequence_number: self.subsequence_number,
+        }
+    }
+
+    /// Its position in the shard, or `None` when the stored sequence number is
+    /// not a number.
+    pub fn position(&self) -> Option<Position> {
+        let sequence = self.sequence_number.parse().ok()?;
+        Some(Position::new(sequence, self.subsequence_number))
+    }
+
+    /// The record as the handler saw it, to hand it over again. `None` when
+    /// the stored sequence number is not a number.
+    ///
+    /// The arrival time is not kept, so the record has none; an undecodable
+    /// record's `data` is the field as it came, not a payload.
+    pub fn to_record(&self) -> Option<Record> {
+        Some(Record {
+            shard: ShardRef {
+                stream_arn: Arc::from(self.stream_arn.as_str()),
+                shard_id: Arc::from(self.shard_id.as_str()),
+            },
+            position: self.position()?,
+            partition_key: self.partition_key.clone(),
+            kinesis_partition_key: None,
+            explicit_hash_key: self.explicit_hash_key.clone(),
+            data: self.data.clone(),
+            approximate_arrival: None,
+            origin: RecordOrigin::Plain,
+        })
     }
 }
 
 /// The longest error text a quarantine entry keeps.
 pub const DETAIL_MAX_BYTES: usize = 2048;
 
-fn cut(mut text: String, max: usize) -> String {
+pub(crate) fn cut(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
@@ -166,6 +246,8 @@ mod tests {
             attempts: 3,
             quarantined_at: 1,
             data: Bytes::from_static(b"\x00\xffraw"),
+            explicit_hash_key: None,
+            replay_started_at: None,
         };
         let json = serde_json::to_value(&entry).unwrap();
         assert_eq!(json["data"], "AP9yYXc=");

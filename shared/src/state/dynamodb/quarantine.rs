@@ -1,0 +1,139 @@
+//! The DynamoDB store's [`QuarantineStore`]: replay claims, new failures and
+//! deletes on the quarantine items (`{consumer}#quarantine`), each one
+//! conditional request (a delete also removes a large payload's parts).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValue;
+
+use super::DynamoDbStore;
+use super::keys::{PK, SK, quarantine_key_sk, quarantine_pk};
+use crate::aws::dynamodb::DynamoError;
+use crate::aws::dynamodb::attr::{Attributes, get_n, item, n, s};
+use crate::quarantine::{QuarantineKey, QuarantineReason};
+use crate::state::{QuarantineStore, StateError};
+
+fn entry_key(consumer: &str, key: &QuarantineKey) -> Attributes {
+    item([
+        (PK, s(quarantine_pk(consumer))),
+        (SK, s(quarantine_key_sk(key))),
+    ])
+}
+
+impl DynamoDbStore {
+    /// Updates a quarantine entry under `condition`; `false` when the
+    /// condition failed.
+    async fn update_entry(
+        &self,
+        key: Attributes,
+        expression: &str,
+        condition: &str,
+        values: Attributes,
+        operation: &'static str,
+    ) -> Result<bool, StateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(DynamoError::service(operation, e).into()),
+        }
+    }
+}
+
+#[async_trait]
+impl QuarantineStore for DynamoDbStore {
+    async fn claim_replay(
+        &self,
+        consumer: &str,
+        key: &QuarantineKey,
+        now_ms: u64,
+        take_over: bool,
+    ) -> Result<bool, StateError> {
+        let condition = if take_over {
+            "attribute_exists(pk)"
+        } else {
+            "attribute_exists(pk) AND attribute_not_exists(replay_started_at)"
+        };
+        self.update_entry(
+            entry_key(consumer, key),
+            "SET replay_started_at = :now",
+            condition,
+            item([(":now", n(now_ms))]),
+            "claim a quarantined record for a replay",
+        )
+        .await
+    }
+
+    async fn requeue(
+        &self,
+        consumer: &str,
+        key: &QuarantineKey,
+        reason: QuarantineReason,
+        detail: &str,
+        attempts: u32,
+    ) -> Result<(), StateError> {
+        // A record deleted meanwhile (purged) stays deleted.
+        self.update_entry(
+            entry_key(consumer, key),
+            "SET reason = :reason, detail = :detail, attempts = :attempts REMOVE replay_started_at",
+            "attribute_exists(pk)",
+            item([
+                (":reason", s(reason.name())),
+                (":detail", s(detail)),
+                (":attempts", n(attempts)),
+            ]),
+            "record a replay's failure",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_quarantined(
+        &self,
+        consumer: &str,
+        key: &QuarantineKey,
+    ) -> Result<bool, StateError> {
+        let operation = "delete a quarantined record";
+        let old = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(entry_key(consumer, key)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| DynamoError::service(operation, e))?;
+        let Some(old) = old.attributes() else {
+            return Ok(false);
+        };
+        // The parts of a large payload follow the entry: `{sk}#part#0001`...
+        let parts: u64 = get_n(old, "parts").unwrap_or(1);
+        let sk = quarantine_key_sk(key);
+        for part in 1..parts {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(item([
+                    (PK, s(quarantine_pk(consumer))),
+                    (SK, s(format!("{sk}#part#{part:04}"))),
+                ])))
+                .send()
+                .await
+                .map_err(|e| DynamoError::service(operation, e))?;
+        }
+        Ok(true)
+    }
+}
