@@ -42,7 +42,13 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
 }
 
 fn reply(stream: &mut TcpStream, headers: &[(&str, String)], body: &[u8]) {
-    let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len());
+    // One request per connection: without `Connection: close` the runtime's
+    // client may reuse a connection this server has already dropped, and the
+    // request is lost (seen under load as a 30 s wait for an answer).
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
