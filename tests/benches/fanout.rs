@@ -1,7 +1,7 @@
 //! Fan-out benchmark against kinesis-mock: 10,000 records to 3 streams (4
 //! shards each), in batches of 1,000, for each delivery order and two key
-//! spreads. Prints PutRecords requests and wall time. Needs the emulators:
-//! run it with `scripts/bench-fanout.sh`.
+//! spreads. Prints PutRecords requests, the fewest the limits allow, and wall
+//! time, a JSON line per cell. Needs the emulators: `scripts/bench.sh` runs it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,38 +71,43 @@ async fn run(order: DeliveryOrder, keys: u64) -> (u64, Duration) {
     (counter.get("PutRecords"), elapsed)
 }
 
+/// The fewest PutRecords the limits allow: per batch and destination, 500
+/// records and 5 MiB a request.
+fn minimum_requests() -> u64 {
+    let batch_bytes: u64 = made_up(
+        0,
+        BATCH as u64,
+        |i| format!("user-{i}"),
+        |i| format!("{{\"user\":{i},\"n\":{i}}}").into_bytes(),
+    )
+    .iter()
+    .map(|r| (r.data.len() + r.partition_key.len()) as u64)
+    .sum();
+    let per_batch = (BATCH as u64)
+        .div_ceil(500)
+        .max(batch_bytes.div_ceil(5 << 20));
+    per_batch * RECORDS.div_ceil(BATCH as u64) * DESTINATIONS as u64
+}
+
+/// One JSON line per cell: order, keys, PutRecords, the minimum, wall time.
 #[tokio::main]
 async fn main() {
-    println!(
-        "fan-out of {RECORDS} records to {DESTINATIONS} streams, batches of {BATCH} (kinesis-mock on loopback)"
-    );
-    println!(
-        "{:<11} {:>6} {:>12} {:>10} {:>12}",
-        "order", "keys", "PutRecords", "wall", "records/s"
-    );
-    let mut rows = Vec::new();
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let minimum = minimum_requests();
     for keys in [500u64, 10] {
         for order in [DeliveryOrder::Ordered, DeliveryOrder::Throughput] {
             let (requests, wall) = run(order, keys).await;
-            let rate = (RECORDS * DESTINATIONS as u64) as f64 / wall.as_secs_f64();
             println!(
-                "{:<11} {keys:>6} {requests:>12} {:>9.2}s {rate:>12.0}",
-                format!("{order:?}"),
-                wall.as_secs_f64()
+                "{}",
+                serde_json::json!({
+                    "records": RECORDS, "destinations": DESTINATIONS, "batch": BATCH,
+                    "order": format!("{order:?}").to_lowercase(), "keys": keys,
+                    "put_records": requests, "minimum": minimum,
+                    "wall_ms": wall.as_secs_f64() * 1e3,
+                })
             );
-            rows.push((order, keys, wall));
         }
-    }
-    for keys in [500u64, 10] {
-        let wall = |o| {
-            rows.iter()
-                .find(|r| r.0 == o && r.1 == keys)
-                .map(|r| r.2.as_secs_f64())
-                .unwrap_or(0.0)
-        };
-        println!(
-            "keys {keys}: ordered takes {:.2}x the time of throughput",
-            wall(DeliveryOrder::Ordered) / wall(DeliveryOrder::Throughput)
-        );
     }
 }

@@ -3,14 +3,13 @@
 //! - [`DeliveryOrder::Ordered`]: one queue per partition key; a round sends the
 //!   head of every queue (so a request holds at most one record per key), and a
 //!   key's next record goes only after its head was delivered.
-//! - [`DeliveryOrder::Throughput`]: keys are spread over lanes by hash; a round
-//!   sends one full request per lane. A key lives in one lane, so no two
+//! - [`DeliveryOrder::Throughput`]: keys are spread over lanes, as many as
+//!   full requests are needed (up to the sink's requests in flight), balanced
+//!   by their records; a round sends one full request per lane. A key lives in one lane, so no two
 //!   requests in flight hold the same key: order per key holds while nothing
 //!   fails (a failed entry is sent again after the records behind it).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 
 use super::{MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS};
 use crate::sink::{DeliveryOrder, OutRecord};
@@ -31,20 +30,22 @@ impl Plan {
         order: DeliveryOrder,
         lanes: usize,
     ) -> Self {
+        let todo: Vec<usize> = todo.into_iter().collect();
         let mut queues: Vec<VecDeque<usize>> = Vec::new();
         let mut queue_of: HashMap<&str, usize> = HashMap::new();
         if order == DeliveryOrder::Throughput {
-            queues.resize(lanes.max(1), VecDeque::new());
+            // No more lanes than full requests (1,000 small records go in 2
+            // requests of 500, not 4 of 250), and keys balanced over them.
+            let full = pack(records, &todo).len();
+            queues.resize(lanes.min(full).max(1), VecDeque::new());
+            queue_of = balance(records, &todo, queues.len());
         }
         for index in todo {
             let key = records[index].partition_key.as_str();
-            let queue = match order {
-                DeliveryOrder::Ordered => *queue_of.entry(key).or_insert_with(|| {
-                    queues.push(VecDeque::new());
-                    queues.len() - 1
-                }),
-                DeliveryOrder::Throughput => lane_of(key, queues.len()),
-            };
+            let queue = *queue_of.entry(key).or_insert_with(|| {
+                queues.push(VecDeque::new());
+                queues.len() - 1
+            });
             queues[queue].push_back(index);
         }
         queues.retain(|q| !q.is_empty());
@@ -94,11 +95,28 @@ impl Plan {
     }
 }
 
-/// The lane of a partition key among `lanes`.
-fn lane_of(key: &str, lanes: usize) -> usize {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    usize::try_from(hasher.finish() % lanes.max(1) as u64).unwrap_or(0)
+/// Each key's lane among `lanes`: the keys with the most records first, each
+/// to the lane with the fewest records so far, so the lanes fill evenly.
+fn balance<'r>(records: &'r [OutRecord], todo: &[usize], lanes: usize) -> HashMap<&'r str, usize> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    for &index in todo {
+        let key = records[index].partition_key.as_str();
+        let at = *slot.entry(key).or_insert_with(|| {
+            counts.push((key, 0));
+            counts.len() - 1
+        });
+        counts[at].1 += 1;
+    }
+    counts.sort_by_key(|count| std::cmp::Reverse(count.1));
+    let mut loads = vec![0usize; lanes.max(1)];
+    let mut lane_of = HashMap::with_capacity(counts.len());
+    for (key, count) in counts {
+        let lane = (0..loads.len()).min_by_key(|&l| loads[l]).unwrap_or(0);
+        loads[lane] += count;
+        lane_of.insert(key, lane);
+    }
+    lane_of
 }
 
 /// Splits `ready` into requests within the count and byte limits, in order.
@@ -188,5 +206,18 @@ mod tests {
             [vec![2, 1]],
             "b's head failed: it is sent again"
         );
+    }
+
+    #[test]
+    fn throughput_uses_no_more_lanes_than_full_requests() {
+        let records: Vec<OutRecord> = (0..1_000)
+            .map(|i| record(i, &format!("user-{}", i % 500), 10))
+            .collect();
+        let plan = Plan::new(&records, 0..records.len(), DeliveryOrder::Throughput, 4);
+        assert_eq!(plan.queues.len(), 2, "two full requests' worth: two lanes");
+        assert_eq!(plan.round(&records).len(), 2, "and both full: the minimum");
+        let few: Vec<OutRecord> = (0..30).map(|i| record(i, &format!("k{i}"), 10)).collect();
+        let plan = Plan::new(&few, 0..few.len(), DeliveryOrder::Throughput, 4);
+        assert_eq!(plan.round(&few).len(), 1, "30 records: one request");
     }
 }
