@@ -40,7 +40,7 @@ IMPLS = [
     ("bare-serde", "bare loop: serde_json (borrowed) + base64 crate"),
     ("bare-sonic", "bare loop: sonic-rs (SIMD) + base64 crate"),
     ("shardline-1t", "Shardline, decode on 1 thread"),
-    ("shardline-2t", "Shardline, decode on 2 threads (its default on 2 vCPUs)"),
+    ("shardline-2t", "Shardline, decode on 2 threads (opt-in: `DecodeOptions::threads(2)`)"),
     ("powertools-python", "Powertools Python `BatchProcessor` + `process_partial_response`"),
     ("powertools-ts", "Powertools TS `BatchProcessor` + `processPartialResponse`"),
     ("powertools-ts-parallel", "Powertools TS, `processInParallel: true`"),

@@ -110,24 +110,21 @@ pub fn decode_event(json: &[u8]) -> Result<DecodedEvent, EventError> {
 /// How [`decode_event_with`] decodes: on how many threads.
 ///
 /// The JSON is parsed on the calling thread; base64 decoding and KPL
-/// deaggregation, about half of the work for payloads of 1 KiB, can be split
-/// across threads by payload size. Lambda gives a function 2 vCPUs from
-/// 1,769 MB of memory; below that the second thread shares one CPU and gains
-/// nothing. Events with less than [`DecodeOptions::PARALLEL_MIN_TEXT`] of
-/// payload text are decoded on the calling thread alone.
+/// deaggregation can be split across threads by payload size
+/// ([`DecodeOptions::threads`]). The default is one thread: on 2 cores,
+/// events within Lambda's 6 MB payload limit decoded no faster on two
+/// (BENCHMARKS.md, table 1), and an 18 MB event only about 4% faster. Events
+/// with less than [`DecodeOptions::PARALLEL_MIN_TEXT`] of payload text always
+/// use the calling thread alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeOptions {
     threads: usize,
 }
 
 impl Default for DecodeOptions {
-    /// As many threads as the machine has CPUs (`available_parallelism`,
-    /// which honours a cgroup's CPU quota), at most 2.
+    /// One thread.
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        DecodeOptions {
-            threads: cpus.min(2),
-        }
+        DecodeOptions { threads: 1 }
     }
 }
 
