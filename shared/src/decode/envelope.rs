@@ -138,34 +138,26 @@ pub(super) struct KinesisView<'a> {
     pub approximate_arrival_timestamp: Option<f64>,
 }
 
-impl<'a> From<&'a BorrowedRecord<'_>> for RecordView<'a> {
-    fn from(record: &'a BorrowedRecord<'_>) -> Self {
-        RecordView {
-            event_id: record.event_id.as_deref(),
-            event_source: record.event_source.as_deref(),
-            event_source_arn: record.event_source_arn.as_deref(),
-            kinesis: record.kinesis.as_ref().map(|k| KinesisView {
-                partition_key: k.partition_key.as_deref(),
-                sequence_number: k.sequence_number.as_deref(),
-                data: k.data.as_deref(),
-                approximate_arrival_timestamp: k.approximate_arrival_timestamp,
-            }),
+/// `From<&Record> for RecordView` for a record type whose text fields deref to `str`.
+macro_rules! view_from {
+    ($record:ty) => {
+        impl<'a> From<&'a $record> for RecordView<'a> {
+            fn from(record: &'a $record) -> Self {
+                RecordView {
+                    event_id: record.event_id.as_deref(),
+                    event_source: record.event_source.as_deref(),
+                    event_source_arn: record.event_source_arn.as_deref(),
+                    kinesis: record.kinesis.as_ref().map(|k| KinesisView {
+                        partition_key: k.partition_key.as_deref(),
+                        sequence_number: k.sequence_number.as_deref(),
+                        data: k.data.as_deref(),
+                        approximate_arrival_timestamp: k.approximate_arrival_timestamp,
+                    }),
+                }
+            }
         }
-    }
+    };
 }
 
-impl<'a> From<&'a EnvelopeRecord> for RecordView<'a> {
-    fn from(record: &'a EnvelopeRecord) -> Self {
-        RecordView {
-            event_id: record.event_id.as_deref(),
-            event_source: record.event_source.as_deref(),
-            event_source_arn: record.event_source_arn.as_deref(),
-            kinesis: record.kinesis.as_ref().map(|k| KinesisView {
-                partition_key: k.partition_key.as_deref(),
-                sequence_number: k.sequence_number.as_deref(),
-                data: k.data.as_deref(),
-                approximate_arrival_timestamp: k.approximate_arrival_timestamp,
-            }),
-        }
-    }
-}
+view_from!(BorrowedRecord<'_>);
+view_from!(EnvelopeRecord);
