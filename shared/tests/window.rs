@@ -245,7 +245,8 @@ async fn a_failed_close_fails_the_invocation_and_the_retry_closes_once() {
     handler.close_fails.store(false, Ordering::SeqCst);
     let retry = invoke(&env, &handler, event).await.unwrap();
     assert!(retry.closed);
-    assert_eq!(handler.closed(), [(retry_info(), vec!["x".into(), "a".into()])]);
+    let expected = vec!["x".to_owned(), "a".to_owned()];
+    assert_eq!(handler.closed(), [(retry_info(), expected)]);
 }
 
 fn retry_info() -> WindowInfo {

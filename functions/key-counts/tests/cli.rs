@@ -37,7 +37,7 @@ fn each_invocation_returns_the_state_the_next_one_carries_and_the_final_writes_o
     assert_eq!(response_state(&middle), sample_json("window-final")["state"]);
 
     let (last, _) = run.ok(&["invoke", &sample("window-final")]);
-    let expected = [
+    let expected: [(&str, u64, u64); 3] = [
         ("sensor-a", 3, 30),
         ("sensor-b", 2, 34),
         ("sensor-c", 1, 10),

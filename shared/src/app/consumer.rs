@@ -3,7 +3,6 @@
 //! give the response Lambda reads, a report, and the batch's range for the log.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -139,10 +138,10 @@ impl<W: WindowHandler> Consumer for Windowed<W> {
 
 /// The replay handler of a function whose records cannot be replayed alone;
 /// never made.
-pub struct NoReplay(Arc<std::convert::Infallible>);
+pub struct NoReplay(std::convert::Infallible);
 
 impl Handler for NoReplay {
     async fn handle(&self, _record: &Record) -> Result<(), HandlerError> {
-        match *self.0 {}
+        match self.0 {}
     }
 }
