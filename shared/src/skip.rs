@@ -76,7 +76,7 @@ pub struct SkipRules {
     /// Hands records at or below the checkpoint to the handler again instead
     /// of skipping them. A windowed function needs it: its state comes from
     /// Lambda, which resends a failed invocation's records with the state from
-    /// before it, whatever Shardline's checkpoint says (see [`crate::window`]).
+    /// before it, whatever Shardline's checkpoint says (see the `window` module).
     pub handle_checkpointed: bool,
 }
 
