@@ -119,7 +119,10 @@ async fn the_state_threads_from_the_first_invocation_to_the_final_one() {
     let middle = window().state(state_of(&first)).event_bytes(&[rec(3, "c")]);
     let middle = invoke(&env, &handler, middle).await.unwrap();
     assert_eq!(texts(&middle), ["a", "b", "c"]);
-    assert!(handler.closed().is_empty(), "no close before the final invocation");
+    assert!(
+        handler.closed().is_empty(),
+        "no close before the final invocation"
+    );
 
     let last = window().state(state_of(&middle)).closing(false);
     let last = invoke(&env, &handler, last.event_bytes(&[rec(4, "d")]))
@@ -130,7 +133,10 @@ async fn the_state_threads_from_the_first_invocation_to_the_final_one() {
     let closed = handler.closed();
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].1, ["a", "b", "c", "d"]);
-    assert_eq!((closed[0].0.start.as_str(), closed[0].0.end.as_str()), (START, END));
+    assert_eq!(
+        (closed[0].0.start.as_str(), closed[0].0.end.as_str()),
+        (START, END)
+    );
     assert!(closed[0].0.is_final && !closed[0].0.terminated_early);
     assert_eq!(closed[0].0.shard_id, SHARD);
     assert_eq!(closed[0].0.stream_arn, STREAM);
@@ -142,10 +148,16 @@ async fn a_failing_record_stops_the_window_there_with_the_state_before_it() {
     let handler = Arc::new(Collect::default());
     handler.fail_on(Some("b"));
     let before = json!({"texts": ["x"]});
-    let event = window().state(before).event_bytes(&[rec(1, "a"), rec(2, "b"), rec(3, "c")]);
+    let event = window()
+        .state(before)
+        .event_bytes(&[rec(1, "a"), rec(2, "b"), rec(3, "c")]);
     let outcome = invoke(&env, &handler, event).await.unwrap();
     assert_eq!(retry_from(&outcome), [seq(2)]);
-    assert_eq!(texts(&outcome), ["x", "a"], "the state after the records done");
+    assert_eq!(
+        texts(&outcome),
+        ["x", "a"],
+        "the state after the records done"
+    );
     assert_eq!((outcome.report.failed, outcome.report.not_started), (1, 1));
 
     // Lambda retries from the failed record with the state returned.
@@ -164,9 +176,13 @@ async fn the_final_invocation_closes_only_once_its_records_are_done() {
     let handler = Arc::new(Collect::default());
     handler.fail_on(Some("b"));
     let last = window().closing(false);
-    let outcome = invoke(&env, &handler, last.event_bytes(&[rec(1, "a"), rec(2, "b")]))
-        .await
-        .unwrap();
+    let outcome = invoke(
+        &env,
+        &handler,
+        last.event_bytes(&[rec(1, "a"), rec(2, "b")]),
+    )
+    .await
+    .unwrap();
     assert!(!outcome.closed && handler.closed().is_empty());
     assert_eq!(retry_from(&outcome), [seq(2)]);
 
@@ -187,9 +203,13 @@ async fn quarantined_records_are_done_and_add_nothing_to_the_window() {
         Rec::raw(seq(3), "%%% not base64"),
         rec(4, "d"),
     ];
-    let outcome = invoke(&env, &handler, window().closing(false).event_bytes(&records))
-        .await
-        .unwrap();
+    let outcome = invoke(
+        &env,
+        &handler,
+        window().closing(false).event_bytes(&records),
+    )
+    .await
+    .unwrap();
     assert!(outcome.response.is_success());
     assert_eq!(texts(&outcome), ["a", "d"]);
     assert_eq!(handler.closed()[0].1, ["a", "d"]);
@@ -274,16 +294,22 @@ async fn an_early_terminated_window_closes_its_part_and_goes_on_fresh() {
     let fresh = window().state(json!({})).event_bytes(&[rec(4, "d")]);
     let fresh = invoke(&env, &handler, fresh).await.unwrap();
     assert_eq!(texts(&fresh), ["d"]);
-    let end = window().state(state_of(&fresh)).closing(false).event_bytes(&[]);
+    let end = window()
+        .state(state_of(&fresh))
+        .closing(false)
+        .event_bytes(&[]);
     let end = invoke(&env, &handler, end).await.unwrap();
     assert!(end.closed && end.report.records == 0);
     let closed = handler.closed();
     assert_eq!(closed.len(), 2);
     assert!(closed[0].0.terminated_early && !closed[1].0.terminated_early);
-    assert_eq!((closed[0].1.clone(), closed[1].1.clone()), (
-        vec!["a".to_owned(), "b".into(), "c".into()],
-        vec!["d".to_owned()]
-    ));
+    assert_eq!(
+        (closed[0].1.clone(), closed[1].1.clone()),
+        (
+            vec!["a".to_owned(), "b".into(), "c".into()],
+            vec!["d".to_owned()]
+        )
+    );
 }
 
 #[tokio::test]
@@ -295,5 +321,8 @@ async fn a_state_of_another_shape_fails_the_invocation_by_name() {
         .event_bytes(&[rec(1, "a")]);
     let err = invoke(&env, &handler, event).await.unwrap_err();
     assert!(matches!(err, WindowError::State { .. }), "{err}");
-    assert!(err.to_string().contains(SHARD) && err.to_string().contains(START), "{err}");
+    assert!(
+        err.to_string().contains(SHARD) && err.to_string().contains(START),
+        "{err}"
+    );
 }

@@ -69,10 +69,7 @@ fn aws_lambda_events_reads_the_documented_event_only_with_a_state_of_strings() {
     assert_eq!(Some(ours.info.shard_id.clone()), props.shard_id);
     assert_eq!(Some(ours.info.stream_arn.clone()), props.event_source_arn);
     assert_eq!(ours.info.is_final, props.is_final_invoke_for_window);
-    assert_eq!(
-        ours.info.terminated_early,
-        props.is_window_terminated_early
-    );
+    assert_eq!(ours.info.terminated_early, props.is_window_terminated_early);
     let state: HashMap<String, String> = serde_json::from_value(ours.state.unwrap()).unwrap();
     assert_eq!(state, props.state);
     assert_eq!(ours.records.items.len(), theirs.kinesis_event.records.len());
@@ -174,5 +171,8 @@ fn a_bad_record_in_a_window_event_is_one_undecodable_item() {
         &decoded.records.items[0],
         Item::Undecodable { record, .. } if &record.data[..] == b"%% not base64"
     ));
-    assert!(!decoded.info.is_final, "a flag that is not a boolean is false");
+    assert!(
+        !decoded.info.is_final,
+        "a flag that is not a boolean is false"
+    );
 }

@@ -55,7 +55,11 @@ async fn windows_thread_their_state_and_every_record_counts_once() {
         .env("SHARDLINE_STATE_DIR", &dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut counted: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut windows = std::collections::BTreeSet::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {

@@ -71,7 +71,10 @@ impl LaneQueue {
 
     /// The window open, if any.
     pub(super) fn open_window(&self) -> Option<OpenWindow> {
-        self.window.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.window
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(super) fn set_window(&self, window: Option<OpenWindow>) {

@@ -152,7 +152,11 @@ impl Lane {
                 "source: {}: the final invocation of the window from {} failed ({reason}); retrying",
                 self.shard_id, open.start
             );
-            if mapping.config.retry_limit.is_some_and(|limit| failures >= limit) {
+            if mapping
+                .config
+                .retry_limit
+                .is_some_and(|limit| failures >= limit)
+            {
                 eprintln!(
                     "source: {}: the window from {} is dropped after {} retries",
                     self.shard_id, open.start, failures
@@ -211,7 +215,8 @@ mod tests {
         assert!(answered_state(br#"{"batchItemFailures":[]}"#).is_none());
         assert!(answered_state(br#"{"state":5}"#).is_none());
         assert!(answered_state(b"null").is_none());
-        let (state, size) = answered_state(br#"{"state":{"1":282},"batchItemFailures":[]}"#).unwrap();
+        let (state, size) =
+            answered_state(br#"{"state":{"1":282},"batchItemFailures":[]}"#).unwrap();
         assert_eq!(state, serde_json::json!({"1": 282}));
         assert_eq!(size, r#"{"1":282}"#.len());
     }

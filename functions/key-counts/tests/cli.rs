@@ -31,10 +31,17 @@ fn each_invocation_returns_the_state_the_next_one_carries_and_the_final_writes_o
         response_state(&first),
         sample_json("window-middle")["state"]
     );
-    assert_eq!(run.ok(&["counts"]).0, "", "nothing written before the window ends");
+    assert_eq!(
+        run.ok(&["counts"]).0,
+        "",
+        "nothing written before the window ends"
+    );
 
     let (middle, _) = run.ok(&["invoke", &sample("window-middle")]);
-    assert_eq!(response_state(&middle), sample_json("window-final")["state"]);
+    assert_eq!(
+        response_state(&middle),
+        sample_json("window-final")["state"]
+    );
 
     let (last, _) = run.ok(&["invoke", &sample("window-final")]);
     let expected: [(&str, u64, u64); 3] = [
@@ -46,7 +53,10 @@ fn each_invocation_returns_the_state_the_next_one_carries_and_the_final_writes_o
         response_state(&last)["keys"],
         json!({"sensor-a": [3, 30], "sensor-b": [2, 34], "sensor-c": [1, 10]})
     );
-    assert_eq!(rows(&run.ok(&["counts"]).0), expected.map(|(k, r, b)| ("shardId-000000000000".to_owned(), k.to_owned(), r, b)));
+    assert_eq!(
+        rows(&run.ok(&["counts"]).0),
+        expected.map(|(k, r, b)| ("shardId-000000000000".to_owned(), k.to_owned(), r, b))
+    );
     // Lambda retries a final invocation whose response was lost: the same
     // part of the window is not added twice.
     run.ok(&["invoke", &sample("window-final")]);

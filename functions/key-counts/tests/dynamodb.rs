@@ -12,13 +12,20 @@ use serde_json::json;
 fn the_final_invocation_adds_the_window_to_dynamodb_once() {
     let run = Run::dynamodb("dynamodb-chain");
     let (_, stderr) = run.ok(&["setup"]);
-    for table in [run.var("SHARDLINE_STATE_TABLE"), run.var("KEY_COUNTS_TABLE")] {
+    for table in [
+        run.var("SHARDLINE_STATE_TABLE"),
+        run.var("KEY_COUNTS_TABLE"),
+    ] {
         assert!(stderr.contains(table), "{table} in {stderr}");
     }
     for name in ["window-first", "window-middle"] {
         run.ok(&["invoke", &sample(name)]);
     }
-    assert_eq!(run.ok(&["counts"]).0, "", "nothing written before the window ends");
+    assert_eq!(
+        run.ok(&["counts"]).0,
+        "",
+        "nothing written before the window ends"
+    );
     let (stdout, _) = run.ok(&["invoke", &sample("window-final")]);
     assert!(stdout.contains(r#""batchItemFailures":[]"#), "{stdout}");
     let shard = "shardId-000000000000".to_owned();

@@ -10,7 +10,10 @@ use crate::decode::DecodeOptions;
 use crate::time::Deadline;
 
 /// Runs the subcommand named by `args`.
-pub(super) async fn run<H: Consumer>(function: Function<H>, args: Vec<String>) -> Result<(), Error> {
+pub(super) async fn run<H: Consumer>(
+    function: Function<H>,
+    args: Vec<String>,
+) -> Result<(), Error> {
     let Some(command) = args.first().map(String::as_str) else {
         println!("{}", usage(&function));
         return Ok(());

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::{Error, Function};
 use super::consumer::Consumer;
+use super::{Error, Function};
 use crate::ops::{ReplayOptions, replay};
 use crate::quarantine::{
     QuarantineFilter, QuarantineReason, QuarantinedRecord, count_by_shard_and_reason, parse_time,
@@ -148,18 +148,11 @@ pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) ->
                 timeout: function.settings.local_timeout,
             };
             let mut print_error = Ok(());
-            let outcomes = replay(
-                &*store,
-                handler,
-                &consumer,
-                records,
-                &options,
-                |r, o| {
-                    if print_error.is_ok() {
-                        print_error = print_json(&outcome_line(r, o));
-                    }
-                },
-            )
+            let outcomes = replay(&*store, handler, &consumer, records, &options, |r, o| {
+                if print_error.is_ok() {
+                    print_error = print_json(&outcome_line(r, o));
+                }
+            })
             .await
             .map_err(|e| Error::Quarantine {
                 command: "replay",

@@ -55,7 +55,7 @@ pub enum WindowError {
     },
     /// The engine failed (the state store, the parent-shard guard).
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     /// [`super::WindowHandler::close`] failed.
     #[error(
         "closing window {window_start} to {window_end} of shard {shard_id} (last record {last_sequence}) failed: {source}"
@@ -74,4 +74,10 @@ pub enum WindowError {
         #[source]
         source: BoxError,
     },
+}
+
+impl From<EngineError> for WindowError {
+    fn from(error: EngineError) -> Self {
+        WindowError::Engine(Box::new(error))
+    }
 }

@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use super::WindowHandler;
 use super::error::WindowError;
 use super::event::WindowEvent;
 use super::response::WindowResponse;
 use super::state::{decode_state, encode_state};
-use super::WindowHandler;
 use crate::engine::{BatchOutcome, EngineConfig, ProgressMode, process_event};
 use crate::handler::{Handler, HandlerError};
 use crate::record::Record;
@@ -128,10 +128,10 @@ pub async fn process_window_event<W: WindowHandler>(
         records,
     } = event;
     let state: W::State = decode_state(state.as_ref(), &info)?;
-    let last_sequence = records
-        .items
-        .last()
-        .map_or_else(|| "none".to_owned(), |item| item.record().position.to_string());
+    let last_sequence = records.items.last().map_or_else(
+        || "none".to_owned(),
+        |item| item.record().position.to_string(),
+    );
     let accumulator = Accumulator {
         handler: handler.clone(),
         state: Mutex::new(state),

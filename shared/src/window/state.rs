@@ -36,11 +36,13 @@ pub fn decode_state<S: DeserializeOwned + Default>(
     match state {
         None | Some(Value::Null) => Ok(S::default()),
         Some(Value::Object(map)) if map.is_empty() => Ok(S::default()),
-        Some(value) => <S as serde::Deserialize>::deserialize(value).map_err(|source| WindowError::State {
-            shard_id: info.shard_id.clone(),
-            window_start: info.start.clone(),
-            source,
-        }),
+        Some(value) => {
+            <S as serde::Deserialize>::deserialize(value).map_err(|source| WindowError::State {
+                shard_id: info.shard_id.clone(),
+                window_start: info.start.clone(),
+                source,
+            })
+        }
     }
 }
 

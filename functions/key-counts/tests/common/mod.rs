@@ -99,7 +99,10 @@ impl Run {
         command.args(args).current_dir(workspace());
         // Nothing from the caller's environment may steer the run.
         for (name, _) in std::env::vars() {
-            if name.starts_with("SHARDLINE_") || name.starts_with("AWS_") || name == "KEY_COUNTS_TABLE" {
+            if name.starts_with("SHARDLINE_")
+                || name.starts_with("AWS_")
+                || name == "KEY_COUNTS_TABLE"
+            {
                 command.env_remove(name);
             }
         }
