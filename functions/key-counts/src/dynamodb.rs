@@ -40,8 +40,14 @@ impl DynamoCounts {
         part: &str,
         counts: &Counts,
     ) -> Result<(), StoreError> {
-        stream::iter(&counts.keys)
+        // The futures are made first: a closure inside the stream would make
+        // the close's future not Send (a higher-ranked lifetime limitation).
+        let writes: Vec<_> = counts
+            .keys
+            .iter()
             .map(|(key, count)| self.add(window, part, key, *count))
+            .collect();
+        stream::iter(writes)
             .buffer_unordered(WRITES_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
