@@ -132,6 +132,10 @@ pub struct SourceArgs {
     /// point (0 to 1).
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub kill_rate: f64,
+    /// Tumbling windows of this many seconds (TumblingWindowInSeconds, 1 to
+    /// 900; 0: none): the state is threaded per shard as Lambda does.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=900))]
+    pub tumbling_window_in_seconds: u64,
     /// The function's name (AWS_LAMBDA_FUNCTION_NAME); the command's file name by default.
     #[arg(long)]
     pub function_name: Option<String>,
@@ -176,6 +180,11 @@ impl SourceArgs {
     /// The retry limit (`None`: retry until the records expire).
     pub fn retry_limit(&self) -> Option<u32> {
         u32::try_from(self.maximum_retry_attempts).ok()
+    }
+
+    /// The tumbling window's length in seconds (`None`: no windows).
+    pub fn tumbling_window(&self) -> Option<u64> {
+        Some(self.tumbling_window_in_seconds).filter(|&seconds| seconds > 0)
     }
 
     /// The record age limit (`None`: none).

@@ -67,6 +67,10 @@ async fn resolve(
 }
 
 async fn source(args: SourceArgs) -> Result<(), String> {
+    if args.tumbling_window().is_some() && args.parallelization_factor > 1 {
+        // The window's state is one per shard.
+        return Err("--tumbling-window-in-seconds needs --parallelization-factor 1".into());
+    }
     let start = match (args.starting_position, args.start_timestamp()?) {
         (StartingPosition::TrimHorizon, _) => Start::TrimHorizon,
         (StartingPosition::Latest, _) => Start::Latest,

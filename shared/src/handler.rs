@@ -78,6 +78,11 @@ impl HandlerError {
     pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.source
     }
+
+    /// The underlying error, owned (to carry it as the source of another error).
+    pub fn into_source(self) -> BoxError {
+        self.source
+    }
 }
 
 impl<E> From<E> for HandlerError

@@ -17,6 +17,7 @@
 //! | the user handler, its flush and its buffers | [`handler`], [`buffer`] |
 //! | sinks: fan-out to streams | [`sink`] |
 //! | the batch loop: open, run, flush, fold, commit | [`engine`] |
+//! | tumbling windows: a state carried between invocations | [`window`] |
 //! | poison records | [`quarantine`] |
 //! | checkpoints, delivery progress, attempts, dedup claims | [`state`] |
 //! | response out, what happened | [`response`], [`report`], [`metrics`] |
@@ -88,6 +89,7 @@ pub mod sqlite;
 pub mod state;
 pub mod tables;
 pub mod time;
+pub mod window;
 
 pub use app::{App, Error};
 pub use engine::{BatchOutcome, EngineConfig, process_event};

@@ -126,3 +126,76 @@ pub fn event_json(records: &[SampleRecord]) -> Value {
 pub fn event_bytes(records: &[SampleRecord]) -> Vec<u8> {
     event_json(records).to_string().into_bytes()
 }
+
+/// The window fields of a tumbling-window event
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-windows.html>).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleWindow {
+    /// `window.start`.
+    pub start: String,
+    /// `window.end`.
+    pub end: String,
+    /// `state`; `None` leaves it out.
+    pub state: Option<Value>,
+    /// `shardId` (and `eventSourceARN`): the shard whose window it is.
+    pub shard_id: String,
+    /// `eventSourceARN`.
+    pub stream_arn: String,
+    /// `isFinalInvokeForWindow`.
+    pub is_final: bool,
+    /// `isWindowTerminatedEarly`.
+    pub terminated_early: bool,
+}
+
+impl SampleWindow {
+    /// The window from `start` to `end` of the sample shard, a middle
+    /// invocation without state.
+    pub fn new(start: &str, end: &str) -> Self {
+        SampleWindow {
+            start: start.to_owned(),
+            end: end.to_owned(),
+            state: None,
+            shard_id: SAMPLE_SHARD.to_owned(),
+            stream_arn: SAMPLE_STREAM_ARN.to_owned(),
+            is_final: false,
+            terminated_early: false,
+        }
+    }
+
+    /// With `state`.
+    pub fn state(mut self, state: Value) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// The window's final invocation (`early`: ended early, its state too large).
+    pub fn closing(mut self, early: bool) -> Self {
+        self.is_final = true;
+        self.terminated_early = early;
+        self
+    }
+
+    /// The event of `records` in this window, as JSON bytes.
+    ///
+    /// ```
+    /// use shardline::sample::{SampleRecord, SampleWindow};
+    /// let event = SampleWindow::new("2020-12-09T07:04:00Z", "2020-12-09T07:06:00Z")
+    ///     .state(serde_json::json!({"1": 282}))
+    ///     .event_bytes(&[SampleRecord::new("1", b"x")]);
+    /// let decoded = shardline::window::decode_window_event(&event).unwrap();
+    /// assert_eq!(decoded.info.start, "2020-12-09T07:04:00Z");
+    /// assert_eq!(decoded.records.items.len(), 1);
+    /// ```
+    pub fn event_bytes(&self, records: &[SampleRecord]) -> Vec<u8> {
+        let mut event = event_json(records);
+        event["window"] = json!({ "start": self.start, "end": self.end });
+        if let Some(state) = &self.state {
+            event["state"] = state.clone();
+        }
+        event["shardId"] = self.shard_id.clone().into();
+        event["eventSourceARN"] = self.stream_arn.clone().into();
+        event["isFinalInvokeForWindow"] = self.is_final.into();
+        event["isWindowTerminatedEarly"] = self.terminated_early.into();
+        event.to_string().into_bytes()
+    }
+}

@@ -73,17 +73,23 @@ pub struct SkipRules {
     pub max_record_age: Option<Duration>,
     /// Deduplication by payload key (`None`: off).
     pub dedup: Option<DedupRule>,
+    /// Hands records at or below the checkpoint to the handler again instead
+    /// of skipping them. A windowed function needs it: its state comes from
+    /// Lambda, which resends a failed invocation's records with the state from
+    /// before it, whatever Shardline's checkpoint says (see the `window` module).
+    pub handle_checkpointed: bool,
 }
 
 impl SkipRules {
     /// The rule that skips `record` at `now`, if any, checked in their order:
-    /// checkpointed (`done`: at or below its unit's checkpoint), stale,
+    /// checkpointed (`done`: at or below its unit's checkpoint, unless
+    /// [`SkipRules::handle_checkpointed`]), stale,
     /// duplicate (`duplicate`: another record holds its dedup key).
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
     /// use shardline::skip::{SkipRule, SkipRules};
-    /// let rules = SkipRules { max_record_age: Some(Duration::from_secs(60)), dedup: None };
+    /// let rules = SkipRules { max_record_age: Some(Duration::from_secs(60)), ..SkipRules::default() };
     /// let event = shardline::sample::event_bytes(&[shardline::sample::SampleRecord::new("1", b"x")]);
     /// let decoded = shardline::decode::decode_event(&event).unwrap();
     /// let record = decoded.items[0].record();
@@ -101,7 +107,7 @@ impl SkipRules {
         done: bool,
         duplicate: bool,
     ) -> Option<SkipRule> {
-        if done {
+        if done && !self.handle_checkpointed {
             Some(SkipRule::Checkpointed)
         } else if self.is_stale(record, now) {
             Some(SkipRule::Stale)

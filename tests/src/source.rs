@@ -20,6 +20,8 @@ pub struct Binaries {
     pub fanout: PathBuf,
     /// The active-users function.
     pub active_users: PathBuf,
+    /// The key-counts function (tumbling windows).
+    pub key_counts: PathBuf,
     /// The probe function (`src/bin/probe.rs`): does what each payload asks.
     pub probe: PathBuf,
 }
@@ -43,6 +45,8 @@ pub fn binaries() -> &'static Binaries {
                 "fanout",
                 "-p",
                 "active-users",
+                "-p",
+                "key-counts",
             ])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
@@ -60,6 +64,7 @@ pub fn binaries() -> &'static Binaries {
             ledger: dir.join("ledger"),
             fanout: dir.join("fanout"),
             active_users: dir.join("active-users"),
+            key_counts: dir.join("key-counts"),
             probe: dir.join("probe"),
         }
     })

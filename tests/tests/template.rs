@@ -10,7 +10,9 @@
 //! - each function is built by cargo-lambda from a binary of this workspace,
 //!   on `provided.al2023` with handler `bootstrap`;
 //! - the heartbeat source's maximum record age is not below the largest active
-//!   window the template allows (Lambda would drop heartbeats still in it).
+//!   window the template allows (Lambda would drop heartbeats still in it);
+//! - the key-counts source has a tumbling window within Lambda's 1 to 900
+//!   seconds and one batch per shard at a time (its state is one per shard).
 //!
 //! The template is read with a small YAML reader for the block style it is
 //! written in (CloudFormation tags such as `!Ref` and `!GetAtt` included); it
@@ -28,7 +30,7 @@ mod options;
 // --- The checks -----------------------------------------------------------------
 
 /// Functions whose records must never be skipped.
-const ORDERED: [&str; 2] = ["FanoutFunction", "LedgerFunction"];
+const ORDERED: [&str; 3] = ["FanoutFunction", "LedgerFunction", "KeyCountsFunction"];
 
 fn number(node: Option<&Yaml>) -> Option<i64> {
     node.and_then(Yaml::as_str).and_then(|s| s.parse().ok())
@@ -108,7 +110,7 @@ fn every_kinesis_event_source_reports_batch_item_failures_and_retries_safely() {
     );
     let (problems, sources) = event_source_problems(&template);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(sources, 3, "one Kinesis event source per function");
+    assert_eq!(sources, 4, "one Kinesis event source per function");
 }
 
 #[test]
@@ -170,7 +172,7 @@ fn every_function_is_a_workspace_binary_built_by_cargo_lambda() {
         binaries.push(binary.to_owned());
     }
     binaries.sort();
-    assert_eq!(binaries, ["active-users", "fanout", "ledger"]);
+    assert_eq!(binaries, ["active-users", "fanout", "key-counts", "ledger"]);
 }
 
 #[test]
@@ -254,7 +256,7 @@ fn the_readme_and_the_template_agree_on_bisect() {
             }
         }
     }
-    assert_eq!(bisect.len(), 3);
+    assert_eq!(bisect.len(), 4);
     assert!(
         bisect.iter().all(|(_, on)| on.as_deref() == Some("true")),
         "{bisect:?}"
@@ -264,4 +266,32 @@ fn the_readme_and_the_template_agree_on_bisect() {
         readme.contains("`BisectBatchOnFunctionError` is on for every function in the template"),
         "the README says what the template does"
     );
+}
+
+#[test]
+fn the_key_counts_source_has_a_tumbling_window_and_one_batch_per_shard() {
+    let template = template();
+    let source = template
+        .path(&[
+            "Resources",
+            "KeyCountsFunction",
+            "Properties",
+            "Events",
+            "KeyCounts",
+            "Properties",
+        ])
+        .expect("the key-counts event source");
+    assert!(
+        matches!(source.get("TumblingWindowInSeconds"), Some(Yaml::Tagged(tag, name))
+            if tag == "!Ref" && name.as_str() == Some("TumblingWindowSeconds")),
+        "{:?}",
+        source.get("TumblingWindowInSeconds")
+    );
+    assert_eq!(number(source.get("ParallelizationFactor")), Some(1));
+    let parameter = template
+        .path(&["Parameters", "TumblingWindowSeconds"])
+        .expect("the window parameter");
+    let bound = |name| number(parameter.get(name));
+    assert_eq!((bound("MinValue"), bound("MaxValue")), (Some(1), Some(900)));
+    assert!(bound("Default").is_some_and(|d| (1..=900).contains(&d)));
 }

@@ -23,7 +23,7 @@ pub struct StreamRecord {
 }
 
 impl StreamRecord {
-    fn sample(&self, stream_arn: &str, shard_id: &str) -> SampleRecord {
+    pub(super) fn sample(&self, stream_arn: &str, shard_id: &str) -> SampleRecord {
         SampleRecord::new(self.sequence.to_string(), &self.data)
             .key(&self.partition_key)
             .shard(stream_arn, shard_id)

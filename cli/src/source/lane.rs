@@ -13,18 +13,22 @@
 //! - each other retry counts; past MaximumRetryAttempts the batch is
 //!   discarded, and records older than MaximumRecordAgeInSeconds are discarded
 //!   before an invocation; what is discarded goes to the on-failure destination
-//!   as metadata (shard and sequence range, not the data).
+//!   as metadata (shard and sequence range, not the data);
+//! - with tumbling windows, a batch holds one window's records and the state
+//!   goes from answer to invocation ([`super::window`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use shardline::SequenceNumber;
 use tokio::sync::Notify;
 
 use super::Mapping;
 use super::batch::{MAX_PAYLOAD, StreamRecord, Verdict, event, verdict};
+use super::window::{OpenWindow, STATE_MAX_BYTES, answered_state, start_of};
 use crate::sandbox::Outcome;
 
 /// The records waiting for one lane.
@@ -37,6 +41,8 @@ pub struct LaneQueue {
     head: std::sync::Mutex<Option<(SequenceNumber, u32)>>,
     /// What the batch in flight waits on (for the progress line).
     phase: std::sync::Mutex<Option<(&'static str, Instant)>>,
+    /// With tumbling windows, the window open (not yet closed by its final invocation).
+    window: std::sync::Mutex<Option<OpenWindow>>,
 }
 
 impl LaneQueue {
@@ -60,7 +66,19 @@ impl LaneQueue {
     /// flight: a batch is always seen in one place or the other.
     pub fn is_idle(&self) -> bool {
         let queue = self.lock();
-        !self.busy.load(Ordering::SeqCst) && queue.is_empty()
+        !self.busy.load(Ordering::SeqCst) && queue.is_empty() && self.open_window().is_none()
+    }
+
+    /// The window open, if any.
+    pub(super) fn open_window(&self) -> Option<OpenWindow> {
+        self.window
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_window(&self, window: Option<OpenWindow>) {
+        *self.window.lock().unwrap_or_else(|p| p.into_inner()) = window;
     }
 
     /// Takes records from the front while `fits` accepts them (the batch so
@@ -150,7 +168,13 @@ impl Lane {
             if self.queue.len() > 0 {
                 break;
             }
-            notified.await;
+            match self.window_left() {
+                None => notified.await,
+                Some(left) if left.is_zero() => self.close_window(false).await,
+                Some(left) => {
+                    let _ = tokio::time::timeout(left, notified).await;
+                }
+            }
         }
         let config = &self.mapping.config;
         let window_ends = Instant::now() + config.window;
@@ -158,10 +182,19 @@ impl Lane {
             let notified = self.queue.arrived.notified();
             let _ = tokio::time::timeout(window_ends - Instant::now(), notified).await;
         }
-        let mut size = 64;
+        let state_size = self
+            .queue
+            .open_window()
+            .map_or(0, |w| w.state.to_string().len());
+        let mut size = 256 + state_size;
         let batch = self.queue.take(|batch, record| {
             let record_size = record.event_size(&self.mapping.stream_arn, &self.shard_id);
+            let other_window = match (config.tumbling_window, batch.first()) {
+                (Some(length), Some(first)) => start_of(record, length) != start_of(first, length),
+                _ => false,
+            };
             if batch.len() == config.batch_size
+                || other_window
                 || (!batch.is_empty() && size + record_size > MAX_PAYLOAD)
             {
                 return false;
@@ -179,6 +212,9 @@ impl Lane {
     /// record is done, discarded, or handed back to the queue for a retry.
     async fn settle(&self, (batch, retries): (Vec<StreamRecord>, u32)) {
         let config = &self.mapping.config;
+        if let (Some(length), Some(first)) = (config.tumbling_window, batch.first()) {
+            self.enter_window(first, length).await;
+        }
         let mut pending: VecDeque<(Vec<StreamRecord>, u32)> = VecDeque::from([(batch, retries)]);
         while let Some((batch, retries)) = pending.pop_front() {
             let batch = self.drop_expired(batch);
@@ -272,9 +308,39 @@ impl Lane {
     }
 
     /// One invocation: the verdict of the answer, or why the function failed.
+    /// In a window, an answer without a state fails the batch, and the state
+    /// answered goes to the window's next invocation.
     async fn invoke(&self, batch: &[StreamRecord]) -> Result<Verdict, String> {
         let mapping = &self.mapping;
-        let payload = event(&mapping.stream_arn, &self.shard_id, batch);
+        let open = self.queue.open_window();
+        let payload = match &open {
+            Some(open) => open.event(&mapping.stream_arn, &self.shard_id, batch, false, false),
+            None => event(&mapping.stream_arn, &self.shard_id, batch),
+        };
+        let body = self.call(payload, batch.len()).await?;
+        let verdict = verdict(&body, batch, mapping.config.report_failures);
+        let Some(mut open) = open else {
+            return Ok(verdict);
+        };
+        let Some((state, size)) = answered_state(&body) else {
+            return Ok(Verdict::Failed(
+                "the answer has no state: a failed invocation in a tumbling window".into(),
+            ));
+        };
+        if !matches!(verdict, Verdict::Failed(_)) {
+            open.state = state;
+            self.queue.set_window(Some(open));
+            if size > STATE_MAX_BYTES {
+                self.close_window(true).await;
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// Hands `payload` (of `records` records) to a function process: the
+    /// answer's body, or why the function failed.
+    pub(super) async fn call(&self, payload: Bytes, records: usize) -> Result<Bytes, String> {
+        let mapping = &self.mapping;
         if payload.len() > MAX_PAYLOAD {
             mapping.counters.function_error();
             return Err(format!(
@@ -288,7 +354,7 @@ impl Lane {
             mapping.counters.crash();
             format!("cannot start the function: {e}")
         })?;
-        mapping.counters.invocation(batch.len());
+        mapping.counters.invocation(records);
         let kill_after = mapping.chaos_kill();
         let started = Instant::now();
         let (sandbox, outcome) = sandbox
@@ -304,7 +370,7 @@ impl Lane {
         }
         mapping.touch();
         match outcome {
-            Outcome::Response(body) => Ok(verdict(&body, batch, mapping.config.report_failures)),
+            Outcome::Response(body) => Ok(body),
             Outcome::FunctionError(error) => {
                 mapping.counters.function_error();
                 Err(format!("function error: {error}"))

@@ -5,6 +5,7 @@
 //! - [`reader`]: one shard read to its end;
 //! - [`lane`]: one batch in flight at a time, and Lambda's rules after it;
 //! - [`batch`]: the event and the reading of the answer;
+//! - [`window`]: tumbling windows, their state and their final invocations;
 //! - [`crate::sandbox`]: the function processes behind their Runtime APIs.
 
 pub mod batch;
@@ -12,6 +13,7 @@ pub mod counters;
 pub mod lane;
 pub mod reader;
 pub mod shards;
+pub mod window;
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,8 @@ pub struct Config {
     pub report_failures: bool,
     pub children_at_once: bool,
     pub kill_rate: f64,
+    /// TumblingWindowInSeconds (`None`: no windows).
+    pub tumbling_window: Option<u64>,
 }
 
 impl Config {
@@ -54,6 +58,7 @@ impl Config {
             report_failures: args.report_batch_item_failures,
             children_at_once: args.children_at_once,
             kill_rate: args.kill_rate,
+            tumbling_window: args.tumbling_window(),
         }
     }
 }

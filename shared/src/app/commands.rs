@@ -4,14 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::consumer::{Consumer, Invocation};
 use super::{Error, Function};
-use crate::decode::decode_event;
-use crate::engine::process_event;
-use crate::handler::Handler;
+use crate::decode::DecodeOptions;
 use crate::time::Deadline;
 
 /// Runs the subcommand named by `args`.
-pub(super) async fn run<H: Handler>(function: Function<H>, args: Vec<String>) -> Result<(), Error> {
+pub(super) async fn run<H: Consumer>(
+    function: Function<H>,
+    args: Vec<String>,
+) -> Result<(), Error> {
     let Some(command) = args.first().map(String::as_str) else {
         println!("{}", usage(&function));
         return Ok(());
@@ -43,7 +45,7 @@ pub(super) async fn run<H: Handler>(function: Function<H>, args: Vec<String>) ->
 
 /// `invoke FILE [--remaining-ms N]`: one event file through the engine, with a
 /// timeout as in Lambda.
-async fn invoke<H: Handler>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
+async fn invoke<H: Consumer>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
     let mut file = None;
     let mut deadline = Deadline::after(function.settings.local_timeout);
     let mut rest = args.iter();
@@ -65,14 +67,22 @@ async fn invoke<H: Handler>(function: &Function<H>, args: &[String]) -> Result<(
         path: path.clone(),
         source,
     })?;
-    let decoded = decode_event(&bytes)?;
     let store = function.open_store().await?;
     let config = function.engine_config().await?;
-    let outcome = process_event(decoded, &*function.handler, &*store, &config, deadline).await?;
-    let response = serde_json::to_string(&outcome.response)
+    let invocation = Invocation {
+        store: &*store,
+        config: &config,
+        deadline,
+        decode: &DecodeOptions::default(),
+    };
+    let consumed = function
+        .handler
+        .consume(bytes::Bytes::from(bytes), invocation)
+        .await?;
+    let response = serde_json::to_string(&consumed.response)
         .map_err(|e| Error::Usage(format!("cannot print the response: {e}")))?;
     println!("{response}");
-    eprintln!("{}: {}", function.name, outcome.report);
+    eprintln!("{}: {}", function.name, consumed.report);
     Ok(())
 }
 

@@ -9,13 +9,12 @@ use lambda_runtime::LambdaEvent;
 use serde::de::IgnoredAny;
 use tokio::sync::{Mutex, OnceCell};
 
+use super::consumer::{Consumed, Consumer, Invocation, Response};
 use super::raw_body::{Bodies, RawBody};
 use super::{App, Error};
 use crate::config::Settings;
-use crate::decode::{DecodeOptions, DecodedEvent, Item, decode_event_with};
-use crate::engine::{BatchOutcome, EngineConfig, process_event};
-use crate::handler::Handler;
-use crate::response::BatchResponse;
+use crate::decode::{DecodeOptions, DecodedEvent, Item};
+use crate::engine::EngineConfig;
 use crate::state::StateStore;
 use crate::time::Deadline;
 
@@ -27,6 +26,8 @@ impl From<Error> for lambda_runtime::Diagnostic {
             Error::State(_) => "Shardline.State",
             Error::Event(_) => "Shardline.NotAKinesisEvent",
             Error::Engine(_) => "Shardline.Engine",
+            Error::WindowEvent(_) => "Shardline.NotAWindowEvent",
+            Error::Window(_) => "Shardline.Window",
             Error::Io { .. } => "Shardline.Io",
             Error::Usage(_) => "Shardline.Usage",
             Error::Command { .. } => "Shardline.Command",
@@ -55,7 +56,7 @@ struct Lazy<H> {
     bodies: Bodies,
 }
 
-impl<H: Handler> Lazy<H> {
+impl<H: Consumer> Lazy<H> {
     /// The shared parts, built on the first call. A failed build exits the
     /// process: its builder is spent, and Lambda starts a fresh sandbox.
     async fn shared(&self) -> &Shared<H> {
@@ -78,7 +79,7 @@ impl<H: Handler> Lazy<H> {
     }
 }
 
-async fn setup<H: Handler>(app: App<H>, settings: Settings) -> Result<Shared<H>, Error> {
+async fn setup<H: Consumer>(app: App<H>, settings: Settings) -> Result<Shared<H>, Error> {
     let function = app.into_function(settings).await?;
     let store = function.open_store().await?;
     if function.settings.state_table.is_none() {
@@ -101,7 +102,7 @@ async fn setup<H: Handler>(app: App<H>, settings: Settings) -> Result<Shared<H>,
 /// The event's bytes are taken from the invocation as they came
 /// ([`RawBody`]) and decoded by [`decode_event_with`], borrowing from them,
 /// instead of being deserialized into owned strings by the runtime.
-pub(super) async fn run<H: Handler>(app: App<H>, settings: Settings) -> Result<(), Error> {
+pub(super) async fn run<H: Consumer>(app: App<H>, settings: Settings) -> Result<(), Error> {
     let lazy = Arc::new(Lazy {
         pending: Mutex::new(Some((app, settings))),
         shared: OnceCell::new(),
@@ -125,46 +126,37 @@ pub(super) async fn run<H: Handler>(app: App<H>, settings: Settings) -> Result<(
 }
 
 /// One invocation: decode, process, a metrics line, a log line, the response.
-async fn invocation<H: Handler>(
+async fn invocation<H: Consumer>(
     shared: &Shared<H>,
     body: Bytes,
     context: lambda_runtime::Context,
-) -> Result<BatchResponse, Error> {
+) -> Result<Response, Error> {
     let started = Instant::now();
     let request_id = context.request_id;
-    let deadline = Deadline::from_epoch_millis(context.deadline);
-    let result = async {
-        let decoded = decode_event_with(&body, &DecodeOptions::default())?;
-        drop(body);
-        let range = BatchRange::of(&decoded);
-        let outcome = process_event(
-            decoded,
-            &*shared.handler,
-            &*shared.store,
-            &shared.config,
-            deadline,
-        )
-        .await?;
-        Ok::<_, Error>((range, outcome))
-    }
-    .await;
+    let invocation = Invocation {
+        store: &*shared.store,
+        config: &shared.config,
+        deadline: Deadline::from_epoch_millis(context.deadline),
+        decode: &DecodeOptions::default(),
+    };
+    let result = shared.handler.consume(body, invocation).await;
     // One metrics line per invocation, failed ones included.
     crate::metrics::flush(
         &shared.metrics,
         &crate::metrics::Invocation {
             request_id: &request_id,
-            report: result.as_ref().ok().map(|(_, outcome)| &outcome.report),
+            report: result.as_ref().ok().map(|consumed| &consumed.report),
             duration: started.elapsed(),
         },
     );
-    let (range, outcome) = result?;
-    log_batch(&request_id, &range, &outcome, started.elapsed());
-    Ok(outcome.response)
+    let consumed = result?;
+    log_batch(&request_id, &consumed, started.elapsed());
+    Ok(consumed.response)
 }
 
-fn log_batch(request_id: &str, range: &BatchRange, outcome: &BatchOutcome, took: Duration) {
+fn log_batch(request_id: &str, consumed: &Consumed, took: Duration) {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let report = &outcome.report;
+    let (range, report) = (&consumed.range, &consumed.report);
     tracing::info!(
         request_id = %request_id,
         shard = %range.shards,
@@ -182,14 +174,14 @@ fn log_batch(request_id: &str, range: &BatchRange, outcome: &BatchOutcome, took:
 }
 
 /// The shards and the sequence range of a batch, for its log line (never the payloads).
-struct BatchRange {
+pub(crate) struct BatchRange {
     shards: String,
     first: String,
     last: String,
 }
 
 impl BatchRange {
-    fn of(event: &DecodedEvent) -> Self {
+    pub(crate) fn of(event: &DecodedEvent) -> Self {
         let mut shards: Vec<&str> = Vec::new();
         for item in &event.items {
             let shard = &*item.record().shard.shard_id;

@@ -20,6 +20,7 @@
 //! standard `AWS_ENDPOINT_URL*` variables); otherwise in the embedded SQLite store.
 
 mod commands;
+mod consumer;
 mod lambda;
 mod quarantine;
 mod raw_body;
@@ -35,11 +36,13 @@ use crate::decode::EventError;
 use crate::engine::{EngineConfig, EngineError};
 use crate::error::BoxError;
 use crate::guard::ParentGuard;
-use crate::handler::Handler;
 use crate::record::Record;
 use crate::skip::{DedupRule, SkipRules};
 use crate::state::{EmbeddedStore, QuarantineStore, StateError, StateStore};
 use crate::tables::TableSpec;
+use crate::window::{WindowError, WindowEventError};
+
+pub use consumer::{Consumed, Consumer, Invocation, NoReplay, Response};
 
 /// Why a Shardline program stopped.
 #[derive(thiserror::Error)]
@@ -60,6 +63,12 @@ pub enum Error {
     /// The engine failed.
     #[error(transparent)]
     Engine(Box<EngineError>),
+    /// A windowed function's event is not a tumbling-window Kinesis event.
+    #[error(transparent)]
+    WindowEvent(Box<WindowEventError>),
+    /// A windowed invocation failed (its state, or closing the window).
+    #[error(transparent)]
+    Window(Box<WindowError>),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -109,7 +118,9 @@ boxed_from!(
     Config(ConfigError),
     State(StateError),
     Event(EventError),
-    Engine(EngineError)
+    Engine(EngineError),
+    WindowEvent(WindowEventError),
+    Window(WindowError)
 );
 
 // `main() -> Result<(), Error>` prints `Debug`: make it the readable message.
@@ -137,6 +148,10 @@ enum Source<H> {
 
 /// A Shardline function: its handler, its rules and its extra commands.
 ///
+/// The handler is a [`crate::Handler`] (one record at a time), or a
+/// [`crate::window::Windowed`] handler for a mapping with tumbling windows
+/// (`App::new(name, Windowed::new(handler))`; see [`crate::window`]).
+///
 /// ```no_run
 /// use shardline::{App, HandlerError, Record};
 ///
@@ -161,7 +176,7 @@ pub struct App<H> {
     commands: Vec<Command<H>>,
 }
 
-impl<H: Handler> App<H> {
+impl<H: Consumer> App<H> {
     /// A function named `name` (the default consumer name of its state).
     pub fn new(name: impl Into<String>, handler: H) -> Self {
         Self::with_source(name.into(), Source::Ready(handler))
@@ -358,6 +373,7 @@ impl<H> Function<H> {
             skip: SkipRules {
                 max_record_age: settings.max_record_age.or(self.max_record_age),
                 dedup: self.dedup.clone(),
+                handle_checkpointed: false,
             },
             time_reserve: settings.time_reserve,
             progress: settings.progress,

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::consumer::Consumer;
 use super::{Error, Function};
-use crate::handler::Handler;
 use crate::ops::{ReplayOptions, replay};
 use crate::quarantine::{
     QuarantineFilter, QuarantineReason, QuarantinedRecord, count_by_shard_and_reason, parse_time,
@@ -118,7 +118,7 @@ fn outcome_line<'a, T: Serialize>(
 }
 
 /// `quarantine ...`: parses the arguments and runs the operation.
-pub(super) async fn run<H: Handler>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
+pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
     let args = parse(args)?;
     if args.command == "purge" && args.filter.is_empty() && !args.all {
         return Err(Error::Usage(
@@ -135,24 +135,24 @@ pub(super) async fn run<H: Handler>(function: &Function<H>, args: &[String]) -> 
     let records = args.filter.select(store.quarantined(&consumer).await?);
     match args.command {
         "replay" => {
+            let handler = function.handler.replay_handler().ok_or_else(|| {
+                Error::Usage(
+                    "quarantine replay: a windowed function's records belong to their window; \
+                     put them back on a stream with quarantine redrive instead"
+                        .into(),
+                )
+            })?;
             let options = ReplayOptions {
                 dry_run: args.dry_run,
                 include_interrupted: args.include_interrupted,
                 timeout: function.settings.local_timeout,
             };
             let mut print_error = Ok(());
-            let outcomes = replay(
-                &*store,
-                &*function.handler,
-                &consumer,
-                records,
-                &options,
-                |r, o| {
-                    if print_error.is_ok() {
-                        print_error = print_json(&outcome_line(r, o));
-                    }
-                },
-            )
+            let outcomes = replay(&*store, handler, &consumer, records, &options, |r, o| {
+                if print_error.is_ok() {
+                    print_error = print_json(&outcome_line(r, o));
+                }
+            })
             .await
             .map_err(|e| Error::Quarantine {
                 command: "replay",

@@ -11,7 +11,7 @@ use shardline_tests::yaml::{Yaml, parse};
 use super::{event_source_problems, workspace};
 
 /// Each function: its logical id prefix, its binary, its stream, its Kinesis event.
-const FUNCTIONS: [(&str, &str, &str, &str); 3] = [
+const FUNCTIONS: [(&str, &str, &str, &str); 4] = [
     ("Fanout", "fanout", "SourceStream", "Source"),
     (
         "ActiveUsers",
@@ -20,6 +20,7 @@ const FUNCTIONS: [(&str, &str, &str, &str); 3] = [
         "Heartbeats",
     ),
     ("Ledger", "ledger", "LedgerStream", "Ledger"),
+    ("KeyCounts", "key-counts", "KeyCountsStream", "KeyCounts"),
 ];
 
 fn tagged<'a>(node: Option<&'a Yaml>, tag: &str) -> Option<&'a Yaml> {
@@ -368,6 +369,8 @@ fn the_template_with_every_new_parameter_at_a_non_default_value_passes_the_same_
         "FanoutFilterPattern",
         "ActiveUsersFilterPattern",
         "LedgerFilterPattern",
+        "KeyCountsFilterPattern",
+        "TumblingWindowSeconds",
         "OnFailureDestination",
         "StreamKmsKeyArn",
         "AlarmTopicArn",
@@ -383,7 +386,7 @@ fn the_template_with_every_new_parameter_at_a_non_default_value_passes_the_same_
     }
     let (problems, sources) = event_source_problems(&variant);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(sources, 3);
+    assert_eq!(sources, 4);
     assert!(alarm_problems(&variant).is_empty());
     assert!(option_problems(&variant).is_empty());
 }
