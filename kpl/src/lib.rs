@@ -70,3 +70,8 @@ pub const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 
 /// The length of the MD5 digest that ends an aggregated record.
 pub const DIGEST_LEN: usize = 16;
+
+/// The README's examples, run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
