@@ -42,7 +42,7 @@ pub enum AggregateError {
         max: usize,
     },
     /// An aggregate size limit above what any stream takes.
-    #[error("aggregate limit of {max} bytes: a stream takes 1 to {MAX_RECORD_BYTES_LIMIT} bytes per record")]
+    #[error("aggregate limit of {max} bytes: a stream takes 1 to 10485760 bytes per record")]
     MaxBytes {
         /// The limit asked for.
         max: usize,

@@ -191,7 +191,8 @@ mod tests {
 
     #[test]
     fn plain_data_is_plain() {
-        for plain in [&b"{\"a\":1}"[..], b"", &[0xF3, 0x89], &[0xF3, 0x89, 0x9A, 0xC3]] {
+        let plain: [&[u8]; 4] = [b"{\"a\":1}", b"", &[0xF3, 0x89], &[0xF3, 0x89, 0x9A, 0xC3]];
+        for plain in plain {
             assert_eq!(deaggregate(&Bytes::copy_from_slice(plain)), Deaggregated::Plain);
         }
     }
