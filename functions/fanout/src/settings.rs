@@ -8,7 +8,7 @@
 //! | `FANOUT_CONFIG_TTL_SECONDS` | how long the table's answer is cached | 60 |
 //! | `FANOUT_ORDER` | `ordered` (per key) or `throughput` | `ordered` |
 //! | `FANOUT_MAX_RECORD_BYTES` | largest record the destinations take (to 10 MiB) | 1048576 |
-//! | `FANOUT_AGGREGATE` | `on`: the records bound for one destination shard go as KPL aggregates (up to `FANOUT_MAX_RECORD_BYTES` each) | `off` |
+//! | `FANOUT_AGGREGATE` | `on`: the records bound for one destination shard go as KPL aggregates (up to `FANOUT_MAX_RECORD_BYTES` each; Kinesis destinations only, the `file` sink writes user records) | `off` |
 //! | `FANOUT_SINK` | `kinesis`, or `file` (JSON lines in `FANOUT_OUTPUT_DIR`) | `kinesis` in Lambda or with an endpoint set, else `file` |
 //! | `FANOUT_OUTPUT_DIR` | folder of the `file` sink | `$SHARDLINE_STATE_DIR/fanout` |
 

@@ -46,7 +46,8 @@ impl Packed {
     fn aggregate(&mut self, records: &[OutRecord], made: Aggregate, members: Vec<usize>, shard: &Arc<str>) {
         if let [only] = members[..] {
             // One record: no use wrapping it (the KPL does not either).
-            return self.plain(records, only, shard.to_string());
+            self.plain(records, only, shard.to_string());
+            return;
         }
         let first = &records[members[0]];
         let hash_key = hash_key(first).map(|h| h.to_string());

@@ -66,10 +66,11 @@ impl ShardCache {
 
     /// The map of `stream`, from the cache or ListShards.
     pub async fn get(&self, client: &Client, stream: &str) -> Result<Arc<ShardMap>, String> {
-        if let Some((at, map)) = self.lock().as_ref()
+        let cached = self.lock().clone();
+        if let Some((at, map)) = cached
             && at.elapsed() < self.ttl
         {
-            return Ok(map.clone());
+            return Ok(map);
         }
         let map = Arc::new(list(client, stream).await?);
         *self.lock() = Some((Instant::now(), map.clone()));
