@@ -113,9 +113,12 @@ impl Builder {
     /// How much `record` would add to the protobuf.
     fn growth(&self, record: &UserRecord) -> usize {
         let table = self.message.partition_key_table.len();
-        let (pk_index, new_pk) =
-            Self::index_of(&self.partition_keys, &record.partition_key, table);
-        let mut grows = if new_pk { field_len(record.partition_key.len()) } else { 0 };
+        let (pk_index, new_pk) = Self::index_of(&self.partition_keys, &record.partition_key, table);
+        let mut grows = if new_pk {
+            field_len(record.partition_key.len())
+        } else {
+            0
+        };
         let mut inner = 1 + encoded_len_varint(pk_index);
         if let Some(key) = &record.explicit_hash_key {
             let table = self.message.explicit_hash_key_table.len();
@@ -407,7 +410,10 @@ mod tests {
         ));
         let big = UserRecord::new("k", vec![0u8; MAX_RECORD_BYTES]);
         let error = aggregator.add(big).unwrap_err();
-        assert!(error.to_string().contains("over the 1048576 bytes"), "{error}");
+        assert!(
+            error.to_string().contains("over the 1048576 bytes"),
+            "{error}"
+        );
         assert!(aggregator.is_empty());
         assert!(Aggregator::with_max_bytes(MAX_RECORD_BYTES_LIMIT + 1).is_err());
         assert!(Aggregator::with_max_bytes(0).is_err());

@@ -123,8 +123,7 @@ fn parse(data: &Bytes) -> Result<Vec<UserRecord>, InvalidAggregate> {
     if md5::compute(&body).0 != digest {
         return Err(InvalidAggregate::Digest);
     }
-    let message =
-        proto::AggregatedRecord::decode(body).map_err(|_| InvalidAggregate::Protobuf)?;
+    let message = proto::AggregatedRecord::decode(body).map_err(|_| InvalidAggregate::Protobuf)?;
     if message.records.is_empty() {
         return Err(InvalidAggregate::Empty);
     }
@@ -182,7 +181,8 @@ mod tests {
     fn round_trip_keeps_keys_and_order() {
         let records = vec![
             UserRecord::new("k1", "a"),
-            UserRecord::new("k2", "b").with_explicit_hash_key("170141183460469231731687303715884105728"),
+            UserRecord::new("k2", "b")
+                .with_explicit_hash_key("170141183460469231731687303715884105728"),
             UserRecord::new("k1", "c"),
         ];
         let bytes = Bytes::from(aggregate(&records));
@@ -193,7 +193,10 @@ mod tests {
     fn plain_data_is_plain() {
         let plain: [&[u8]; 4] = [b"{\"a\":1}", b"", &[0xF3, 0x89], &[0xF3, 0x89, 0x9A, 0xC3]];
         for plain in plain {
-            assert_eq!(deaggregate(&Bytes::copy_from_slice(plain)), Deaggregated::Plain);
+            assert_eq!(
+                deaggregate(&Bytes::copy_from_slice(plain)),
+                Deaggregated::Plain
+            );
         }
     }
 
@@ -256,7 +259,10 @@ mod tests {
         };
         let fallback = deaggregate(&wrap(&message.encode_to_vec()));
         assert!(
-            matches!(fallback, Deaggregated::Fallback(InvalidAggregate::ExplicitHashKeyIndex { .. })),
+            matches!(
+                fallback,
+                Deaggregated::Fallback(InvalidAggregate::ExplicitHashKeyIndex { .. })
+            ),
             "{fallback:?}"
         );
     }

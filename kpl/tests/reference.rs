@@ -62,7 +62,11 @@ fn fixture<C: for<'de> Deserialize<'de>>(name: &str) -> Fixture<C> {
     let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let fixture: Fixture<C> = serde_json::from_str(&text).unwrap();
-    assert!(fixture.made_by.contains("aws_kinesis_agg=="), "{}", fixture.made_by);
+    assert!(
+        fixture.made_by.contains("aws_kinesis_agg=="),
+        "{}",
+        fixture.made_by
+    );
     fixture
 }
 
@@ -100,7 +104,7 @@ fn reference_aggregates_are_aggregates_and_the_crate_makes_them_byte_for_byte() 
             }
         }
     }
-    // mixed_keys, explicit_hash_keys, single_record: one each; the 300 KB cut at 64 KiB: 5.
+    // mixed_keys, explicit_hash_keys, single_record: one each; 400 records of 150 bytes cut at 16 KiB: 5.
     assert_eq!(aggregates, 8);
 }
 

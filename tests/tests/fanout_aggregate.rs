@@ -70,7 +70,12 @@ impl Setup {
         (aws_sdk_kinesis::Client::from_conf(config.build()), counter)
     }
 
-    fn sink(&self, client: &aws_sdk_kinesis::Client, stream: &str, order: DeliveryOrder) -> KinesisSink {
+    fn sink(
+        &self,
+        client: &aws_sdk_kinesis::Client,
+        stream: &str,
+        order: DeliveryOrder,
+    ) -> KinesisSink {
         KinesisSink::new(client.clone(), stream)
             .order(order)
             .aggregate(true)
@@ -78,16 +83,30 @@ impl Setup {
     }
 
     fn fanout(&self, sinks: Vec<KinesisSink>) -> FanOut {
-        let sinks: Vec<Arc<dyn Sink>> = sinks.into_iter().map(|s| Arc::new(s) as Arc<dyn Sink>).collect();
+        let sinks: Vec<Arc<dyn Sink>> = sinks
+            .into_iter()
+            .map(|s| Arc::new(s) as Arc<dyn Sink>)
+            .collect();
         FanOut::new(StaticDestinations(sinks), 1024 * 1024)
     }
 
-    async fn run(&self, fanout: &FanOut, records: &[EventRecord], deadline: Duration) -> BatchOutcome {
+    async fn run(
+        &self,
+        fanout: &FanOut,
+        records: &[EventRecord],
+        deadline: Duration,
+    ) -> BatchOutcome {
         let json = event(&stream_arn("source"), "shardId-000000000000", records);
         let config = EngineConfig::new("fanout");
-        process_event(decode_event(&json).unwrap(), fanout, &self.store, &config, Deadline::after(deadline))
-            .await
-            .unwrap()
+        process_event(
+            decode_event(&json).unwrap(),
+            fanout,
+            &self.store,
+            &config,
+            Deadline::after(deadline),
+        )
+        .await
+        .unwrap()
     }
 
     async fn run_all(&self, fanout: &FanOut, all: &[EventRecord], batch: usize) {
@@ -102,7 +121,10 @@ impl Setup {
         let mut shards = kinesis::list_shards(&self.direct, stream).await;
         shards.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         let arn = kinesis::stream_arn(&self.direct, stream).await;
-        let mut consumed = Consumed { kinesis_records: 0, records: Vec::new() };
+        let mut consumed = Consumed {
+            kinesis_records: 0,
+            records: Vec::new(),
+        };
         for shard in shards {
             let read = kinesis::read_shard(&self.direct, stream, &shard.shard_id).await;
             consumed.kinesis_records += read.records.len();
@@ -126,8 +148,10 @@ impl Consumed {
     /// Asserts the consumer saw `expected` exactly once each, with its key,
     /// and (if `ordered`) each key in order.
     fn assert_exactly_once(&self, expected: &[EventRecord], ordered: bool) {
-        let keys: HashMap<&[u8], &str> =
-            expected.iter().map(|r| (r.data.as_slice(), r.partition_key.as_str())).collect();
+        let keys: HashMap<&[u8], &str> = expected
+            .iter()
+            .map(|r| (r.data.as_slice(), r.partition_key.as_str()))
+            .collect();
         let mut seen: HashMap<&[u8], usize> = HashMap::new();
         for (_, record) in &self.records {
             *seen.entry(record.data.as_ref()).or_default() += 1;
@@ -143,7 +167,11 @@ impl Consumed {
             let mut last: HashMap<&str, &[u8]> = HashMap::new();
             for (_, r) in &self.records {
                 if let Some(previous) = last.insert(r.partition_key.as_str(), r.data.as_ref()) {
-                    assert!(previous < r.data.as_ref(), "key {} out of order", r.partition_key);
+                    assert!(
+                        previous < r.data.as_ref(),
+                        "key {} out of order",
+                        r.partition_key
+                    );
                 }
             }
         }
@@ -165,7 +193,12 @@ impl Consumed {
 
 /// `count` records of exactly 100 bytes over `keys` keys, from `first`.
 fn records(first: u64, count: u64, keys: u64) -> Vec<EventRecord> {
-    made_up(first, count, |i| format!("user-{}", i % keys), |i| format!("rec-{i:06}-{}", "x".repeat(100 - 11)).into_bytes())
+    made_up(
+        first,
+        count,
+        |i| format!("user-{}", i % keys),
+        |i| format!("rec-{i:06}-{}", "x".repeat(100 - 11)).into_bytes(),
+    )
 }
 
 #[tokio::test]
@@ -180,8 +213,16 @@ async fn ten_thousand_records_reach_a_shardline_consumer_once_each_in_few_aggreg
 
     let consumed = setup.consume(&stream).await;
     consumed.assert_exactly_once(&all, true);
-    assert!(consumed.misplaced().is_empty(), "each record on the shard of its key");
-    assert!(consumed.records.iter().all(|(_, r)| matches!(r.origin, RecordOrigin::Aggregated { .. })));
+    assert!(
+        consumed.misplaced().is_empty(),
+        "each record on the shard of its key"
+    );
+    assert!(
+        consumed
+            .records
+            .iter()
+            .all(|(_, r)| matches!(r.origin, RecordOrigin::Aggregated { .. }))
+    );
     let ratio = consumed.kinesis_records as f64 / all.len() as f64;
     println!(
         "aggregation ratio: {ratio:.4} Kinesis records put per user record ({} records for 10,000 user records of 100 bytes, 4 destination shards, batches of 1,000; {} PutRecords, {} ListShards)",
@@ -210,18 +251,29 @@ async fn failed_aggregates_are_retried_and_every_record_is_seen_once_in_order() 
     let (client, _) = setup.client(Some(&proxy.endpoint));
     let sinks = streams
         .iter()
-        .map(|s| setup.sink(&client, s, DeliveryOrder::Ordered).max_record_bytes(8 * 1024))
+        .map(|s| {
+            setup
+                .sink(&client, s, DeliveryOrder::Ordered)
+                .max_record_bytes(8 * 1024)
+        })
         .collect();
     let fanout = setup.fanout(sinks);
     let all = records(0, 3_000, 200);
     setup.run_all(&fanout, &all, 1_000).await;
     let stats = proxy.stats();
-    assert!(stats["injected_entry_failures"].as_u64().unwrap() > 5, "{stats}");
+    assert!(
+        stats["injected_entry_failures"].as_u64().unwrap() > 5,
+        "{stats}"
+    );
     assert!(fanout.retried_entries() > 5, "{}", fanout.retried_entries());
     for stream in &streams {
         let consumed = setup.consume(stream).await;
         consumed.assert_exactly_once(&all, true);
-        assert!(consumed.kinesis_records < 3_000 / 20, "{}", consumed.kinesis_records);
+        assert!(
+            consumed.kinesis_records < 3_000 / 20,
+            "{}",
+            consumed.kinesis_records
+        );
     }
 }
 
@@ -237,12 +289,18 @@ async fn a_retry_after_one_destination_failed_writes_no_aggregate_twice_to_the_o
     ]);
     let batch = records(0, 600, 50);
     let first = setup.run(&fanout, &batch, Duration::from_secs(60)).await;
-    assert!(!first.response.is_success(), "the missing destination fails the batch");
+    assert!(
+        !first.response.is_success(),
+        "the missing destination fails the batch"
+    );
     kinesis::create_stream(&setup.direct, &late, 2).await;
     let retry = setup.run(&fanout, &batch, Duration::from_secs(60)).await;
     assert!(retry.response.is_success(), "{:?}", retry.report);
     for stream in [&stream, &late] {
-        setup.consume(stream).await.assert_exactly_once(&batch, true);
+        setup
+            .consume(stream)
+            .await
+            .assert_exactly_once(&batch, true);
     }
 }
 
@@ -259,7 +317,9 @@ async fn a_slow_destination_cut_by_the_deadline_loses_and_repeats_nothing() {
     );
     let (client, _) = setup.client(Some(&proxy.endpoint));
     // Aggregates of 2 KiB on one shard, ordered: one request per aggregate.
-    let sink = setup.sink(&client, &stream, DeliveryOrder::Ordered).max_record_bytes(2 * 1024);
+    let sink = setup
+        .sink(&client, &stream, DeliveryOrder::Ordered)
+        .max_record_bytes(2 * 1024);
     let fanout = setup.fanout(vec![sink]);
     let batch = records(0, 200, 20);
     let json = event(&stream_arn("source"), "shardId-000000000000", &batch);
@@ -270,15 +330,24 @@ async fn a_slow_destination_cut_by_the_deadline_loses_and_repeats_nothing() {
         invocations += 1;
         assert!(invocations <= 20, "no progress across invocations");
         let deadline = Deadline::after(Duration::from_millis(1_500));
-        let outcome = process_event(decode_event(&json).unwrap(), &fanout, &setup.store, &config, deadline)
-            .await
-            .unwrap();
+        let outcome = process_event(
+            decode_event(&json).unwrap(),
+            &fanout,
+            &setup.store,
+            &config,
+            deadline,
+        )
+        .await
+        .unwrap();
         if outcome.response.is_success() {
             break;
         }
     }
     assert!(invocations > 1, "the batch needed several invocations");
-    setup.consume(&stream).await.assert_exactly_once(&batch, true);
+    setup
+        .consume(&stream)
+        .await
+        .assert_exactly_once(&batch, true);
 }
 
 #[tokio::test]
@@ -296,13 +365,25 @@ async fn a_resharded_destination_gets_every_record_once_and_the_map_is_listed_ag
     setup.run_all(&fanout, &all[1_000..2_000], 1_000).await;
     assert_eq!(counter.get("ListShards"), 1);
     setup.run_all(&fanout, &all[2_000..], 1_000).await;
-    assert_eq!(counter.get("ListShards"), 2, "listed again after the misplaced aggregates");
+    assert_eq!(
+        counter.get("ListShards"),
+        2,
+        "listed again after the misplaced aggregates"
+    );
 
     let consumed = setup.consume(&stream).await;
     consumed.assert_exactly_once(&all, false);
     let misplaced = consumed.misplaced();
-    assert!(!misplaced.is_empty(), "the stale map put records on a sibling shard");
-    let index = |r: &Record| -> usize { std::str::from_utf8(&r.data[4..10]).unwrap().parse().unwrap() };
+    assert!(
+        !misplaced.is_empty(),
+        "the stale map put records on a sibling shard"
+    );
+    let index = |r: &Record| -> usize {
+        std::str::from_utf8(&r.data[4..10])
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     assert!(
         misplaced.iter().all(|r| (1_000..2_000).contains(&index(r))),
         "only the batch sent on the stale map is misplaced"
@@ -334,12 +415,20 @@ async fn an_aggregate_refused_whole_is_sent_again_record_by_record() {
         },
     );
     let (client, _) = setup.client(Some(&proxy.endpoint));
-    let fanout = setup.fanout(vec![setup.sink(&client, &stream, DeliveryOrder::Throughput)]);
+    let fanout = setup.fanout(vec![setup.sink(
+        &client,
+        &stream,
+        DeliveryOrder::Throughput,
+    )]);
     let mut batch = records(0, 20, 5);
     batch[0].partition_key = "much-too-long".into();
     let outcome = setup.run(&fanout, &batch, Duration::from_secs(60)).await;
     assert!(outcome.response.is_success(), "{:?}", outcome.report);
-    assert_eq!(outcome.report.quarantined_permanent, 1, "{:?}", outcome.report);
+    assert_eq!(
+        outcome.report.quarantined_permanent, 1,
+        "{:?}",
+        outcome.report
+    );
     let quarantined = setup.store.quarantined("fanout").await.unwrap();
     assert_eq!(quarantined[0].sequence_number, batch[0].sequence_number);
     let consumed = setup.consume(&stream).await;

@@ -146,7 +146,10 @@ async fn run(shape: Shape, seed: u64) {
         .env("SHARDLINE_LOG", "error")
         .env("FANOUT_SINK", "kinesis")
         .env("FANOUT_DESTINATIONS", destinations.join(","))
-        .env("FANOUT_AGGREGATE", if shape.aggregate { "on" } else { "off" })
+        .env(
+            "FANOUT_AGGREGATE",
+            if shape.aggregate { "on" } else { "off" },
+        )
         .env(
             "FANOUT_ORDER",
             if shape.ordered {
@@ -217,7 +220,10 @@ async fn run(shape: Shape, seed: u64) {
     }
     if shape.aggregate {
         let put = sum(|d| d.kinesis_records);
-        assert!(put * 4 < RECORDS * destinations.len(), "few aggregates: {damages:?}");
+        assert!(
+            put * 4 < RECORDS * destinations.len(),
+            "few aggregates: {damages:?}"
+        );
     }
     if shape.kill_rate == 0.0 {
         assert_eq!(sum(|d| d.duplicated), 0, "{damages:?}");

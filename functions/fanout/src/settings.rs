@@ -198,7 +198,11 @@ mod tests {
             let err = read(&[("FANOUT_DESTINATIONS", "a"), (name, value)], false).unwrap_err();
             assert_eq!(err.variable, name);
         }
-        let on = read(&[("FANOUT_DESTINATIONS", "a"), ("FANOUT_AGGREGATE", "on")], true).unwrap();
+        let on = read(
+            &[("FANOUT_DESTINATIONS", "a"), ("FANOUT_AGGREGATE", "on")],
+            true,
+        )
+        .unwrap();
         assert!(on.aggregate);
         let table_only = read(&[("FANOUT_CONFIG_TABLE", "t")], false).unwrap();
         assert!(table_only.destinations.is_empty());

@@ -43,7 +43,13 @@ impl Packed {
         self.expected.push(None);
     }
 
-    fn aggregate(&mut self, records: &[OutRecord], made: Aggregate, members: Vec<usize>, shard: &Arc<str>) {
+    fn aggregate(
+        &mut self,
+        records: &[OutRecord],
+        made: Aggregate,
+        members: Vec<usize>,
+        shard: &Arc<str>,
+    ) {
         if let [only] = members[..] {
             // One record: no use wrapping it (the KPL does not either).
             self.plain(records, only, shard.to_string());
@@ -70,7 +76,9 @@ impl Packed {
     /// Aggregates made, and the user records they carry.
     pub fn counts(&self) -> (u64, u64) {
         let aggregates = (0..self.entries.len()).filter(|&e| self.is_aggregate(e));
-        aggregates.fold((0, 0), |(a, r), e| (a + 1, r + self.members[e].len() as u64))
+        aggregates.fold((0, 0), |(a, r), e| {
+            (a + 1, r + self.members[e].len() as u64)
+        })
     }
 }
 
@@ -96,12 +104,20 @@ impl super::KinesisSink {
         let packed = pack(records, &todo, &map, self.max_record_bytes);
         let keys: Vec<&str> = packed.keys.iter().map(String::as_str).collect();
         let entries = 0..packed.entries.len();
-        let plan = Plan::with_keys(&packed.entries, &keys, entries, self.order, self.max_in_flight);
+        let plan = Plan::with_keys(
+            &packed.entries,
+            &keys,
+            entries,
+            self.order,
+            self.max_in_flight,
+        );
         let mut put = SendOutcome {
             delivered: vec![false; packed.entries.len()],
             ..SendOutcome::default()
         };
-        let landed = self.deliver(&packed.entries, plan, &mut put, deadline).await;
+        let landed = self
+            .deliver(&packed.entries, plan, &mut put, deadline)
+            .await;
         let (aggregates, carried) = packed.counts();
         crate::metrics::add_count("FanoutAggregates", aggregates);
         crate::metrics::add_count("FanoutAggregatedRecords", carried);
@@ -111,7 +127,8 @@ impl super::KinesisSink {
                 outcome.delivered[member] = put.delivered[entry];
             }
             let expected = packed.expected[entry].as_deref();
-            if expected.is_some() && landed[entry].is_some() && landed[entry].as_deref() != expected {
+            if expected.is_some() && landed[entry].is_some() && landed[entry].as_deref() != expected
+            {
                 misplaced += 1;
             }
         }
@@ -132,7 +149,11 @@ impl super::KinesisSink {
         outcome.requests += put.requests;
         outcome.retried_entries += put.retried_entries;
         outcome.error = put.error.map(|error| match error {
-            SinkError::Incomplete { destination, last_error, .. } => SinkError::Incomplete {
+            SinkError::Incomplete {
+                destination,
+                last_error,
+                ..
+            } => SinkError::Incomplete {
                 destination,
                 undelivered: outcome.delivered.iter().filter(|d| !**d).count(),
                 last_error,
@@ -160,7 +181,12 @@ fn hash_key(record: &OutRecord) -> Option<u128> {
 
 /// Packs `records[i]` for each `i` of `todo`, shard by shard of `map`, into
 /// aggregates of at most `max_bytes` (partition key counted).
-pub(super) fn pack(records: &[OutRecord], todo: &[usize], map: &ShardMap, max_bytes: usize) -> Packed {
+pub(super) fn pack(
+    records: &[OutRecord],
+    todo: &[usize],
+    map: &ShardMap,
+    max_bytes: usize,
+) -> Packed {
     let mut groups: Vec<Vec<usize>> = vec![Vec::new(); map.len()];
     let mut packed = Packed::default();
     for &index in todo {
@@ -227,23 +253,38 @@ mod tests {
     fn two_shards() -> ShardMap {
         let half = u128::MAX / 2;
         ShardMap::new(vec![
-            OpenShard { id: Arc::from("s0"), start: 0, end: half },
-            OpenShard { id: Arc::from("s1"), start: half + 1, end: u128::MAX },
+            OpenShard {
+                id: Arc::from("s0"),
+                start: 0,
+                end: half,
+            },
+            OpenShard {
+                id: Arc::from("s1"),
+                start: half + 1,
+                end: u128::MAX,
+            },
         ])
     }
 
     #[test]
     fn each_aggregate_holds_one_shards_records_in_order_and_lands_there() {
         let map = two_shards();
-        let records: Vec<OutRecord> = (0..1_000).map(|i| record(i, &format!("user-{}", i % 37), 100)).collect();
+        let records: Vec<OutRecord> = (0..1_000)
+            .map(|i| record(i, &format!("user-{}", i % 37), 100))
+            .collect();
         let todo: Vec<usize> = (0..records.len()).collect();
         let packed = pack(&records, &todo, &map, 64 * 1024);
         let mut seen = Vec::new();
         for (entry, out) in packed.entries.iter().enumerate() {
             assert!(packed.is_aggregate(entry));
             assert!(out.size() <= 64 * 1024);
-            let landing = map.find(out.explicit_hash_key.as_ref().unwrap().parse().unwrap()).unwrap();
-            assert_eq!(packed.expected[entry].as_deref(), Some(&*map.shard(landing).id));
+            let landing = map
+                .find(out.explicit_hash_key.as_ref().unwrap().parse().unwrap())
+                .unwrap();
+            assert_eq!(
+                packed.expected[entry].as_deref(),
+                Some(&*map.shard(landing).id)
+            );
             assert_eq!(packed.keys[entry], &*map.shard(landing).id);
             let Deaggregated::Aggregate(users) = deaggregate(&out.data) else {
                 panic!("entry {entry} is not an aggregate");
@@ -251,7 +292,10 @@ mod tests {
             assert_eq!(users.len(), packed.members[entry].len());
             for (user, &member) in users.iter().zip(&packed.members[entry]) {
                 assert_eq!(user.partition_key, records[member].partition_key);
-                assert_eq!(map.find(kpl::partition_key_hash(&user.partition_key)), Some(landing));
+                assert_eq!(
+                    map.find(kpl::partition_key_hash(&user.partition_key)),
+                    Some(landing)
+                );
             }
             seen.extend(&packed.members[entry]);
         }
@@ -264,7 +308,10 @@ mod tests {
                 .filter(|&e| packed.keys[e] == shard)
                 .flat_map(|e| packed.members[e].clone())
                 .collect();
-            assert!(order.windows(2).all(|w| w[0] < w[1]), "{shard} out of order");
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "{shard} out of order"
+            );
         }
         assert!(packed.entries.len() < 5, "{} entries", packed.entries.len());
         assert_eq!(packed.counts(), (packed.entries.len() as u64, 1_000));
@@ -272,21 +319,52 @@ mod tests {
 
     #[test]
     fn lone_unmapped_and_oversized_records_go_as_they_are() {
-        let map = ShardMap::new(vec![OpenShard { id: Arc::from("only"), start: 0, end: u128::MAX / 2 }]);
-        let key_in = (0..).map(|i| format!("k{i}")).find(|k| map.find(kpl::partition_key_hash(k)).is_some()).unwrap();
-        let key_out = (0..).map(|i| format!("k{i}")).find(|k| map.find(kpl::partition_key_hash(k)).is_none()).unwrap();
+        let map = ShardMap::new(vec![OpenShard {
+            id: Arc::from("only"),
+            start: 0,
+            end: u128::MAX / 2,
+        }]);
+        let key_in = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| map.find(kpl::partition_key_hash(k)).is_some())
+            .unwrap();
+        let key_out = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| map.find(kpl::partition_key_hash(k)).is_none())
+            .unwrap();
         let lone = [record(0, &key_in, 10), record(1, &key_out, 10)];
         let packed = pack(&lone, &[0, 1], &map, 1024);
-        assert_eq!(packed.entries, [lone[1].clone(), lone[0].clone()], "nothing to aggregate");
+        assert_eq!(
+            packed.entries,
+            [lone[1].clone(), lone[0].clone()],
+            "nothing to aggregate"
+        );
         assert_eq!(packed.keys, [key_out.clone(), "only".to_owned()]);
-        let big = [record(0, &key_in, 10), record(1, &key_in, 2_000), record(2, &key_in, 10)];
+        let big = [
+            record(0, &key_in, 10),
+            record(1, &key_in, 2_000),
+            record(2, &key_in, 10),
+        ];
         let packed = pack(&big, &[0, 1, 2], &map, 1024);
         assert_eq!(packed.members, [vec![0], vec![1], vec![2]]);
-        assert_eq!(packed.entries, big.to_vec(), "one record each side of the big one: plain");
-        let around = [record(0, &key_in, 10), record(1, &key_in, 10), record(2, &key_in, 2_000), record(3, &key_in, 10)];
+        assert_eq!(
+            packed.entries,
+            big.to_vec(),
+            "one record each side of the big one: plain"
+        );
+        let around = [
+            record(0, &key_in, 10),
+            record(1, &key_in, 10),
+            record(2, &key_in, 2_000),
+            record(3, &key_in, 10),
+        ];
         let packed = pack(&around, &[0, 1, 2, 3], &map, 1024);
         assert_eq!(packed.members, [vec![0, 1], vec![2], vec![3]]);
         assert!(packed.is_aggregate(0) && !packed.is_aggregate(1));
-        assert_eq!(packed.keys, ["only", "only", "only"], "one line: the order holds");
+        assert_eq!(
+            packed.keys,
+            ["only", "only", "only"],
+            "one line: the order holds"
+        );
     }
 }

@@ -324,8 +324,15 @@ impl KinesisSink {
             } else {
                 tokio::time::sleep(delay).await;
                 let requests = plan.round(records);
-                self.round(records, requests, deadline, &mut slowest, &mut tally, outcome)
-                    .await
+                self.round(
+                    records,
+                    requests,
+                    deadline,
+                    &mut slowest,
+                    &mut tally,
+                    outcome,
+                )
+                .await
             };
             let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
             plan.settle(|i| outcome.delivered[i] || rejected.contains(&i));

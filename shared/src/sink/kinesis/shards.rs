@@ -111,7 +111,10 @@ async fn list(client: &Client, stream: &str) -> Result<ShardMap, String> {
             };
             let parse = |key: &str| {
                 key.parse::<u128>().map_err(|_| {
-                    format!("ListShards on {stream}: shard {} has hash key {key:?}", shard.shard_id())
+                    format!(
+                        "ListShards on {stream}: shard {} has hash key {key:?}",
+                        shard.shard_id()
+                    )
                 })
             };
             if !closed {
