@@ -274,7 +274,7 @@ mod tests {
             .collect();
         let todo: Vec<usize> = (0..records.len()).collect();
         let packed = pack(&records, &todo, &map, 64 * 1024);
-        let mut seen = Vec::new();
+        let mut seen: Vec<usize> = Vec::new();
         for (entry, out) in packed.entries.iter().enumerate() {
             assert!(packed.is_aggregate(entry));
             assert!(out.size() <= 64 * 1024);

@@ -44,12 +44,15 @@ impl ShardMap {
     }
 }
 
+/// A map and when it was listed.
+type Cached = Option<(Instant, Arc<ShardMap>)>;
+
 /// A [`ShardMap`] read at most once per `ttl`, dropped when a record lands
 /// where the map did not say.
 #[derive(Debug, Clone)]
 pub(super) struct ShardCache {
     ttl: Duration,
-    cached: Arc<Mutex<Option<(Instant, Arc<ShardMap>)>>>,
+    cached: Arc<Mutex<Cached>>,
 }
 
 impl ShardCache {
@@ -82,7 +85,7 @@ impl ShardCache {
         *self.lock() = None;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<ShardMap>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
         self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
