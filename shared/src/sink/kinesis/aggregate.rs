@@ -118,6 +118,26 @@ impl super::KinesisSink {
         let landed = self
             .deliver(&packed.entries, plan, &mut put, deadline)
             .await;
+        let mut again = self.settle_aggregates(&packed, put, &landed, outcome);
+        if !again.is_empty() && outcome.error.is_none() {
+            // Refused as invalid whole: its records one by one, so only the
+            // one at fault is rejected.
+            again.sort_unstable();
+            tracing::warn!(destination = %self.stream, records = again.len(), "an aggregate was refused; sending its records as they are");
+            let plan = Plan::new(records, again, self.order, self.max_in_flight);
+            self.deliver(records, plan, outcome, deadline).await;
+        }
+    }
+
+    /// Marks each user record as its entry went, notes misplaced aggregates,
+    /// and returns the records of the aggregates refused as invalid.
+    fn settle_aggregates(
+        &self,
+        packed: &Packed,
+        put: SendOutcome,
+        landed: &[Option<String>],
+        outcome: &mut SendOutcome,
+    ) -> Vec<usize> {
         let (aggregates, carried) = packed.counts();
         crate::metrics::add_count("FanoutAggregates", aggregates);
         crate::metrics::add_count("FanoutAggregatedRecords", carried);
@@ -160,14 +180,7 @@ impl super::KinesisSink {
             },
             other => other,
         });
-        if !again.is_empty() && outcome.error.is_none() {
-            // Refused as invalid whole: its records one by one, so only the
-            // one at fault is rejected.
-            again.sort_unstable();
-            tracing::warn!(destination = %self.stream, records = again.len(), "an aggregate was refused; sending its records as they are");
-            let plan = Plan::new(records, again, self.order, self.max_in_flight);
-            self.deliver(records, plan, outcome, deadline).await;
-        }
+        again
     }
 }
 
