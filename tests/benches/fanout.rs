@@ -1,7 +1,9 @@
 //! Fan-out benchmark against kinesis-mock: 10,000 records to 3 streams (4
 //! shards each), in batches of 1,000, for each delivery order and two key
-//! spreads. Prints PutRecords requests, the fewest the limits allow, and wall
-//! time, a JSON line per cell. Needs the emulators: `scripts/bench.sh` runs it.
+//! spreads, plain and aggregated (`FANOUT_AGGREGATE=on`). Prints PutRecords
+//! requests, the fewest the limits allow, the Kinesis records the destinations
+//! hold, and wall time, a JSON line per cell. Needs the emulators:
+//! `scripts/bench.sh` runs it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +20,8 @@ const RECORDS: u64 = 10_000;
 const BATCH: usize = 1_000;
 const DESTINATIONS: usize = 3;
 
-async fn run(order: DeliveryOrder, keys: u64) -> (u64, Duration) {
+/// PutRecords made, Kinesis records put (per destination), wall time.
+async fn run(order: DeliveryOrder, keys: u64, aggregate: bool) -> (u64, u64, Duration) {
     let emulators = Emulators::from_env();
     let direct = emulators.kinesis();
     let mut streams = Vec::new();
@@ -39,7 +42,10 @@ async fn run(order: DeliveryOrder, keys: u64) -> (u64, Duration) {
     let sinks: Vec<Arc<dyn Sink>> = streams
         .iter()
         .map(|s| {
-            Arc::new(KinesisSink::new(client.clone(), s.clone()).order(order)) as Arc<dyn Sink>
+            let sink = KinesisSink::new(client.clone(), s.clone())
+                .order(order)
+                .aggregate(aggregate);
+            Arc::new(sink) as Arc<dyn Sink>
         })
         .collect();
     let fanout = FanOut::new(StaticDestinations(sinks), 1024 * 1024);
@@ -65,10 +71,17 @@ async fn run(order: DeliveryOrder, keys: u64) -> (u64, Duration) {
         assert!(outcome.response.is_success());
     }
     let elapsed = started.elapsed();
+    let mut put = 0;
+    for shard in kinesis::list_shards(&direct, &streams[0]).await {
+        put += kinesis::read_shard(&direct, &streams[0], &shard.shard_id)
+            .await
+            .records
+            .len() as u64;
+    }
     for stream in &streams {
         kinesis::delete_stream(&direct, stream).await;
     }
-    (counter.get("PutRecords"), elapsed)
+    (counter.get("PutRecords"), put, elapsed)
 }
 
 /// The fewest PutRecords the limits allow: per batch and destination, 500
@@ -96,18 +109,20 @@ async fn main() {
         return;
     }
     let minimum = minimum_requests();
-    for keys in [500u64, 10] {
-        for order in [DeliveryOrder::Ordered, DeliveryOrder::Throughput] {
-            let (requests, wall) = run(order, keys).await;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "records": RECORDS, "destinations": DESTINATIONS, "batch": BATCH,
-                    "order": format!("{order:?}").to_lowercase(), "keys": keys,
-                    "put_records": requests, "minimum": minimum,
-                    "wall_ms": wall.as_secs_f64() * 1e3,
-                })
-            );
+    for aggregate in [false, true] {
+        for keys in [500u64, 10] {
+            for order in [DeliveryOrder::Ordered, DeliveryOrder::Throughput] {
+                let (requests, put, wall) = run(order, keys, aggregate).await;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "records": RECORDS, "destinations": DESTINATIONS, "batch": BATCH,
+                        "order": format!("{order:?}").to_lowercase(), "keys": keys,
+                        "aggregate": aggregate, "put_records": requests, "minimum": minimum,
+                        "kinesis_records": put, "wall_ms": wall.as_secs_f64() * 1e3,
+                    })
+                );
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 //! the run, two destination streams behind a proxy that fails 12% of PutRecords
 //! entries and 2% of whole requests, and 5% of DynamoDB requests failed. At the
 //! end each destination holds every record exactly once and, in ordered mode,
-//! each key's records in order.
+//! each key's records in order. One run packs the destinations' records into
+//! KPL aggregates (`FANOUT_AGGREGATE=on`); its destinations are read as a
+//! consumer that deaggregates reads them.
 //!
 //! Exactly once holds while the function's processes live: what reached a
 //! destination is written beside the checkpoint, so a Lambda retry sends only
@@ -19,6 +21,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use shardline::decode::kpl::{UserRecord, user_records};
 use shardline::state::DynamoDbStore;
 use shardline_tests::fault_proxy::{FaultProxy, Faults};
 use shardline_tests::kinesis;
@@ -35,6 +38,7 @@ struct Shape {
     parallelization: u32,
     ordered: bool,
     kill_rate: f64,
+    aggregate: bool,
 }
 
 /// The records: per key, `n` from 1.
@@ -64,6 +68,8 @@ struct Damage {
     lost: usize,
     duplicated: usize,
     out_of_order: usize,
+    /// Kinesis records read (an aggregate is one).
+    kinesis_records: usize,
 }
 
 /// Reads every shard of `destination` and counts the damage.
@@ -74,7 +80,12 @@ async fn check(client: &aws_sdk_kinesis::Client, destination: &str) -> Damage {
         let read = kinesis::read_shard(client, destination, &shard.shard_id).await;
         // Each key hashes to one shard, so a shard's order is each key's order.
         let mut last: HashMap<String, u64> = HashMap::new();
-        for record in read.records {
+        damage.kinesis_records += read.records.len();
+        let users = read
+            .records
+            .into_iter()
+            .flat_map(|r| user_records(UserRecord::new(r.partition_key, r.data)));
+        for record in users {
             let copied: Copied = serde_json::from_slice(&record.data).unwrap();
             copies[copied.id] += 1;
             let last = last.entry(copied.k).or_default();
@@ -136,6 +147,10 @@ async fn run(shape: Shape, seed: u64) {
         .env("FANOUT_SINK", "kinesis")
         .env("FANOUT_DESTINATIONS", destinations.join(","))
         .env(
+            "FANOUT_AGGREGATE",
+            if shape.aggregate { "on" } else { "off" },
+        )
+        .env(
             "FANOUT_ORDER",
             if shape.ordered {
                 "ordered"
@@ -169,7 +184,7 @@ async fn run(shape: Shape, seed: u64) {
         .unwrap_or(0);
     let sum = |f: fn(&Damage) -> usize| damages.iter().map(f).sum::<usize>();
     report(&format!(
-        "fault-fanout pf={} order={} kill-rate={} seed={seed}: records {RECORDS} x {} destinations, \
+        "fault-fanout pf={} order={} aggregate={} kill-rate={} seed={seed}: records {RECORDS} x {} destinations, \
          invocations {} crashes {} injected PutRecords faults {injected} DynamoDB faults {injected_dynamodb} \
          | lost {} duplicated {} out of order {} | {:.1}s",
         shape.parallelization,
@@ -178,6 +193,7 @@ async fn run(shape: Shape, seed: u64) {
         } else {
             "throughput"
         },
+        shape.aggregate,
         shape.kill_rate,
         destinations.len(),
         summary["invocations"],
@@ -192,13 +208,22 @@ async fn run(shape: Shape, seed: u64) {
         stats["put_records_entries"].as_u64().unwrap_or(0),
         stats["injected_entry_failures"].as_u64().unwrap_or(0),
     );
+    // Aggregates are few entries: their share of failures varies more.
+    let share = if shape.aggregate { 20 } else { 10 };
     assert!(
-        failed_entries * 10 >= entries,
-        "at least 10% of PutRecords entries failed: {stats}"
+        failed_entries * share >= entries,
+        "at least 1/{share} of PutRecords entries failed: {stats}"
     );
     assert_eq!(sum(|d| d.lost), 0, "{damages:?}");
     if shape.ordered {
         assert_eq!(sum(|d| d.out_of_order), 0, "{damages:?}");
+    }
+    if shape.aggregate {
+        let put = sum(|d| d.kinesis_records);
+        assert!(
+            put * 4 < RECORDS * destinations.len(),
+            "few aggregates: {damages:?}"
+        );
     }
     if shape.kill_rate == 0.0 {
         assert_eq!(sum(|d| d.duplicated), 0, "{damages:?}");
@@ -216,7 +241,10 @@ async fn run(shape: Shape, seed: u64) {
 
 /// One run of `shape`, or a soak of them; each shape has its own first seed.
 async fn runs(shape: Shape) {
-    let first = 11 + u64::from(shape.parallelization) + u64::from(shape.ordered);
+    let first = 11
+        + u64::from(shape.parallelization)
+        + u64::from(shape.ordered)
+        + 7 * u64::from(shape.aggregate);
     source::runs(first, |seed| run(shape, seed)).await;
 }
 
@@ -226,6 +254,7 @@ async fn ordered_with_one_batch_per_shard_delivers_exactly_once_in_order() {
         parallelization: 1,
         ordered: true,
         kill_rate: 0.0,
+        aggregate: false,
     })
     .await;
 }
@@ -236,6 +265,7 @@ async fn ordered_with_two_batches_per_shard_delivers_exactly_once_in_order() {
         parallelization: 2,
         ordered: true,
         kill_rate: 0.0,
+        aggregate: false,
     })
     .await;
 }
@@ -246,6 +276,7 @@ async fn throughput_with_one_batch_per_shard_delivers_exactly_once() {
         parallelization: 1,
         ordered: false,
         kill_rate: 0.0,
+        aggregate: false,
     })
     .await;
 }
@@ -256,6 +287,7 @@ async fn throughput_with_two_batches_per_shard_delivers_exactly_once() {
         parallelization: 2,
         ordered: false,
         kill_rate: 0.0,
+        aggregate: false,
     })
     .await;
 }
@@ -266,6 +298,18 @@ async fn killed_processes_lose_nothing_and_keep_each_keys_first_copies_in_order(
         parallelization: 2,
         ordered: true,
         kill_rate: 0.25,
+        aggregate: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_ordered_delivers_every_user_record_exactly_once_in_order() {
+    runs(Shape {
+        parallelization: 1,
+        ordered: true,
+        kill_rate: 0.0,
+        aggregate: true,
     })
     .await;
 }

@@ -2,7 +2,8 @@
 //! (seed 001), never losing one (failed PutRecords entries are retried), not
 //! writing one twice on a Lambda retry (delivery progress beside the
 //! checkpoint), in order per partition key by default. KPL aggregates are
-//! fanned out as user records. Settings: [`settings`].
+//! fanned out as user records, and with `FANOUT_AGGREGATE=on` the records bound
+//! for one destination shard go out packed in KPL aggregates. Settings: [`settings`].
 
 mod destinations;
 mod settings;
@@ -39,6 +40,7 @@ async fn fanout(settings: Settings) -> Result<FanOut, BoxError> {
         &settings.state_dir,
     )?;
     let (order, max_record_bytes) = (config.order, config.max_record_bytes);
+    let aggregate = config.aggregate;
     let make: SinkFactory = match config.sink {
         SinkKind::Kinesis => {
             let client = shardline::aws::kinesis_client().await;
@@ -46,7 +48,8 @@ async fn fanout(settings: Settings) -> Result<FanOut, BoxError> {
                 Arc::new(
                     KinesisSink::new(client.clone(), name)
                         .order(order)
-                        .max_record_bytes(max_record_bytes),
+                        .max_record_bytes(max_record_bytes)
+                        .aggregate(aggregate),
                 )
             })
         }

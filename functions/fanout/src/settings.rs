@@ -8,6 +8,7 @@
 //! | `FANOUT_CONFIG_TTL_SECONDS` | how long the table's answer is cached | 60 |
 //! | `FANOUT_ORDER` | `ordered` (per key) or `throughput` | `ordered` |
 //! | `FANOUT_MAX_RECORD_BYTES` | largest record the destinations take (to 10 MiB) | 1048576 |
+//! | `FANOUT_AGGREGATE` | `on`: the records bound for one destination shard go as KPL aggregates (up to `FANOUT_MAX_RECORD_BYTES` each; Kinesis destinations only, the `file` sink writes user records) | `off` |
 //! | `FANOUT_SINK` | `kinesis`, or `file` (JSON lines in `FANOUT_OUTPUT_DIR`) | `kinesis` in Lambda or with an endpoint set, else `file` |
 //! | `FANOUT_OUTPUT_DIR` | folder of the `file` sink | `$SHARDLINE_STATE_DIR/fanout` |
 
@@ -50,6 +51,8 @@ pub struct FanoutSettings {
     pub order: DeliveryOrder,
     /// `FANOUT_MAX_RECORD_BYTES`.
     pub max_record_bytes: usize,
+    /// `FANOUT_AGGREGATE`.
+    pub aggregate: bool,
     /// `FANOUT_SINK` and `FANOUT_OUTPUT_DIR`.
     pub sink: SinkKind,
 }
@@ -107,6 +110,11 @@ impl FanoutSettings {
             |_: &u64| true,
         )?
         .unwrap_or(60);
+        let aggregate = match lookup("FANOUT_AGGREGATE").as_deref().map(str::trim) {
+            None | Some("") | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(invalid("FANOUT_AGGREGATE", other, "`on` or `off`")),
+        };
         let endpoint_set = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS"]
             .iter()
             .any(|v| lookup(v).is_some_and(|e| !e.is_empty()));
@@ -124,6 +132,7 @@ impl FanoutSettings {
             config_ttl: Duration::from_secs(ttl),
             order,
             max_record_bytes,
+            aggregate,
             sink,
         })
     }
@@ -161,6 +170,7 @@ mod tests {
         assert_eq!(local.sink, SinkKind::File(PathBuf::from("/state/fanout")));
         assert_eq!(local.order, DeliveryOrder::Ordered);
         assert_eq!(local.max_record_bytes, 1024 * 1024);
+        assert!(!local.aggregate);
         let lambda = read(&[("FANOUT_DESTINATIONS", "a")], true).unwrap();
         assert_eq!(lambda.sink, SinkKind::Kinesis);
         let endpoint = read(
@@ -183,10 +193,17 @@ mod tests {
             ("FANOUT_MAX_RECORD_BYTES", "20000000"),
             ("FANOUT_CONFIG_TTL_SECONDS", "soon"),
             ("FANOUT_SINK", "s3"),
+            ("FANOUT_AGGREGATE", "yes"),
         ] {
             let err = read(&[("FANOUT_DESTINATIONS", "a"), (name, value)], false).unwrap_err();
             assert_eq!(err.variable, name);
         }
+        let on = read(
+            &[("FANOUT_DESTINATIONS", "a"), ("FANOUT_AGGREGATE", "on")],
+            true,
+        )
+        .unwrap();
+        assert!(on.aggregate);
         let table_only = read(&[("FANOUT_CONFIG_TABLE", "t")], false).unwrap();
         assert!(table_only.destinations.is_empty());
         assert_eq!(table_only.config_table.as_deref(), Some("t"));

@@ -205,7 +205,7 @@ fn push_payload(decoded: &mut DecodedEvent, mut base: Record, bytes: Bytes) {
             tracing::warn!(
                 shard = %base.shard.shard_id,
                 sequence_number = %base.position.sequence,
-                reason,
+                reason = %reason,
                 "record has the KPL magic but is not a valid aggregate; handled as a plain record"
             );
             decoded.kpl.fallbacks += 1;

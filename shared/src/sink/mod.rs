@@ -7,7 +7,8 @@
 //! retry after one destination failed writes nothing twice to the others.
 //!
 //! - [`kinesis::KinesisSink`]: PutRecords within the service limits, retrying
-//!   only failed entries, in one of two [`DeliveryOrder`]s.
+//!   only failed entries, in one of two [`DeliveryOrder`]s; optionally packing
+//!   the records bound for one destination shard into KPL aggregates.
 //! - [`file::FileSink`]: JSON lines in a local file, so a local `invoke` shows
 //!   what would have been sent.
 //!

@@ -367,6 +367,7 @@ fn the_template_with_every_new_parameter_at_a_non_default_value_passes_the_same_
         "ConsumerMode",
         "StartingPositionTimestamp",
         "FanoutFilterPattern",
+        "FanoutAggregate",
         "ActiveUsersFilterPattern",
         "LedgerFilterPattern",
         "KeyCountsFilterPattern",

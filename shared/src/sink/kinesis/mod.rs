@@ -17,9 +17,20 @@
 //!   partition key per request, the next only after the previous succeeded;
 //!   [`DeliveryOrder::Throughput`] sends full requests on parallel lanes, a key
 //!   in one lane.
+//! - Aggregation ([`KinesisSink::aggregate`], `aggregate.rs`): the records bound
+//!   for one destination shard (ListShards, cached) go as KPL aggregates, each
+//!   put with an explicit hash key in that shard's range. An aggregate is
+//!   delivered or not as a whole: the outcome marks each of its user records as
+//!   it went, so a retry sends (and aggregates again) only what was not
+//!   delivered. An aggregate refused as invalid is sent again as its user
+//!   records, so only the one at fault is rejected. An aggregate that lands on
+//!   another shard than the map said (the destination was resharded) drops the
+//!   cached map.
 
+mod aggregate;
 mod plan;
 mod request;
+mod shards;
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +42,7 @@ use tokio::task::JoinSet;
 
 use self::plan::Plan;
 use self::request::{EntryResult, Failure, classify};
+use self::shards::ShardCache;
 use super::{DeliveryOrder, OutRecord, SendOutcome, Sink, SinkError, validate};
 use crate::retry::Backoff;
 use crate::time::Deadline;
@@ -45,6 +57,8 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_RECORD_BYTES_LIMIT: usize = 10 * 1024 * 1024;
 /// Time a request is given at least; none is started with less left.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(250);
+/// How long the destination's shard map is used before it is listed again.
+pub const DEFAULT_SHARD_MAP_TTL: Duration = Duration::from_secs(60);
 
 /// A Kinesis stream destination.
 #[derive(Debug, Clone)]
@@ -55,6 +69,14 @@ pub struct KinesisSink {
     max_record_bytes: usize,
     max_in_flight: usize,
     backoff: Backoff,
+    aggregate: bool,
+    shards: ShardCache,
+}
+
+/// Per record of one delivery: sent before, and the shard it landed on.
+struct Tally {
+    tried: Vec<bool>,
+    landed: Vec<Option<String>>,
 }
 
 /// What one round of requests came back with.
@@ -77,7 +99,34 @@ impl KinesisSink {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_in_flight: 4,
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            aggregate: false,
+            shards: ShardCache::new(DEFAULT_SHARD_MAP_TTL),
         }
+    }
+
+    /// Packs the records bound for one destination shard into KPL aggregates
+    /// (off by default): far fewer Kinesis records against the destination's
+    /// 1,000 records per second per shard. Consumers must deaggregate (the KCL
+    /// and Shardline do). Needs `kinesis:ListShards` on the destination; when
+    /// the shards cannot be listed, records are sent as they are.
+    ///
+    /// ```no_run
+    /// # async fn f(client: aws_sdk_kinesis::Client) {
+    /// use shardline::sink::kinesis::KinesisSink;
+    /// let sink = KinesisSink::new(client, "orders-copy").aggregate(true);
+    /// # }
+    /// ```
+    pub fn aggregate(mut self, on: bool) -> Self {
+        self.aggregate = on;
+        self
+    }
+
+    /// Sets how long the destination's shard map is used before ListShards is
+    /// called again (60 s by default; it is also dropped as soon as an
+    /// aggregate lands on a shard the map did not name).
+    pub fn shard_map_ttl(mut self, ttl: Duration) -> Self {
+        self.shards.set_ttl(ttl);
+        self
     }
 
     /// Sets the delivery order.
@@ -112,7 +161,7 @@ impl KinesisSink {
         requests: Vec<Vec<usize>>,
         deadline: Deadline,
         slowest: &mut Duration,
-        tried: &mut [bool],
+        tally: &mut Tally,
         outcome: &mut SendOutcome,
     ) -> Round {
         let mut round = Round::default();
@@ -127,7 +176,7 @@ impl KinesisSink {
                 let entries: Vec<(usize, PutRecordsRequestEntry)> = request
                     .iter()
                     .filter_map(|&index| {
-                        if std::mem::replace(&mut tried[index], true) {
+                        if std::mem::replace(&mut tally.tried[index], true) {
                             outcome.retried_entries += 1;
                         }
                         let record = &records[index];
@@ -174,7 +223,7 @@ impl KinesisSink {
                     continue;
                 };
                 outcome.requests += requests;
-                self.settle_entries(entries, &mut round, outcome);
+                self.settle_entries(entries, &mut round, tally, outcome);
             }
         }
         round
@@ -184,11 +233,15 @@ impl KinesisSink {
         &self,
         entries: Vec<(usize, EntryResult)>,
         round: &mut Round,
+        tally: &mut Tally,
         outcome: &mut SendOutcome,
     ) {
         for (index, result) in entries {
             match result {
-                EntryResult::Delivered => outcome.delivered[index] = true,
+                EntryResult::Delivered(shard) => {
+                    outcome.delivered[index] = true;
+                    tally.landed[index] = shard;
+                }
                 EntryResult::Rejected(reason) => outcome.rejected.push((
                     index,
                     format!("destination {} refuses record: {reason}", self.stream),
@@ -227,8 +280,31 @@ impl Sink for KinesisSink {
                 Err(reason) => outcome.rejected.push((index, reason)),
             }
         }
-        let mut plan = Plan::new(records, todo, self.order, self.max_in_flight);
-        let mut tried = vec![false; records.len()];
+        if self.aggregate && !todo.is_empty() {
+            self.send_aggregated(records, todo, &mut outcome, deadline)
+                .await;
+        } else {
+            let plan = Plan::new(records, todo, self.order, self.max_in_flight);
+            self.deliver(records, plan, &mut outcome, deadline).await;
+        }
+        outcome
+    }
+}
+
+impl KinesisSink {
+    /// Delivers what `plan` holds of `records`, round after round, into
+    /// `outcome`; returns the shard each record landed on.
+    async fn deliver(
+        &self,
+        records: &[OutRecord],
+        mut plan: Plan,
+        outcome: &mut SendOutcome,
+        deadline: Deadline,
+    ) -> Vec<Option<String>> {
+        let mut tally = Tally {
+            tried: vec![false; records.len()],
+            landed: vec![None; records.len()],
+        };
         let mut failing_rounds = 0u32;
         let mut slowest = MIN_REQUEST_TIME;
         let mut last_error = String::from("none");
@@ -253,8 +329,8 @@ impl Sink for KinesisSink {
                     requests,
                     deadline,
                     &mut slowest,
-                    &mut tried,
-                    &mut outcome,
+                    &mut tally,
+                    outcome,
                 )
                 .await
             };
@@ -289,6 +365,6 @@ impl Sink for KinesisSink {
                 tracing::debug!(destination = %self.stream, round = failing_rounds, error = %last_error, "retrying failed entries");
             }
         }
-        outcome
+        tally.landed
     }
 }

@@ -23,9 +23,22 @@ pub(super) struct Plan {
 
 impl Plan {
     /// A plan for `records[i]` for each `i` of `todo`, with `lanes` lanes in
-    /// throughput order.
+    /// throughput order, ordered by each record's partition key.
     pub fn new(
         records: &[OutRecord],
+        todo: impl IntoIterator<Item = usize>,
+        order: DeliveryOrder,
+        lanes: usize,
+    ) -> Self {
+        let keys: Vec<&str> = records.iter().map(|r| r.partition_key.as_str()).collect();
+        Self::with_keys(records, &keys, todo, order, lanes)
+    }
+
+    /// As [`Plan::new`], ordered by `keys[i]` for `records[i]` (records of one
+    /// key are sent one after the other, or in one lane).
+    pub fn with_keys(
+        records: &[OutRecord],
+        keys: &[&str],
         todo: impl IntoIterator<Item = usize>,
         order: DeliveryOrder,
         lanes: usize,
@@ -38,10 +51,10 @@ impl Plan {
             // requests of 500, not 4 of 250), and keys balanced over them.
             let full = pack(records, &todo).len();
             queues.resize(lanes.min(full).max(1), VecDeque::new());
-            queue_of = balance(records, &todo, queues.len());
+            queue_of = balance(keys, &todo, queues.len());
         }
         for index in todo {
-            let key = records[index].partition_key.as_str();
+            let key = keys[index];
             let queue = *queue_of.entry(key).or_insert_with(|| {
                 queues.push(VecDeque::new());
                 queues.len() - 1
@@ -97,11 +110,11 @@ impl Plan {
 
 /// Each key's lane among `lanes`: the keys with the most records first, each
 /// to the lane with the fewest records so far, so the lanes fill evenly.
-fn balance<'r>(records: &'r [OutRecord], todo: &[usize], lanes: usize) -> HashMap<&'r str, usize> {
+fn balance<'k>(keys: &[&'k str], todo: &[usize], lanes: usize) -> HashMap<&'k str, usize> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut slot: HashMap<&str, usize> = HashMap::new();
     for &index in todo {
-        let key = records[index].partition_key.as_str();
+        let key = keys[index];
         let at = *slot.entry(key).or_insert_with(|| {
             counts.push((key, 0));
             counts.len() - 1

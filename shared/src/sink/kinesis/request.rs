@@ -38,7 +38,8 @@ pub(super) fn classify(code: &str) -> Failure {
 /// What became of one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum EntryResult {
-    Delivered,
+    /// Written, to this shard (if the answer said).
+    Delivered(Option<String>),
     Failed {
         code: String,
         message: String,
@@ -66,7 +67,7 @@ pub(super) fn put(
         let error = match request.send().await {
             Ok(out) => {
                 let results = out.records().iter().map(|entry| match entry.error_code() {
-                    None => EntryResult::Delivered,
+                    None => EntryResult::Delivered(entry.shard_id().map(str::to_owned)),
                     Some(code) => EntryResult::Failed {
                         code: code.to_owned(),
                         message: entry.error_message().unwrap_or_default().to_owned(),
