@@ -157,14 +157,34 @@ impl DynamoDbStore {
         // Large quarantines go first, on their own: they are kept even if the
         // progress write then loses to a newer invocation.
         self.put_quarantine(quarantine).await?;
+        self.update_if(
+            item_key,
+            &update.expression,
+            &update.condition,
+            update.values,
+            "commit a checkpoint",
+        )
+        .await
+    }
+
+    /// One UpdateItem under `condition`; `false` when the condition failed
+    /// (a newer writer, or a quarantine entry claimed or gone).
+    pub(super) async fn update_if(
+        &self,
+        key: Attributes,
+        expression: &str,
+        condition: &str,
+        values: Attributes,
+        operation: &'static str,
+    ) -> Result<bool, StateError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(item_key))
-            .update_expression(update.expression)
-            .condition_expression(update.condition)
-            .set_expression_attribute_values(Some(update.values))
+            .set_key(Some(key))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .send()
             .await;
         match result {
@@ -175,7 +195,7 @@ impl DynamoDbStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(DynamoError::service("commit a checkpoint", e).into()),
+            Err(e) => Err(DynamoError::service(operation, e).into()),
         }
     }
 

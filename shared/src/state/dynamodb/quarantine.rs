@@ -19,40 +19,6 @@ fn entry_key(consumer: &str, key: &QuarantineKey) -> Attributes {
     ])
 }
 
-impl DynamoDbStore {
-    /// Updates a quarantine entry under `condition`; `false` when the
-    /// condition failed.
-    async fn update_entry(
-        &self,
-        key: Attributes,
-        expression: &str,
-        condition: &str,
-        values: Attributes,
-        operation: &'static str,
-    ) -> Result<bool, StateError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_values((!values.is_empty()).then_some(values))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(DynamoError::service(operation, e).into()),
-        }
-    }
-}
-
 #[async_trait]
 impl QuarantineStore for DynamoDbStore {
     async fn claim_replay(
@@ -67,7 +33,7 @@ impl QuarantineStore for DynamoDbStore {
         } else {
             "attribute_exists(pk) AND attribute_not_exists(replay_started_at)"
         };
-        self.update_entry(
+        self.update_if(
             entry_key(consumer, key),
             "SET replay_started_at = :now",
             condition,
@@ -86,7 +52,7 @@ impl QuarantineStore for DynamoDbStore {
         attempts: u32,
     ) -> Result<(), StateError> {
         // A record deleted meanwhile (purged) stays deleted.
-        self.update_entry(
+        self.update_if(
             entry_key(consumer, key),
             "SET reason = :reason, detail = :detail, attempts = :attempts REMOVE replay_started_at",
             "attribute_exists(pk)",
