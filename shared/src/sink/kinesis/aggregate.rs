@@ -251,17 +251,9 @@ pub(super) fn pack(
 mod tests {
     use super::super::shards::OpenShard;
     use super::*;
-    use crate::record::Position;
     use kpl::{Deaggregated, deaggregate};
 
-    fn record(i: u64, key: &str, bytes: usize) -> OutRecord {
-        OutRecord {
-            source: Position::new(i.to_string().parse().unwrap(), 0),
-            partition_key: key.into(),
-            explicit_hash_key: None,
-            data: Bytes::from(vec![b'x'; bytes]),
-        }
-    }
+    use super::super::tests::record;
 
     fn two_shards() -> ShardMap {
         let half = u128::MAX / 2;

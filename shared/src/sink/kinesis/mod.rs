@@ -32,6 +32,24 @@ mod plan;
 mod request;
 mod shards;
 
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::record::Position;
+    use crate::sink::OutRecord;
+
+    /// Record `i` of the sink's unit tests: key `key`, `bytes` bytes of `x`.
+    pub(super) fn record(i: u64, key: &str, bytes: usize) -> OutRecord {
+        OutRecord {
+            source: Position::new(i.to_string().parse().unwrap(), 0),
+            partition_key: key.into(),
+            explicit_hash_key: None,
+            data: Bytes::from(vec![b'x'; bytes]),
+        }
+    }
+}
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;

@@ -157,17 +157,8 @@ pub(super) fn pack(records: &[OutRecord], ready: &[usize]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Position;
-    use bytes::Bytes;
 
-    fn record(i: u64, key: &str, bytes: usize) -> OutRecord {
-        OutRecord {
-            source: Position::new(i.to_string().parse().unwrap(), 0),
-            partition_key: key.into(),
-            explicit_hash_key: None,
-            data: Bytes::from(vec![0u8; bytes]),
-        }
-    }
+    use super::super::tests::record;
 
     #[test]
     fn requests_respect_count_and_byte_limits() {
