@@ -113,7 +113,7 @@ pub fn decode_event(json: &[u8]) -> Result<DecodedEvent, EventError> {
 /// deaggregation can be split across threads by payload size
 /// ([`DecodeOptions::threads`]). The default is one thread: on 2 cores,
 /// events within Lambda's 6 MB payload limit decoded no faster on two
-/// (BENCHMARKS.md, table 1), and an 18 MB event only about 4% faster. Events
+/// (BENCHMARKS.md, table 1), and an 18 MB event only about 3% faster. Events
 /// with less than [`DecodeOptions::PARALLEL_MIN_TEXT`] of payload text always
 /// use the calling thread alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
