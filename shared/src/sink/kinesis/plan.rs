@@ -225,3 +225,7 @@ mod tests {
         assert_eq!(plan.round(&few).len(), 1, "30 records: one request");
     }
 }
+
+#[cfg(test)]
+#[path = "plan_repro.rs"]
+mod repro;
