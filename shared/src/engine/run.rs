@@ -1,6 +1,5 @@
 //! One shard's batch, phase by phase: open, run, flush, fold, commit.
 
-use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -222,27 +221,27 @@ impl<H: Handler> ShardRun<'_, H> {
         outcomes
     }
 
-    /// Calls cut off by the reserve: per unit, the one that ran longest counts
-    /// an attempt (the call that hangs, if one does: at concurrency 1 it is the
-    /// only one); the others are left for the retry without one, so a slow
-    /// spell does not charge every key at once.
+    /// Calls cut off by the reserve: only the one that ran longest counts an
+    /// attempt (the call that hangs, if one does: at concurrency 1 it is the
+    /// only one), in either progress mode; the others are left for the retry
+    /// without one, so a slow spell does not charge every key in flight.
     fn settle_overruns(&self, items: &[Item], outcomes: &mut [Outcome], units: &Units) {
-        let mut longest: HashMap<&str, (Instant, usize)> = HashMap::new();
-        for (index, outcome) in outcomes.iter().enumerate() {
-            if let Outcome::Overran { started } = outcome {
-                let unit = units.key_of(items[index].record());
-                let entry = longest.entry(unit).or_insert((*started, index));
-                if *started < entry.0 {
-                    *entry = (*started, index);
-                }
-            }
-        }
-        let charged: HashSet<usize> = longest.values().map(|(_, index)| *index).collect();
+        let longest = outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, outcome)| match outcome {
+                Outcome::Overran { started } => Some((*started, index)),
+                _ => None,
+            })
+            .min();
+        let Some((_, charged)) = longest else {
+            return;
+        };
         for (index, outcome) in outcomes.iter_mut().enumerate() {
             if !matches!(outcome, Outcome::Overran { .. }) {
                 continue;
             }
-            *outcome = if charged.contains(&index) {
+            *outcome = if index == charged {
                 let error = HandlerError::retryable(format!(
                     "the handler did not finish within the invocation's time ({} ms kept back for the commit)",
                     self.config.time_reserve.as_millis()

@@ -31,6 +31,10 @@ pub(super) struct Unit {
     gap: bool,
     /// Records done after the gap.
     done_after_gap: HashSet<Position>,
+    /// Records done by an earlier invocation that failed in this one (a
+    /// window handles checkpointed records again): their attempts are kept
+    /// although the checkpoint is past them.
+    failed_again: HashSet<Position>,
     /// The unit's records in this batch, in order.
     pub positions: Vec<Position>,
 }
@@ -60,6 +64,9 @@ impl Unit {
 
     /// The record at `position` failed on attempt `attempts`.
     pub fn fail(&mut self, position: &Position, attempts: u32) {
+        if self.read.is_done(position) {
+            self.failed_again.insert(position.clone());
+        }
         self.heads.retain(|h| h.position != *position);
         self.heads.push(HeadAttempts {
             position: position.clone(),
@@ -81,7 +88,7 @@ impl Unit {
         let mut heads: Vec<HeadAttempts> = self
             .heads
             .iter()
-            .filter(|h| after(&h.position))
+            .filter(|h| after(&h.position) || self.failed_again.contains(&h.position))
             .cloned()
             .collect();
         heads.sort_by(|a, b| a.position.cmp(&b.position));

@@ -113,9 +113,16 @@ impl Handler for FanOut {
     }
 
     async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
-        let records = self.buffers.take(batch.shard());
+        let mut records = self.buffers.take(batch.shard());
         if records.is_empty() {
             return Ok(());
+        }
+        // In source order: with in-batch concurrency `handle` calls finish in
+        // any order, and a user key of a KPL source can sit in aggregates of
+        // different outer keys (different lanes), so completion order is not
+        // the key's order.
+        if !records.is_sorted_by(|a, b| a.source <= b.source) {
+            records.sort_by(|a, b| a.source.cmp(&b.source));
         }
         let sinks = self
             .destinations

@@ -123,22 +123,29 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Drops failing records and done ranges at or below the checkpoint (a
-    /// version of Shardline that did not know them may have moved the
-    /// checkpoint past them); the stores call it on every read.
+    /// Drops done ranges at or below the checkpoint (a version of Shardline
+    /// that did not know them may have moved the checkpoint past them); the
+    /// stores call it on every read. Failing records at or below the
+    /// checkpoint are kept: a windowed function handles checkpointed records
+    /// again when Lambda resends them with an older state, and such a record
+    /// that fails again must keep its attempts, or it never reaches the
+    /// quarantine (the engine drops them from the next commit that does not
+    /// fail them again).
     pub fn tidied(mut self) -> Self {
-        if let Some(checkpoint) = &self.checkpoint {
-            self.heads.retain(|h| h.position > *checkpoint);
-            if !self.done.is_empty() {
-                self.done = self.done.after(checkpoint);
-            }
+        if let Some(checkpoint) = &self.checkpoint
+            && !self.done.is_empty()
+        {
+            self.done = self.done.after(checkpoint);
         }
         self
     }
 
-    /// The lowest failing record, if any.
+    /// The lowest failing record past the checkpoint, if any: what holds the
+    /// unit (a record at or below the checkpoint was done once already).
     pub fn head(&self) -> Option<&HeadAttempts> {
-        self.heads.first()
+        self.heads
+            .iter()
+            .find(|h| self.checkpoint.as_ref().is_none_or(|cp| h.position > *cp))
     }
 
     /// Whether the record at `position` is done: at or before the checkpoint,

@@ -44,7 +44,10 @@
 //! checkpoints the same records
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html>),
 //! so the state and the checkpoint move together, and the retry folds the
-//! remaining records into it.
+//! remaining records into it. When the commit reads as superseded (another
+//! invocation of the same records committed first, or this one's own write
+//! landed unanswered), the state the invocation came with goes back with the
+//! whole batch to retry, so no record is folded twice.
 //!
 //! A failed invocation (an error, a timeout, a response without `state`) is
 //! retried by Lambda with the state from before it. Shardline's own checkpoint

@@ -13,6 +13,7 @@ use crate::engine::{BatchOutcome, EngineConfig, ProgressMode, process_event};
 use crate::handler::{Handler, HandlerError};
 use crate::record::Record;
 use crate::report::BatchReport;
+use crate::response::BatchResponse;
 use crate::state::StateStore;
 use crate::time::Deadline;
 
@@ -127,7 +128,8 @@ pub async fn process_window_event<W: WindowHandler>(
         state,
         records,
     } = event;
-    let state: W::State = decode_state(state.as_ref(), &info)?;
+    let event_state = state;
+    let state: W::State = decode_state(event_state.as_ref(), &info)?;
     let last_sequence = records.items.last().map_or_else(
         || "none".to_owned(),
         |item| item.record().position.to_string(),
@@ -136,7 +138,14 @@ pub async fn process_window_event<W: WindowHandler>(
         handler: handler.clone(),
         state: Mutex::new(state),
     };
-    let BatchOutcome { response, report } = process_event(
+    let first_sequence = records
+        .items
+        .first()
+        .map(|item| item.record().position.sequence.to_string());
+    let BatchOutcome {
+        mut response,
+        report,
+    } = process_event(
         records,
         &accumulator,
         store,
@@ -144,10 +153,27 @@ pub async fn process_window_event<W: WindowHandler>(
         deadline,
     )
     .await?;
-    let state = accumulator
+    let mut state = accumulator
         .state
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
+    if report.superseded > 0
+        && let Some(first) = first_sequence
+    {
+        // The commit read as superseded (its own write that landed unanswered,
+        // or an invocation of the same records that ran meanwhile): what this
+        // one folded is not known to be what is checkpointed. Lambda resends
+        // the whole batch with the state it came with, and every record is
+        // folded into it once.
+        tracing::warn!(
+            shard = %info.shard_id,
+            window_start = %info.start,
+            "the window's commit was superseded: the state it came with goes back, with the whole batch to retry"
+        );
+        state = decode_state(event_state.as_ref(), &info)?;
+        response = BatchResponse::default();
+        response.retry_from(first);
+    }
     let mut closed = false;
     if info.is_final && response.is_success() {
         handler

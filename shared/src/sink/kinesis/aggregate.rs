@@ -104,13 +104,8 @@ impl super::KinesisSink {
         let packed = pack(records, &todo, &map, self.max_record_bytes);
         let keys: Vec<&str> = packed.keys.iter().map(String::as_str).collect();
         let entries = 0..packed.entries.len();
-        let plan = Plan::with_keys(
-            &packed.entries,
-            &keys,
-            entries,
-            self.order,
-            self.max_in_flight,
-        );
+        // A shard's aggregates one after the other, in both delivery orders.
+        let plan = Plan::ordered_by(&keys, entries);
         let mut put = SendOutcome {
             delivered: vec![false; packed.entries.len()],
             ..SendOutcome::default()

@@ -31,28 +31,46 @@ impl Plan {
         lanes: usize,
     ) -> Self {
         let keys: Vec<&str> = records.iter().map(|r| r.partition_key.as_str()).collect();
-        Self::with_keys(records, &keys, todo, order, lanes)
-    }
-
-    /// As [`Plan::new`], ordered by `keys[i]` for `records[i]` (records of one
-    /// key are sent one after the other, or in one lane).
-    pub fn with_keys(
-        records: &[OutRecord],
-        keys: &[&str],
-        todo: impl IntoIterator<Item = usize>,
-        order: DeliveryOrder,
-        lanes: usize,
-    ) -> Self {
         let todo: Vec<usize> = todo.into_iter().collect();
-        let mut queues: Vec<VecDeque<usize>> = Vec::new();
         let mut queue_of: HashMap<&str, usize> = HashMap::new();
+        let mut lane_count = 0;
         if order == DeliveryOrder::Throughput {
             // No more lanes than full requests (1,000 small records go in 2
             // requests of 500, not 4 of 250), and keys balanced over them.
             let full = pack(records, &todo).len();
-            queues.resize(lanes.min(full).max(1), VecDeque::new());
-            queue_of = balance(keys, &todo, queues.len());
+            lane_count = lanes.min(full).max(1);
+            queue_of = balance(&keys, &todo, lane_count);
         }
+        Self::queued(order, &keys, todo, queue_of, lane_count)
+    }
+
+    /// A plan for the records `todo` (indexes) that sends each key's records
+    /// one after the other, `keys[i]` being the key of record `i`:
+    /// a key's next record goes only once the one before was delivered, as in
+    /// [`DeliveryOrder::Ordered`], whatever the sink's delivery order. For KPL
+    /// aggregates keyed by their destination shard: an aggregate carries many
+    /// records (the throughput), and a shard's aggregates must not overtake one
+    /// another when one of them fails, or a user key would be reordered.
+    pub fn ordered_by(keys: &[&str], todo: impl IntoIterator<Item = usize>) -> Self {
+        Self::queued(
+            DeliveryOrder::Ordered,
+            keys,
+            todo.into_iter().collect(),
+            HashMap::new(),
+            0,
+        )
+    }
+
+    /// The queues of `todo`: a key's records in the queue `queue_of` gives it
+    /// (among `lanes` made up front), else in a queue of its own.
+    fn queued<'k>(
+        order: DeliveryOrder,
+        keys: &[&'k str],
+        todo: Vec<usize>,
+        mut queue_of: HashMap<&'k str, usize>,
+        lanes: usize,
+    ) -> Self {
+        let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); lanes];
         for index in todo {
             let key = keys[index];
             let queue = *queue_of.entry(key).or_insert_with(|| {
