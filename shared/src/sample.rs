@@ -62,7 +62,7 @@ impl SampleRecord {
             sequence_number: sequence_number.into(),
             partition_key: "pk".into(),
             data_field: base64::engine::general_purpose::STANDARD.encode(payload),
-            arrival: Some(epoch_seconds(SystemTime::now())),
+            arrival: Some(epoch_seconds(crate::time::now())),
         }
     }
 

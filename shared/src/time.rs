@@ -1,7 +1,70 @@
-//! Time: the invocation's deadline and epoch conversions. A leaf module: it
-//! imports nothing of Shardline's.
+//! Time: the invocation's deadline, the wall clock, and epoch conversions. A
+//! leaf module: it imports nothing of Shardline's.
+//!
+//! Every clock Shardline reads goes through here, so a simulation can drive
+//! it: deadlines and durations use tokio's [`Instant`] (which follows tokio's
+//! paused test clock when tokio's `test-util` feature is on, and is the system
+//! clock otherwise), and the wall clock ([`now`]: record ages, dedup windows,
+//! TTLs) is the system's unless a thread runs on a simulated one
+//! ([`SimulatedWallClock`]).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::cell::Cell;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use tokio::time::Instant;
+
+thread_local! {
+    /// The simulated wall clock of this thread: what it read at `Instant`.
+    static SIMULATED: Cell<Option<(SystemTime, Instant)>> = const { Cell::new(None) };
+}
+
+/// The wall clock: the system's, or this thread's simulated one.
+///
+/// ```
+/// let before = std::time::SystemTime::now();
+/// assert!(shardline::time::now() >= before);
+/// ```
+pub fn now() -> SystemTime {
+    match SIMULATED.with(Cell::get) {
+        Some((wall, at)) => wall + Instant::now().saturating_duration_since(at),
+        None => SystemTime::now(),
+    }
+}
+
+/// A simulated wall clock for the current thread, for deterministic
+/// simulations: from [`SimulatedWallClock::start`] until it is dropped,
+/// [`now`] on this thread reads `start` plus the time tokio's clock has moved
+/// since (pause tokio's clock, and time only moves when the simulation lets it).
+/// Everything a simulation runs must run on this thread (a current-thread
+/// tokio runtime).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use shardline::time::{SimulatedWallClock, now};
+/// let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let clock = SimulatedWallClock::start(start);
+/// assert!(now() >= start && now() < start + Duration::from_secs(60));
+/// drop(clock);
+/// assert!(now() > start + Duration::from_secs(3600));
+/// ```
+#[derive(Debug)]
+pub struct SimulatedWallClock {
+    before: Option<(SystemTime, Instant)>,
+}
+
+impl SimulatedWallClock {
+    /// Sets this thread's wall clock to `start` at tokio's present instant.
+    pub fn start(start: SystemTime) -> Self {
+        let before = SIMULATED.with(|cell| cell.replace(Some((start, Instant::now()))));
+        SimulatedWallClock { before }
+    }
+}
+
+impl Drop for SimulatedWallClock {
+    fn drop(&mut self) {
+        SIMULATED.with(|cell| cell.set(self.before));
+    }
+}
 
 /// When the invocation must have answered (Lambda's deadline).
 ///
@@ -36,7 +99,7 @@ impl Deadline {
         if deadline_ms < YEAR_2000_MS {
             return Deadline::after(Duration::from_millis(deadline_ms));
         }
-        let now_ms = epoch_millis(SystemTime::now());
+        let now_ms = epoch_millis(now());
         Deadline::after(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
     }
 

@@ -2,7 +2,9 @@
 //! and one log line per invocation.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use bytes::Bytes;
 use lambda_runtime::LambdaEvent;

@@ -2,8 +2,6 @@
 //! `purge`, with the same filters everywhere. Records go to stdout as JSON
 //! lines; a one-line summary goes to stderr.
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 
 use super::consumer::Consumer;
@@ -40,7 +38,7 @@ fn parse(args: &[String]) -> Result<Args, Error> {
         parsed.command = name;
         rest.next();
     }
-    let now = SystemTime::now();
+    let now = crate::time::now();
     while let Some(flag) = rest.next() {
         let mut value = || {
             rest.next()

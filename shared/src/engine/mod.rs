@@ -32,7 +32,7 @@ mod settle;
 mod units;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::decode::{DecodedEvent, Item};
 use crate::guard::{GuardError, ParentGuard};
@@ -159,7 +159,7 @@ pub async fn process_event<H: Handler>(
     config: &EngineConfig,
     deadline: Deadline,
 ) -> Result<BatchOutcome, EngineError> {
-    let now = SystemTime::now();
+    let now = crate::time::now();
     let mut outcome = BatchOutcome::default();
     outcome.report.kpl = event.kpl;
     outcome.report.records = event.items.len() as u64;

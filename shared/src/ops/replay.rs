@@ -10,7 +10,7 @@
 //! `--include-interrupted` takes those over, for an operator who checked.
 
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use serde::Serialize;
@@ -164,7 +164,7 @@ async fn replay_one<H: Handler>(
         return Ok(ReplayOutcome::WouldRun);
     }
     let key = entry.key();
-    let now = epoch_millis(SystemTime::now());
+    let now = epoch_millis(crate::time::now());
     if !store
         .claim_replay(consumer, &key, now, options.include_interrupted)
         .await?

@@ -50,7 +50,9 @@ mod tests {
     }
 }
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::Client;

@@ -443,7 +443,7 @@ impl StateStore for DynamoDbStore {
     ) -> Result<Vec<String>, StateError> {
         self.put_quarantine(quarantine_items(&key.consumer, &settled.quarantine))
             .await?;
-        let expires = n(epoch_millis(SystemTime::now() + self.key_progress_ttl) / 1000);
+        let expires = n(epoch_millis(crate::time::now() + self.key_progress_ttl) / 1000);
         let build = |commit: &KeyCommit| {
             let also = [(TTL_ATTRIBUTE, expires.clone())];
             let item_key = Self::key(progress_pk(key, &commit.partition_key), "progress");

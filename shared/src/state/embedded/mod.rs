@@ -62,7 +62,7 @@ impl EmbeddedStore {
         // Key progress past its TTL is garbage (DynamoDB's TTL deletes it there).
         conn.execute(
             "DELETE FROM key_progress WHERE expires_at > 0 AND expires_at < ?1",
-            params![millis(SystemTime::now())],
+            params![millis(crate::time::now())],
         )
         .map_err(fail)?;
         Ok(EmbeddedStore {
@@ -304,7 +304,7 @@ impl StateStore for EmbeddedStore {
         commits: &[KeyCommit],
         settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
-        let expires_at = millis(SystemTime::now() + self.key_progress_ttl);
+        let expires_at = millis(crate::time::now() + self.key_progress_ttl);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             write_settled(&tx, &key.consumer, settled)?;
