@@ -23,8 +23,11 @@ For PutRecords (JSON protocol) it:
     forwarding it (a slow destination; concurrent requests overtake each other).
 In front of DynamoDB (moto) it fails --dynamodb-failure-rate of the requests
 (drawn at random from --seed, so failures come in bursts as real throttling
-does), and the first N requests of an operation given as
---dynamodb-fail-first OPERATION:N; half with a 400 ThrottlingException and half
+does), the first N requests of an operation given as
+--dynamodb-fail-first OPERATION:N, and the N-th request of an operation given as
+--dynamodb-fail-nth OPERATION:N (repeatable); and it cancels the N-th
+TransactWriteItems given as --dynamodb-cancel-nth N:CODE with CODE as the first
+item's cancellation reason (None for the others); half with a 400 ThrottlingException and half
 with a 500 InternalServerError, before forwarding (so nothing was written).
 Everything else is forwarded untouched. `GET /__stats` returns counters as JSON.
 Standard library only.
@@ -52,6 +55,10 @@ STATS = {
 }
 LOCK = threading.Lock()
 FAIL_FIRST = {}  # operation -> failures still to inject
+FAIL_NTH = {}  # operation -> the request numbers (1-based) to fail
+CANCEL_NTH = {}  # TransactWriteItems number (1-based) -> cancellation code of its first item
+TRANSACTS = [0]  # TransactWriteItems seen
+SEEN = {}  # operation -> requests seen
 
 
 def bump(name, by=1):
@@ -129,6 +136,29 @@ class Proxy(BaseHTTPRequestHandler):
                 FAIL_FIRST[operation] = left - 1
             return left > 0
 
+    def fail_nth(self, operation):
+        """Whether this request is the N-th of its operation that
+        --dynamodb-fail-nth OPERATION:N fails (one request in a sequence)."""
+        with LOCK:
+            SEEN[operation] = SEEN.get(operation, 0) + 1
+            return SEEN[operation] in FAIL_NTH.get(operation, ())
+
+    def cancel_nth(self, body):
+        """Cancels the N-th TransactWriteItems that --dynamodb-cancel-nth N:CODE
+        names, as DynamoDB does: a TransactionCanceledException with one reason
+        per item, CODE for the first item and None for the others (nothing is
+        forwarded, so nothing was written). Whether it answered."""
+        with LOCK:
+            TRANSACTS[0] += 1
+            code = CANCEL_NTH.get(TRANSACTS[0])
+        if code is None:
+            return False
+        items = json.loads(body).get("TransactItems", [])
+        reasons = [{"Code": code, "Message": "injected"}] + [{"Code": "None"} for _ in items[1:]]
+        bump("injected_dynamodb_failures")
+        self.reply(400, {"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException", "message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{', '.join(r['Code'] for r in reasons)}]", "CancellationReasons": reasons}, "application/x-amz-json-1.0")
+        return True
+
     def do_GET(self):
         if self.path == "/__stats":
             with LOCK:
@@ -142,7 +172,10 @@ class Proxy(BaseHTTPRequestHandler):
         if target.startswith("DynamoDB_20120810."):
             bump("dynamodb_requests")
             operation = target.split(".", 1)[1]
-            if self.roll(self.config.dynamodb_failure_rate) or self.fail_first(operation):
+            if operation == "TransactWriteItems" and self.cancel_nth(body):
+                return
+            nth = self.fail_nth(operation)
+            if self.roll(self.config.dynamodb_failure_rate) or self.fail_first(operation) or nth:
                 failures = bump("injected_dynamodb_failures")
                 if failures % 2:
                     self.reply(400, {"__type": "com.amazon.coral.availability#ThrottlingException", "message": "injected throttle"}, "application/x-amz-json-1.0")
@@ -216,10 +249,18 @@ def main():
     parser.add_argument("--dynamodb-failure-rate", type=float, default=0.0)
     parser.add_argument("--dynamodb-delay-ms", type=float, default=0.0)
     parser.add_argument("--dynamodb-fail-first", action="append", default=[])
+    parser.add_argument("--dynamodb-fail-nth", action="append", default=[])
+    parser.add_argument("--dynamodb-cancel-nth", action="append", default=[])
     config = parser.parse_args()
     for spec in config.dynamodb_fail_first:
         operation, count = spec.split(":")
         FAIL_FIRST[operation] = int(count)
+    for spec in config.dynamodb_fail_nth:
+        operation, nth = spec.split(":")
+        FAIL_NTH.setdefault(operation, set()).add(int(nth))
+    for spec in config.dynamodb_cancel_nth:
+        nth, code = spec.split(":")
+        CANCEL_NTH[int(nth)] = code
     Proxy.config = config
     Proxy.rng = random.Random(config.seed)
     # socketserver's default backlog is 5: a client opening hundreds of

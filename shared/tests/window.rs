@@ -326,3 +326,44 @@ async fn a_state_of_another_shape_fails_the_invocation_by_name() {
         "{err}"
     );
 }
+
+/// A window with more poison records than one commit quarantines (32): the
+/// first commit takes 32 and stops the shard at the next one, so the state
+/// returned holds nothing past the record Lambda is told to retry from; the
+/// retry quarantines the rest and folds each good record once.
+#[tokio::test]
+async fn more_poison_than_one_commit_takes_folds_each_good_record_once() {
+    let env = Env::new("window-poison-flood");
+    let handler = Arc::new(Collect::default());
+    let all: Vec<Rec> = (1..=45)
+        .map(|n| match n {
+            1..=40 => rec(n, &format!("poison-{n}")),
+            _ => rec(n, &format!("good-{n}")),
+        })
+        .collect();
+    let mut state = json!({});
+    let mut from = seq(1);
+    let mut invocations = 0;
+    let outcome = loop {
+        invocations += 1;
+        assert!(invocations < 5, "the window never gets past the poison");
+        let records: Vec<Rec> = all
+            .iter()
+            .filter(|r| r.sequence_number >= from)
+            .cloned()
+            .collect();
+        let event = window().state(state.clone()).event_bytes(&records);
+        let outcome = invoke(&env, &handler, event).await.unwrap();
+        state = state_of(&outcome);
+        match retry_from(&outcome).first() {
+            Some(next) => from = next.clone(),
+            None => break outcome,
+        }
+    };
+    assert_eq!(invocations, 2, "32, then 8 more");
+    assert_eq!(
+        texts(&outcome),
+        ["good-41", "good-42", "good-43", "good-44", "good-45"]
+    );
+    assert_eq!(env.quarantined().await.len(), 40);
+}

@@ -28,6 +28,13 @@ pub struct Faults {
     pub dynamodb_failure_rate: f64,
     /// Fail the first N requests of a DynamoDB operation (such as `UpdateItem`).
     pub dynamodb_fail_first: Vec<(String, u32)>,
+    /// Fail the N-th request (1-based) of a DynamoDB operation: one request
+    /// in a sequence, such as the second TransactWriteItems of a commit.
+    pub dynamodb_fail_nth: Vec<(String, u32)>,
+    /// Cancel the N-th TransactWriteItems with this code as its first item's
+    /// cancellation reason (`None` for the others), as DynamoDB does when one
+    /// item of a transaction is throttled.
+    pub dynamodb_cancel_nth: Vec<(u32, String)>,
     /// Milliseconds each DynamoDB request is held before it is forwarded.
     pub dynamodb_delay_ms: u64,
     /// The seed of the random draws.
@@ -70,6 +77,16 @@ impl FaultProxy {
             command
                 .arg("--dynamodb-fail-first")
                 .arg(format!("{operation}:{count}"));
+        }
+        for (operation, nth) in &faults.dynamodb_fail_nth {
+            command
+                .arg("--dynamodb-fail-nth")
+                .arg(format!("{operation}:{nth}"));
+        }
+        for (nth, code) in &faults.dynamodb_cancel_nth {
+            command
+                .arg("--dynamodb-cancel-nth")
+                .arg(format!("{nth}:{code}"));
         }
         for stream in &faults.deny_streams {
             command.arg("--deny-stream").arg(stream);

@@ -72,9 +72,8 @@ impl StateStore for Overtaken {
         &self,
         key: &ConsumerShard,
         commits: &[KeyCommit],
-        settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
-        self.0.commit_key_progress(key, commits, settled).await
+        self.0.commit_key_progress(key, commits).await
     }
     async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
         self.0.quarantined(consumer).await

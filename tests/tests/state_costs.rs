@@ -73,15 +73,41 @@ fn ops(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(op, n)| (op.to_string(), *n)).collect()
 }
 
+/// Runs `records` as Lambda does until the batch succeeds: each retry from
+/// the record the response names, with the records after it. Returns the
+/// requests of each invocation.
+async fn run_until_done(
+    records: &[shardline_tests::lambda::EventRecord],
+    handler: &Recorder,
+    store: &DynamoDbStore,
+    counter: &shardline_tests::RequestCounter,
+    config: &EngineConfig,
+) -> Vec<BTreeMap<String, u64>> {
+    let mut left = records.to_vec();
+    let mut invocations = Vec::new();
+    while !left.is_empty() {
+        assert!(invocations.len() < 20, "the batch never finishes");
+        counter.reset();
+        let outcome = run(&left, "shardId-000000000000", handler, store, config).await;
+        invocations.push(counts(counter));
+        let Some(failure) = outcome.response.batch_item_failures.first() else {
+            break;
+        };
+        let from = &failure.item_identifier;
+        left.retain(|r| r.sequence_number.as_str() >= from.as_str());
+    }
+    invocations
+}
+
 #[tokio::test]
 async fn quarantines_cost_what_the_readme_says() {
     let handler = Recorder::default();
     let config = EngineConfig::new("orders");
 
-    // Up to 99 items and 3 MB of payload: one transaction with the checkpoint.
+    // Up to 32 records and 3 MiB: one transaction with the checkpoint.
     let (store, counter) = fresh_store().await;
     let records = made_up(0, 200, |_| "k".into(), text);
-    for i in 0..50 {
+    for i in 0..32 {
         handler
             .permanent
             .lock()
@@ -94,19 +120,22 @@ async fn quarantines_cost_what_the_readme_says() {
         ops(&[("GetItem", 1), ("TransactWriteItems", 1)])
     );
 
-    // 150 quarantined records: written first, 25 a request, then the checkpoint.
+    // 150 quarantined records: 32 a commit, the rest left for Lambda's retry,
+    // which quarantines them in turn (same records, same sequence numbers:
+    // the per-commit bound keeps each commit one all-or-nothing transaction).
     let (store, counter) = fresh_store().await;
     handler.permanent.lock().unwrap().clear();
     for i in 0..150 {
         handler.permanent.lock().unwrap().push(format!("r{i}"));
     }
-    run(&records, "shardId-000000000000", &handler, &store, &config).await;
-    assert_eq!(
-        counts(&counter),
-        ops(&[("GetItem", 1), ("BatchWriteItem", 6), ("UpdateItem", 1)])
-    );
+    let invocations = run_until_done(&records, &handler, &store, &counter, &config).await;
+    assert_eq!(invocations.len(), 5, "150 = 4 x 32 + 22: {invocations:?}");
+    for requests in &invocations {
+        assert_eq!(*requests, ops(&[("GetItem", 1), ("TransactWriteItems", 1)]));
+    }
+    assert_eq!(store.quarantined("orders").await.unwrap().len(), 150);
 
-    // Payloads over 3 MB (4 records of 1 MB: 4 items each, 300 KiB a part).
+    // Payloads of 1 MiB (300 KiB a part, written first): 3 MiB a commit.
     let (store, counter) = fresh_store().await;
     handler.permanent.lock().unwrap().clear();
     let mut big = made_up(0, 6, |_| "k".into(), text);
@@ -118,11 +147,13 @@ async fn quarantines_cost_what_the_readme_says() {
         .lock()
         .unwrap()
         .push("x".repeat(1024 * 1024));
-    run(&big, "shardId-000000000000", &handler, &store, &config).await;
-    assert_eq!(
-        counts(&counter),
-        ops(&[("GetItem", 1), ("BatchWriteItem", 1), ("UpdateItem", 1)])
-    );
+    let invocations = run_until_done(&big, &handler, &store, &counter, &config).await;
+    let each = ops(&[
+        ("GetItem", 1),
+        ("BatchWriteItem", 1),
+        ("TransactWriteItems", 1),
+    ]);
+    assert_eq!(invocations, [each.clone(), each], "3 records, then 1");
     let quarantined = store.quarantined("orders").await.unwrap();
     assert_eq!(quarantined.len(), 4);
     assert!(quarantined.iter().all(|q| q.data.len() == 1024 * 1024));
@@ -178,7 +209,7 @@ async fn replays_and_fan_out_cost_what_the_readme_says() {
 }
 
 #[tokio::test]
-async fn a_quarantined_record_gives_its_dedup_claim_back_in_one_more_request() {
+async fn a_quarantined_record_gives_its_dedup_claim_back_in_its_commit() {
     let (store, counter) = fresh_store().await;
     let mut config = EngineConfig::new("dedup-release");
     config.skip.dedup = Some(shardline::skip::DedupRule {
@@ -191,8 +222,8 @@ async fn a_quarantined_record_gives_its_dedup_claim_back_in_one_more_request() {
     run(&records, "shardId-000000000000", &handler, &store, &config).await;
     assert_eq!(
         counts(&counter),
-        ops(&[("GetItem", 1), ("TransactWriteItems", 3)]),
-        "claims, commit with the quarantine, release"
+        ops(&[("GetItem", 1), ("TransactWriteItems", 2)]),
+        "claims, then the commit with the quarantine and the claim given back"
     );
     // The record is put back (a new sequence number): it runs.
     handler.permanent.lock().unwrap().clear();

@@ -25,6 +25,7 @@
 //! `ParallelizationFactor` above 1, where batches of one shard run at once and
 //! only records of one key are ordered).
 
+mod budget;
 mod claims;
 mod lanes;
 mod run;

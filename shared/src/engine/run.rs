@@ -9,6 +9,7 @@ use crate::time::Instant;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
 
+use super::budget::QuarantineBudget;
 use super::claims::Claims;
 use super::lanes::Lanes;
 use super::units::Units;
@@ -45,6 +46,9 @@ pub(super) enum Outcome {
     Handled,
     /// Handled, but not written by a flush that failed: left for the retry.
     Pending,
+    /// To be quarantined, but its unit's commit carries all it may
+    /// ([`super::budget`]): left for the retry, and its lane stops.
+    Deferred,
     /// Failed for now (attempt `attempts`): its lane stops here.
     Failed {
         attempts: u32,
@@ -169,13 +173,20 @@ impl<H: Handler> ShardRun<'_, H> {
         let mut lanes = Lanes::new(lanes);
         let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|_| None).collect();
         let slowest = AtomicU64::new(0);
+        let budget = QuarantineBudget::default();
         let start = |index: usize| {
-            let slowest = &slowest;
+            let (slowest, budget) = (&slowest, &budget);
             async move {
-                (
-                    index,
-                    self.decide(&items[index], units, claims, slowest).await,
-                )
+                let item = &items[index];
+                let outcome = match self.decide(item, units, claims, slowest).await {
+                    Outcome::Quarantined { .. }
+                        if !budget.admit(units.key_of(item.record()), item.record().data.len()) =>
+                    {
+                        Outcome::Deferred
+                    }
+                    outcome => outcome,
+                };
+                (index, outcome)
             }
         };
         let mut running = FuturesUnordered::new();
@@ -199,7 +210,7 @@ impl<H: Handler> ShardRun<'_, H> {
                 next
             };
             let go_on = match &outcome {
-                Outcome::Failed { .. } | Outcome::Overran { .. } => false,
+                Outcome::Failed { .. } | Outcome::Overran { .. } | Outcome::Deferred => false,
                 Outcome::NotStarted { cut_off: true } => {
                     let record = items[index].record();
                     tracing::warn!(

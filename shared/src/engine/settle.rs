@@ -15,7 +15,7 @@ use crate::quarantine::{QuarantineReason, QuarantinedRecord};
 use crate::record::{Position, Record};
 use crate::report::BatchReport;
 use crate::retry::Backoff;
-use crate::state::{CommitOutcome, KeyCommit, ProgressMode, Settled, StateError};
+use crate::state::{CommitOutcome, KeyCommit, ProgressMode, StateError};
 
 /// Tries of a commit that the store refuses for a transient reason.
 const COMMIT_TRIES: u32 = 8;
@@ -27,7 +27,6 @@ const COMMIT_MARGIN: Duration = Duration::from_millis(200);
 /// What the batch settled, folded out of its outcomes.
 pub(super) struct Folded {
     units: Units,
-    settled: Settled,
     retry_from: Option<Position>,
 }
 
@@ -93,7 +92,9 @@ impl<H: Handler> ShardRun<'_, H> {
         }
     }
 
-    /// Folds the outcomes into each unit's progress, in record order.
+    /// Folds the outcomes into each unit's progress, in record order. A
+    /// quarantine past what its unit's commit may carry ([`super::budget`])
+    /// is left for the retry instead.
     pub(super) fn fold(
         &self,
         items: &[Item],
@@ -102,7 +103,6 @@ impl<H: Handler> ShardRun<'_, H> {
         claims: &Claims,
         report: &mut BatchReport,
     ) -> Folded {
-        let mut settled = Settled::default();
         let mut retry_from: Option<Position> = None;
         for (item, outcome) in items.iter().zip(outcomes) {
             let record = item.record();
@@ -121,17 +121,17 @@ impl<H: Handler> ShardRun<'_, H> {
                     reason,
                     detail,
                     attempts,
-                } => {
+                } if unit.carried.admit(record.data.len()) => {
                     self.log_quarantine(record, *reason, detail, *attempts);
                     report.count_quarantine(*reason);
-                    settled.quarantine.push(QuarantinedRecord::new(
+                    unit.settled.quarantine.push(QuarantinedRecord::new(
                         record,
                         *reason,
                         detail.clone(),
                         *attempts,
                         self.now,
                     ));
-                    settled
+                    unit.settled
                         .released
                         .extend(claims.won.get(&record.position).cloned());
                     unit.advance(&record.position);
@@ -141,7 +141,11 @@ impl<H: Handler> ShardRun<'_, H> {
                     unit.fail(&record.position, *attempts);
                     earliest(&mut retry_from, &record.position);
                 }
-                Outcome::Pending | Outcome::Overran { .. } | Outcome::NotStarted { .. } => {
+                Outcome::Quarantined { .. }
+                | Outcome::Deferred
+                | Outcome::Pending
+                | Outcome::Overran { .. }
+                | Outcome::NotStarted { .. } => {
                     if let Outcome::NotStarted { cut_off: true } = outcome {
                         report.cut_off = 1;
                     }
@@ -151,11 +155,7 @@ impl<H: Handler> ShardRun<'_, H> {
                 }
             }
         }
-        Folded {
-            units,
-            settled,
-            retry_from,
-        }
+        Folded { units, retry_from }
     }
 
     fn log_quarantine(
@@ -186,7 +186,6 @@ impl<H: Handler> ShardRun<'_, H> {
     ) -> Result<Option<Position>, EngineError> {
         let Folded {
             units,
-            settled,
             mut retry_from,
         } = folded;
         let mode = units.mode();
@@ -194,7 +193,7 @@ impl<H: Handler> ShardRun<'_, H> {
         let mut first_done = HashMap::new();
         for (name, unit) in units.into_units() {
             let progress = unit.progress(noted);
-            if unit.changed(&progress) {
+            if unit.changed(&progress) || !unit.settled.is_empty() {
                 // Where Lambda retries from if this commit loses: the first
                 // record the batch did, or (when the change came only from
                 // records done before) the unit's first record in the batch.
@@ -209,13 +208,14 @@ impl<H: Handler> ShardRun<'_, H> {
                     partition_key: name,
                     read_version: unit.read.version,
                     progress,
+                    settled: unit.settled,
                 });
             }
         }
-        if commits.is_empty() && settled.is_empty() {
+        if commits.is_empty() {
             return Ok(retry_from);
         }
-        let superseded = self.write(mode, commits, &settled).await?;
+        let superseded = self.write(mode, commits).await?;
         for name in superseded {
             tracing::warn!(
                 shard = %self.key.shard.shard_id,
@@ -231,8 +231,8 @@ impl<H: Handler> ShardRun<'_, H> {
         Ok(retry_from)
     }
 
-    /// Writes the commits (one for the shard, or one per key) with the
-    /// settled records; returns the keys a newer invocation wrote first.
+    /// Writes the commits (one for the shard, or one per key), each with what
+    /// it settled; returns the keys a newer invocation wrote first.
     ///
     /// The commit is what makes the batch's work stick: a transient refusal
     /// is tried again while the invocation has time, rather than handing the
@@ -243,7 +243,6 @@ impl<H: Handler> ShardRun<'_, H> {
         &self,
         mode: ProgressMode,
         mut commits: Vec<KeyCommit>,
-        settled: &Settled,
     ) -> Result<Vec<String>, EngineError> {
         let superseded = match mode {
             ProgressMode::Shard => {
@@ -251,7 +250,7 @@ impl<H: Handler> ShardRun<'_, H> {
                     return Ok(Vec::new());
                 };
                 let write = || {
-                    let progress = &commit.progress;
+                    let (progress, settled) = (&commit.progress, &commit.settled);
                     self.store
                         .commit(self.key, commit.read_version, progress, settled)
                 };
@@ -261,7 +260,9 @@ impl<H: Handler> ShardRun<'_, H> {
                 }
             }
             ProgressMode::PartitionKey => {
-                let write = || self.store.commit_key_progress(self.key, &commits, settled);
+                // In key order, so requests are the same from run to run.
+                commits.sort_by(|a, b| a.partition_key.cmp(&b.partition_key));
+                let write = || self.store.commit_key_progress(self.key, &commits);
                 self.retried("commit key progress", write).await?
             }
         };

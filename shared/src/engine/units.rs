@@ -10,10 +10,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::budget::Carried;
 use crate::decode::Item;
 use crate::record::{Position, Record};
 use crate::state::progress::just_after;
-use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
+use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode, Settled};
 
 /// One unit: what was read, and what this batch makes of it.
 #[derive(Debug, Default)]
@@ -37,6 +38,11 @@ pub(super) struct Unit {
     failed_again: HashSet<Position>,
     /// The unit's records in this batch, in order.
     pub positions: Vec<Position>,
+    /// What the batch quarantined of the unit's records, and their claims
+    /// given back: committed with its progress.
+    pub settled: Settled,
+    /// How much quarantine the unit's commit carries so far.
+    pub carried: Carried,
 }
 
 impl Unit {

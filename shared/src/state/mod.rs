@@ -90,8 +90,9 @@ pub struct ShardState {
 }
 
 /// One partition key's change from one batch, written only if the key is still
-/// at the version the batch read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// at the version the batch read, together with what the batch settled of
+/// that key's records (all of it, or none of it).
+#[derive(Debug, Clone, Default)]
 pub struct KeyCommit {
     /// The partition key.
     pub partition_key: String,
@@ -99,9 +100,23 @@ pub struct KeyCommit {
     pub read_version: u64,
     /// The progress to write (its `version` is ignored: the store bumps it).
     pub progress: Progress,
+    /// The key's records quarantined by this batch, and their dedup claims
+    /// given back: written with the progress, under the same fence.
+    pub settled: Settled,
 }
 
-/// What a batch settled outside the normal path, written with its progress.
+/// The most records one unit's commit quarantines (a shard in checkpoint
+/// mode, a key in per-key mode): a commit is one all-or-nothing write, and
+/// DynamoDB's transactions hold 100 items and 4 MB. A batch that quarantines
+/// more leaves the rest for Lambda's retry, which quarantines them in turn.
+pub const MAX_QUARANTINED_PER_COMMIT: usize = 32;
+
+/// The most payload bytes one unit's commit quarantines (a first record
+/// larger than this goes alone).
+pub const MAX_QUARANTINED_BYTES_PER_COMMIT: usize = 3 * 1024 * 1024;
+
+/// What a batch settled outside the normal path, written with its progress
+/// under the same fence: all of it lands with the progress, or none of it.
 #[derive(Debug, Clone, Default)]
 pub struct Settled {
     /// Records quarantined by this batch, stored no later than the progress
@@ -179,6 +194,15 @@ pub enum StateError {
     #[cfg(feature = "dynamodb")]
     #[error("DynamoDB state store: {0}")]
     DynamoDb(#[from] crate::aws::dynamodb::DynamoError),
+    /// A commit holds more than one all-or-nothing write can take (the engine
+    /// keeps within [`MAX_QUARANTINED_PER_COMMIT`]; a direct caller may not).
+    #[error("the commit of {unit} is too large for one write: {detail}")]
+    TooLarge {
+        /// The shard or key committed.
+        unit: String,
+        /// What is over which limit.
+        detail: String,
+    },
     /// Another remote backend failed.
     #[error("{backend} state store failed to {operation}: {source}")]
     Backend {
@@ -252,8 +276,11 @@ pub trait StateStore: Send + Sync {
 
     /// Writes a shard's new progress, with what the batch settled, if the shard
     /// is still at `read_version` (otherwise [`CommitOutcome::Superseded`] and
-    /// the progress is not written). Quarantined records are stored no later
-    /// than the checkpoint that passes them.
+    /// nothing is written). The progress, the quarantined records and the
+    /// released claims land together or not at all; a record already in the
+    /// quarantine is kept as it is (its replay claim too). `settled` holds at
+    /// most [`MAX_QUARANTINED_PER_COMMIT`] records and
+    /// [`MAX_QUARANTINED_BYTES_PER_COMMIT`] of payload beyond its first record.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
@@ -294,10 +321,11 @@ pub trait StateStore: Send + Sync {
         partition_keys: &[String],
     ) -> Result<HashMap<String, Progress>, StateError>;
 
-    /// Writes what the batch settled, then each key's progress if that key is
-    /// still at the version it was read (batched: about one request per 100
-    /// keys). Returns the keys another invocation moved first (their changes are
-    /// not written). Key progress expires after the store's key progress TTL.
+    /// Writes each key's progress with what it settled if that key is still at
+    /// the version it was read, as [`StateStore::commit`] does for a shard
+    /// (batched: about one request per 100 items). Returns the keys another
+    /// invocation moved first (nothing of theirs is written). Key progress
+    /// expires after the store's key progress TTL.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
@@ -305,7 +333,6 @@ pub trait StateStore: Send + Sync {
         &self,
         key: &ConsumerShard,
         commits: &[KeyCommit],
-        settled: &Settled,
     ) -> Result<Vec<String>, StateError>;
 
     /// Every quarantined record of `consumer`, oldest first.

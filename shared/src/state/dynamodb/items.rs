@@ -147,15 +147,13 @@ impl ProgressUpdate {
     }
 }
 
-/// The items of quarantined records: for each an entry, and parts for a large payload.
-pub(super) fn quarantine_items(consumer: &str, records: &[QuarantinedRecord]) -> Vec<Attributes> {
-    records
-        .iter()
-        .flat_map(|record| record_items(consumer, record))
-        .collect()
-}
-
-fn record_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Attributes> {
+/// The items of a quarantined record: its entry (with the first
+/// [`PART_BYTES`] of its payload and the number of parts), and the parts
+/// that hold the rest of a large payload.
+pub(super) fn record_items(
+    consumer: &str,
+    record: &QuarantinedRecord,
+) -> (Attributes, Vec<Attributes>) {
     let pk = quarantine_pk(consumer);
     let sk = quarantine_sk(record);
     let mut chunks = record.data.chunks(PART_BYTES);
@@ -182,15 +180,23 @@ fn record_items(consumer: &str, record: &QuarantinedRecord) -> Vec<Attributes> {
     if let Some(key) = &record.explicit_hash_key {
         entry.insert("explicit_hash_key".into(), s(key.clone()));
     }
-    let mut items = vec![entry];
-    for (index, part) in rest.into_iter().enumerate() {
-        items.push(item([
-            (PK, s(pk.clone())),
-            (SK, s(format!("{sk}#part#{:04}", index + 1))),
-            ("data", b(part)),
-        ]));
-    }
-    items
+    let parts = rest
+        .into_iter()
+        .enumerate()
+        .map(|(index, part)| {
+            item([
+                (PK, s(pk.clone())),
+                (SK, s(part_sk(&sk, index + 1))),
+                ("data", b(part)),
+            ])
+        })
+        .collect();
+    (entry, parts)
+}
+
+/// The sort key of part `index` (1, 2, ...) of the entry `sk`.
+pub(super) fn part_sk(sk: &str, index: usize) -> String {
+    format!("{sk}#part#{index:04}")
 }
 
 /// Quarantined records from their items in sort-key order (parts follow their entry).
@@ -199,13 +205,28 @@ pub(super) fn quarantined_records(
 ) -> Result<Vec<QuarantinedRecord>, StateError> {
     let mut records: Vec<QuarantinedRecord> = Vec::new();
     let mut data: Vec<u8> = Vec::new();
+    // The entry read last: its sort key and the parts it names.
+    let mut entry: Option<(String, u64)> = None;
     for item in items {
         let sk = get_s(&item, SK).unwrap_or_default().to_owned();
         let bytes = get_b(&item, "data").unwrap_or_default();
-        if sk.contains("#part#") {
-            data.extend_from_slice(bytes);
+        if let Some((base, _)) = sk.split_once("#part#") {
+            // A part counts only under its own entry, and only those the entry
+            // names: parts of a commit that lost its fence have none.
+            let index: u64 = sk
+                .rsplit("#part#")
+                .next()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            if entry
+                .as_ref()
+                .is_some_and(|(e, parts)| e == base && index < *parts)
+            {
+                data.extend_from_slice(bytes);
+            }
             continue;
         }
+        entry = Some((sk.clone(), get_n(&item, "parts").unwrap_or(1)));
         if let Some(last) = records.last_mut() {
             last.data = Bytes::from(std::mem::take(&mut data));
         }
@@ -260,7 +281,9 @@ mod tests {
                     .collect::<Vec<u8>>(),
             ),
         };
-        let items = quarantine_items("c", std::slice::from_ref(&record));
+        let (entry, parts) = record_items("c", &record);
+        let mut items = vec![entry];
+        items.extend(parts);
         assert_eq!(items.len(), 3);
         assert_eq!(get_n::<u64>(&items[0], "parts"), Some(3));
         assert!(get_s(&items[2], SK).unwrap().ends_with("#part#0002"));

@@ -21,11 +21,13 @@
 //! never moves backwards.
 //!
 //! Requests per batch: checkpoint mode reads the shard item (GetItem) and writes
-//! it with any quarantined records (one UpdateItem, or TransactWriteItems with up
-//! to 99 quarantine items and 3 MB of payload; more go first in BatchWriteItems
-//! of 25): 2 in the steady state. Per-key mode and dedup claims batch 100 keys a
-//! request; released claims take one more TransactWriteItems per 100.
+//! it (one UpdateItem; with quarantined records, one TransactWriteItems holding
+//! the progress, the quarantine entries and the dedup claims given back, all
+//! under the fence, see `commit.rs`; the parts of payloads over 300 KB go first
+//! in BatchWriteItems of 25): 2 in the steady state. Per-key mode and dedup
+//! claims batch 100 items a request.
 
+mod commit;
 mod items;
 mod keys;
 mod quarantine;
@@ -36,10 +38,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use self::items::{ProgressUpdate, quarantine_items, quarantined_records, read_progress};
+use self::commit::{Group, write_groups};
+use self::items::{ProgressUpdate, quarantined_records, read_progress, record_items};
 use self::keys::{PK, SK, dedup_pk, progress_pk, quarantine_pk, shard_pk};
 use super::{
     ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, KeyCommit, Lineage, Progress, Settled,
@@ -47,9 +50,7 @@ use super::{
 };
 use crate::aws::dynamodb::attr::{Attributes, get_list, get_s, item, list, n, s};
 use crate::aws::dynamodb::table::{KeySchema, create_table};
-use crate::aws::dynamodb::write::{
-    TRANSACT_ITEMS, Transacted, put_all, transact, transact_conditional,
-};
+use crate::aws::dynamodb::write::{put_all, transact_conditional};
 use crate::aws::dynamodb::{DynamoError, read};
 use crate::time::epoch_millis;
 
@@ -61,8 +62,6 @@ pub const KEY_SCHEMA: KeySchema<'static> = KeySchema {
     range_key: Some(SK),
     ttl_attribute: Some(TTL_ATTRIBUTE),
 };
-/// Bytes of quarantined payload that still go in the same transaction as the checkpoint.
-const TRANSACT_BYTES: usize = 3 * 1024 * 1024;
 
 /// Shardline's state in a DynamoDB table.
 ///
@@ -113,58 +112,42 @@ impl DynamoDbStore {
         item([(PK, s(pk)), (SK, s(sk))])
     }
 
-    /// Writes a shard's progress with its quarantined records, in one
-    /// transaction when they fit, else the records first.
-    async fn write_shard(
+    /// The write of one unit: its progress update `fence` with what it
+    /// settled (see `commit.rs`); the parts of large payloads are written first.
+    async fn group(
         &self,
-        key: &ConsumerShard,
-        update: ProgressUpdate,
+        consumer: &str,
+        unit: String,
+        fence: Update,
         settled: &Settled,
-    ) -> Result<bool, StateError> {
-        let item_key = Self::key(shard_pk(key), "state");
-        let quarantine = quarantine_items(&key.consumer, &settled.quarantine);
-        let bytes: usize = settled.quarantine.iter().map(|q| q.data.len()).sum();
-        if !quarantine.is_empty() && quarantine.len() < TRANSACT_ITEMS && bytes <= TRANSACT_BYTES {
-            let operation = "commit a checkpoint with quarantined records";
-            let mut items = Vec::with_capacity(quarantine.len() + 1);
-            for record in quarantine {
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(record))
-                    .build()
-                    .map_err(|e| DynamoError::build(operation, e))?;
-                items.push(TransactWriteItem::builder().put(put).build());
-            }
-            let update = update.build(&self.table, item_key)?;
-            items.push(TransactWriteItem::builder().update(update).build());
-            return match transact(&self.client, items, operation).await? {
-                Transacted::Written => Ok(true),
-                Transacted::Cancelled(reasons) => {
-                    let fence = reasons.last().and_then(|r| r.code());
-                    if fence == Some("ConditionalCheckFailed") {
-                        Ok(false)
-                    } else {
-                        Err(DynamoError::Cancelled {
-                            operation,
-                            code: fence.unwrap_or("unknown").to_owned(),
-                            message: "a quarantine write was refused".into(),
-                        }
-                        .into())
-                    }
-                }
-            };
+    ) -> Result<Group, StateError> {
+        let operation = "commit quarantined records";
+        let mut group = Group::new(unit, fence);
+        let mut parts = Vec::new();
+        for record in &settled.quarantine {
+            let (entry, record_parts) = record_items(consumer, record);
+            parts.extend(record_parts);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(entry))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| DynamoError::build(operation, e))?;
+            group.entry(put, record.data.len());
         }
-        // Large quarantines go first, on their own: they are kept even if the
-        // progress write then loses to a newer invocation.
-        self.put_quarantine(quarantine).await?;
-        self.update_if(
-            item_key,
-            &update.expression,
-            &update.condition,
-            update.values,
-            "commit a checkpoint",
-        )
-        .await
+        for claim in &settled.released {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(dedup_pk(consumer, &claim.key), "claim")))
+                .condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(claim.owner.clone()))
+                .build()
+                .map_err(|e| DynamoError::build("release a dedup claim", e))?;
+            group.release(delete);
+        }
+        self.put_quarantine(parts).await?;
+        Ok(group)
     }
 
     /// One UpdateItem under `condition`; `false` when the condition failed
@@ -210,29 +193,6 @@ impl DynamoDbStore {
             )
             .await?;
         }
-        Ok(())
-    }
-
-    /// Deletes the dedup claims of quarantined records that still name them as
-    /// owner (a claim taken over since is left alone), 100 a request.
-    async fn release_claims(
-        &self,
-        consumer: &str,
-        claims: &[DedupClaim],
-    ) -> Result<(), StateError> {
-        let operation = "release dedup claims";
-        let build = |claim: &DedupClaim| {
-            Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(dedup_pk(consumer, &claim.key), "claim")))
-                .condition_expression("#owner = :owner")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":owner", s(claim.owner.clone()))
-                .build()
-                .map(|delete| TransactWriteItem::builder().delete(delete).build())
-                .map_err(|e| DynamoError::build(operation, e))
-        };
-        transact_conditional(&self.client, claims, build, operation).await?;
         Ok(())
     }
 
@@ -363,13 +323,28 @@ impl StateStore for DynamoDbStore {
         settled: &Settled,
     ) -> Result<CommitOutcome, StateError> {
         let update = ProgressUpdate::new(progress, read_version, &[]);
-        if !self.write_shard(key, update, settled).await? {
-            return Ok(CommitOutcome::Superseded);
-        }
-        self.release_claims(&key.consumer, &settled.released)
-            .await?;
-        Ok(CommitOutcome::Committed {
-            version: read_version + 1,
+        let item_key = Self::key(shard_pk(key), "state");
+        let written = if settled.is_empty() {
+            let operation = "commit a checkpoint";
+            let (expression, condition) = (&update.expression, &update.condition);
+            self.update_if(item_key, expression, condition, update.values, operation)
+                .await?
+        } else {
+            let fence = update.build(&self.table, item_key)?;
+            let group = self
+                .group(&key.consumer, shard_pk(key), fence, settled)
+                .await?;
+            let operation = "commit a checkpoint with quarantined records";
+            write_groups(&self.client, vec![group], operation)
+                .await?
+                .is_empty()
+        };
+        Ok(if written {
+            CommitOutcome::Committed {
+                version: read_version + 1,
+            }
+        } else {
+            CommitOutcome::Superseded
         })
     }
 
@@ -439,26 +414,21 @@ impl StateStore for DynamoDbStore {
         &self,
         key: &ConsumerShard,
         commits: &[KeyCommit],
-        settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
-        self.put_quarantine(quarantine_items(&key.consumer, &settled.quarantine))
-            .await?;
         let expires = n(epoch_millis(crate::time::now() + self.key_progress_ttl) / 1000);
-        let build = |commit: &KeyCommit| {
+        let mut groups = Vec::with_capacity(commits.len());
+        for commit in commits {
             let also = [(TTL_ATTRIBUTE, expires.clone())];
             let item_key = Self::key(progress_pk(key, &commit.partition_key), "progress");
-            ProgressUpdate::new(&commit.progress, commit.read_version, &also)
-                .build(&self.table, item_key)
-                .map(|u| TransactWriteItem::builder().update(u).build())
-        };
-        let superseded =
-            transact_conditional(&self.client, commits, build, "commit key progress").await?;
-        self.release_claims(&key.consumer, &settled.released)
-            .await?;
-        Ok(superseded
-            .into_iter()
-            .map(|(commit, _)| commit.partition_key.clone())
-            .collect())
+            let fence = ProgressUpdate::new(&commit.progress, commit.read_version, &also)
+                .build(&self.table, item_key)?;
+            let unit = commit.partition_key.clone();
+            groups.push(
+                self.group(&key.consumer, unit, fence, &commit.settled)
+                    .await?,
+            );
+        }
+        write_groups(&self.client, groups, "commit key progress").await
     }
 
     async fn quarantined(

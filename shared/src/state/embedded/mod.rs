@@ -302,12 +302,10 @@ impl StateStore for EmbeddedStore {
         &self,
         key: &ConsumerShard,
         commits: &[KeyCommit],
-        settled: &Settled,
     ) -> Result<Vec<String>, StateError> {
         let expires_at = millis(crate::time::now() + self.key_progress_ttl);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            write_settled(&tx, &key.consumer, settled)?;
             let mut superseded = Vec::new();
             {
                 let mut read = tx.prepare_cached(
@@ -328,6 +326,7 @@ impl StateStore for EmbeddedStore {
                         superseded.push(commit.partition_key.clone());
                         continue;
                     }
+                    write_settled(&tx, &key.consumer, &commit.settled)?;
                     let row = ProgressRow::of(&commit.progress, commit.read_version + 1);
                     let mut values: Vec<&dyn rusqlite::ToSql> = vec![
                         &key.consumer,
