@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::args::InvokeArgs;
 use crate::sandbox::{FunctionSpec, Outcome, Pool};
-use crate::source::batch::MAX_PAYLOAD;
+use shardline_esm::MAX_PAYLOAD;
 
 /// Runs every event of `args` and prints one line each.
 pub async fn run(args: InvokeArgs) -> ExitCode {

@@ -2,8 +2,6 @@
 //! the shard ends (a null next iterator, with its children), records routed to
 //! the shard's lanes by partition key hash (ParallelizationFactor).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -14,7 +12,8 @@ use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::Mapping;
-use super::batch::StreamRecord;
+use shardline_esm::{StreamRecord, lane_of};
+
 use super::lane::LaneQueue;
 
 /// Where a shard's reading starts.
@@ -117,9 +116,7 @@ pub async fn read_shard(
 fn route(records: Vec<StreamRecord>, lanes: &[Arc<LaneQueue>]) {
     let mut split: Vec<Vec<StreamRecord>> = vec![Vec::new(); lanes.len()];
     for record in records {
-        let mut hasher = DefaultHasher::new();
-        record.partition_key.hash(&mut hasher);
-        let lane = usize::try_from(hasher.finish() % lanes.len() as u64).unwrap_or(0);
+        let lane = lane_of(&record.partition_key, lanes.len());
         split[lane].push(record);
     }
     for (lane, records) in lanes.iter().zip(split) {

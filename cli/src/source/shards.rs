@@ -201,7 +201,7 @@ impl Shards {
     fn start(&self, shard_id: &str, start: Start) -> Running {
         let shard_id: Arc<str> = Arc::from(shard_id);
         let mut lanes = Vec::new();
-        for _ in 0..self.mapping.config.parallelization {
+        for _ in 0..self.mapping.config.mapping.parallelization {
             let queue = Arc::new(LaneQueue::default());
             let lane = Lane {
                 mapping: self.mapping.clone(),

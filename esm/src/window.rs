@@ -1,6 +1,5 @@
-//! Tumbling windows (`--tumbling-window-in-seconds`), as Lambda runs them for
-//! a mapping with `TumblingWindowInSeconds` (developer guide:
-//! services-kinesis-windows):
+//! Tumbling windows, as Lambda runs them for a mapping with
+//! `TumblingWindowInSeconds` (developer guide: services-kinesis-windows):
 //!
 //! - a record belongs to the window its arrival time
 //!   (`approximateArrivalTimestamp`) falls in; a batch holds records of one
@@ -18,19 +17,19 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use shardline::sample::SampleWindow;
 
-use super::batch::StreamRecord;
-use super::lane::Lane;
+use crate::record::StreamRecord;
 
 /// The most state Lambda carries per shard.
 pub const STATE_MAX_BYTES: usize = 1024 * 1024;
 
 /// The window a lane is in, and its state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OpenWindow {
     /// Its start, epoch seconds.
     pub start: u64,
@@ -103,77 +102,7 @@ pub fn answered_state(body: &[u8]) -> Option<(Value, usize)> {
 /// `2020-12-09T07:04:00Z`, as Lambda writes a window's bounds.
 fn rfc3339_seconds(seconds: u64) -> String {
     let at = DateTime::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX));
-    at.fmt(DateTimeFormat::DateTime).unwrap_or_default()
-}
-
-impl Lane {
-    /// Opens the window of `first` for a batch, closing the one open first if
-    /// it is another.
-    pub(super) async fn enter_window(&self, first: &StreamRecord, length: u64) {
-        let start = start_of(first, length);
-        if self.queue.open_window().is_some_and(|w| w.start != start) {
-            self.close_window(false).await;
-        }
-        if self.queue.open_window().is_none() {
-            self.queue.set_window(Some(OpenWindow::of(first, length)));
-        }
-    }
-
-    /// How long until the open window is closed by the clock (`None`: no
-    /// window open): its end, and a second and the batching window more for
-    /// its last records to be read.
-    pub(super) fn window_left(&self) -> Option<Duration> {
-        let open = self.queue.open_window()?;
-        let grace = Duration::from_secs(1) + self.mapping.config.window;
-        Some(
-            (open.end() + grace)
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO),
-        )
-    }
-
-    /// The window's final invocation, without records, tried until an answer
-    /// carries a state (or past MaximumRetryAttempts). Ended `early`, the same
-    /// window goes on with a fresh state; else it is closed.
-    pub(super) async fn close_window(&self, early: bool) {
-        let Some(mut open) = self.queue.open_window() else {
-            return;
-        };
-        let mapping = &self.mapping;
-        let mut failures = 0u32;
-        loop {
-            let payload = open.event(&mapping.stream_arn, &self.shard_id, &[], true, early);
-            let reason = match self.call(payload, 0).await {
-                Ok(body) if answered_state(&body).is_some() => break,
-                Ok(_) => "the answer has no state".to_owned(),
-                Err(reason) => reason,
-            };
-            eprintln!(
-                "source: {}: the final invocation of the window from {} failed ({reason}); retrying",
-                self.shard_id, open.start
-            );
-            if mapping
-                .config
-                .retry_limit
-                .is_some_and(|limit| failures >= limit)
-            {
-                eprintln!(
-                    "source: {}: the window from {} is dropped after {} retries",
-                    self.shard_id, open.start, failures
-                );
-                break;
-            }
-            failures += 1;
-            mapping.counters.retry();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if early {
-            open.state = Value::Object(serde_json::Map::new());
-            self.queue.set_window(Some(open));
-        } else {
-            self.queue.set_window(None);
-        }
-    }
+    at.fmt(Format::DateTime).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,0 +1,39 @@
+//! The rules of Lambda's Kinesis event source mapping, as a model with no I/O
+//! and no clock of its own: what Lambda invokes next for one lane of a shard,
+//! and what it does with the answer. `shardline source` runs it over a real
+//! stream and real function processes; the simulator (`shardline-sim`) runs it
+//! over simulated ones. One model, so the two cannot drift apart.
+//!
+//! From the Lambda developer guide (with-kinesis,
+//! services-kinesis-batchfailurereporting, kinesis-on-failure-destination,
+//! services-kinesis-windows):
+//!
+//! - a batch is at most `BatchSize` records of one lane within the 6 MB
+//!   payload ([`record`]); with `ParallelizationFactor` above 1, a shard's
+//!   records go to lanes by partition key hash ([`lane_of`]);
+//! - a partial batch response makes Lambda retry from the lowest reported
+//!   record; with `BisectBatchOnFunctionError` the batch is bisected at that
+//!   record and only the rest is retried ([`answer`]);
+//! - a function error (an error response, a crash, a timeout) fails the whole
+//!   batch; with `BisectBatchOnFunctionError` it is split in two and each half
+//!   retried, and splitting does not count as a retry;
+//! - each other retry counts; past `MaximumRetryAttempts` the batch is
+//!   discarded, and records older than `MaximumRecordAgeInSeconds` are
+//!   discarded before an invocation; what is discarded goes to the on-failure
+//!   destination as metadata ([`Discard`]);
+//! - with tumbling windows, a batch holds one window's records, the state goes
+//!   from answer to invocation, and a final invocation without records closes
+//!   the window ([`window`]).
+
+pub mod answer;
+mod config;
+mod discard;
+mod lane;
+pub mod record;
+pub mod window;
+
+pub use answer::{Verdict, verdict};
+pub use config::MappingConfig;
+pub use discard::Discard;
+pub use lane::{Answer, Answered, Invocation, LaneModel, Step, lane_of};
+pub use record::{MAX_PAYLOAD, StreamRecord};
