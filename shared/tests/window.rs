@@ -367,3 +367,32 @@ async fn more_poison_than_one_commit_takes_folds_each_good_record_once() {
     );
     assert_eq!(env.quarantined().await.len(), 40);
 }
+
+/// Lambda can only be told an aggregate's sequence number: a record failing
+/// inside a KPL aggregate makes Lambda send the whole aggregate again, so the
+/// state returned is the one from before it (found by the simulation: the
+/// aggregate's earlier user records were folded twice).
+#[tokio::test]
+async fn a_retry_inside_a_kpl_aggregate_returns_the_state_from_before_it() {
+    use shardline::decode::kpl::{UserRecord, aggregate};
+    let env = Env::new("window-kpl-retry");
+    let handler = Arc::new(Collect::default());
+    handler.fail_on(Some("c"));
+    let user = |text: &str| UserRecord {
+        partition_key: "k".into(),
+        explicit_hash_key: None,
+        data: bytes::Bytes::from(text.to_owned()),
+    };
+    let outer = Rec::new(seq(2), aggregate(&[user("a"), user("b"), user("c")])).key("agg");
+    let records = [rec(1, "x"), outer];
+    let first = invoke(&env, &handler, window().event_bytes(&records))
+        .await
+        .unwrap();
+    assert_eq!(retry_from(&first), [seq(2)], "Lambda is told the aggregate");
+    assert_eq!(texts(&first), ["x"], "the state from before the aggregate");
+    handler.fail_on(None);
+    let resent = window().state(state_of(&first)).event_bytes(&records[1..]);
+    let second = invoke(&env, &handler, resent).await.unwrap();
+    assert!(second.response.is_success());
+    assert_eq!(texts(&second), ["x", "a", "b", "c"]);
+}

@@ -11,5 +11,16 @@
 //!   PutRecords with entry failures, the reads of the parent-shard guard).
 
 pub mod dynamodb;
+pub mod explore;
+pub mod faults;
+pub mod function;
 pub mod http;
 pub mod kinesis;
+pub mod mapping;
+pub mod operator;
+pub mod oracle;
+pub mod reshard;
+pub mod run;
+pub mod scenario;
+pub mod shrink;
+pub mod world;

@@ -44,7 +44,9 @@
 //! checkpoints the same records
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html>),
 //! so the state and the checkpoint move together, and the retry folds the
-//! remaining records into it. When the commit reads as superseded (another
+//! remaining records into it. Lambda can only be told a KPL aggregate's
+//! sequence number, and sends all of its user records again: a retry inside
+//! an aggregate returns the state from before the aggregate. When the commit reads as superseded (another
 //! invocation of the same records committed first, or this one's own write
 //! landed unanswered), the state the invocation came with goes back with the
 //! whole batch to retry, so no record is folded twice.

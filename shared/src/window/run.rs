@@ -11,11 +11,12 @@ use super::response::WindowResponse;
 use super::state::{decode_state, encode_state};
 use crate::engine::{BatchOutcome, EngineConfig, ProgressMode, process_event};
 use crate::handler::{Handler, HandlerError};
-use crate::record::Record;
+use crate::record::{Record, RecordOrigin, SequenceNumber};
 use crate::report::BatchReport;
 use crate::response::BatchResponse;
 use crate::state::StateStore;
 use crate::time::Deadline;
+use serde_json::{Map, Value};
 
 /// What a windowed invocation produced.
 #[derive(Debug, Clone, Default)]
@@ -55,11 +56,55 @@ pub fn windowed_config(config: &EngineConfig) -> EngineConfig {
 struct Accumulator<W: WindowHandler> {
     handler: Arc<W>,
     state: Mutex<W::State>,
+    /// The state before the aggregate being folded (KPL sources): Lambda can
+    /// only be told to retry from an aggregate's sequence number, and then
+    /// sends all of its user records again, so a retry inside an aggregate
+    /// hands back the state from before it.
+    before_aggregate: Mutex<Option<(SequenceNumber, Value)>>,
+}
+
+impl<W: WindowHandler> Accumulator<W> {
+    /// Keeps the state as it is before `record`, if it is the first user
+    /// record folded of an aggregate.
+    fn mark_aggregate(&self, record: &Record, state: &W::State) {
+        if !matches!(record.origin, RecordOrigin::Aggregated { .. }) {
+            return;
+        }
+        let mut before = self
+            .before_aggregate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if before
+            .as_ref()
+            .is_some_and(|(s, _)| *s == record.position.sequence)
+        {
+            return;
+        }
+        *before = serde_json::to_value(state)
+            .ok()
+            .map(|value| (record.position.sequence.clone(), value));
+    }
+}
+
+/// The state from before the aggregate of `retry_from`, if the retry is
+/// inside an aggregate whose earlier user records were folded.
+fn accumulator_state_before(
+    before_aggregate: &Mutex<Option<(SequenceNumber, Value)>>,
+    retry_from: &str,
+) -> Option<Map<String, Value>> {
+    let before = before_aggregate.lock().unwrap_or_else(|p| p.into_inner());
+    match before.as_ref() {
+        Some((sequence, Value::Object(map))) if sequence.as_str() == retry_from => {
+            Some(map.clone())
+        }
+        _ => None,
+    }
 }
 
 impl<W: WindowHandler> Handler for Accumulator<W> {
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.mark_aggregate(record, &state);
         std::future::ready(self.handler.add(&mut state, record))
     }
 }
@@ -137,6 +182,7 @@ pub async fn process_window_event<W: WindowHandler>(
     let accumulator = Accumulator {
         handler: handler.clone(),
         state: Mutex::new(state),
+        before_aggregate: Mutex::new(None),
     };
     let first_sequence = records
         .items
@@ -157,6 +203,7 @@ pub async fn process_window_event<W: WindowHandler>(
         .state
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
+    let mut state_before = None;
     if report.superseded > 0
         && let Some(first) = first_sequence
     {
@@ -173,6 +220,11 @@ pub async fn process_window_event<W: WindowHandler>(
         state = decode_state(event_state.as_ref(), &info)?;
         response = BatchResponse::default();
         response.retry_from(first);
+    } else if let Some(retry) = response.batch_item_failures.first() {
+        // A retry inside a KPL aggregate: Lambda sends the whole aggregate
+        // again, so the state goes back to before it.
+        state_before =
+            accumulator_state_before(&accumulator.before_aggregate, &retry.item_identifier);
     }
     let mut closed = false;
     if info.is_final && response.is_success() {
@@ -194,7 +246,13 @@ pub async fn process_window_event<W: WindowHandler>(
             "the window's final invocation left records for the retry: the window closes once they are done"
         );
     }
-    let (state, state_bytes) = encode_state(&state, &info)?;
+    let (state, state_bytes) = match state_before {
+        Some(before) => {
+            let bytes = serde_json::to_vec(&before).map_or(0, |json| json.len());
+            (before, bytes)
+        }
+        None => encode_state(&state, &info)?,
+    };
     Ok(WindowOutcome {
         response: WindowResponse::new(state, response),
         report,

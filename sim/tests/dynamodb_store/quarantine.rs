@@ -92,20 +92,20 @@ async fn the_quarantine_store_claims_requeues_and_removes() {
     let record = big.key();
     assert!(
         store
-            .claim_replay(CONSUMER, &record, 10, false)
+            .claim_replay(CONSUMER, &record, 10, None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .claim_replay(CONSUMER, &record, 11, false)
+            .claim_replay(CONSUMER, &record, 11, None)
             .await
             .unwrap(),
         "held"
     );
     assert!(
         store
-            .claim_replay(CONSUMER, &record, 12, true)
+            .claim_replay(CONSUMER, &record, 12, Some(u64::MAX))
             .await
             .unwrap(),
         "taken over"
@@ -142,7 +142,10 @@ async fn the_quarantine_store_claims_requeues_and_removes() {
         ..record
     };
     assert!(
-        !store.claim_replay(CONSUMER, &gone, 13, true).await.unwrap(),
+        !store
+            .claim_replay(CONSUMER, &gone, 13, Some(u64::MAX))
+            .await
+            .unwrap(),
         "no such record"
     );
     store
@@ -201,7 +204,7 @@ async fn a_record_quarantined_again_keeps_its_entry_and_replay_claim() {
     store.commit(&k, 0, &checkpoint(70), &first).await.unwrap();
     assert!(
         store
-            .claim_replay(CONSUMER, &record.key(), 1_000, false)
+            .claim_replay(CONSUMER, &record.key(), 1_000, None)
             .await
             .unwrap()
     );
@@ -218,7 +221,7 @@ async fn a_record_quarantined_again_keeps_its_entry_and_replay_claim() {
     assert_eq!(outcome, CommitOutcome::Committed { version: 2 });
     assert!(
         !store
-            .claim_replay(CONSUMER, &record.key(), 2_000, false)
+            .claim_replay(CONSUMER, &record.key(), 2_000, None)
             .await
             .unwrap()
     );

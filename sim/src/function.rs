@@ -1,0 +1,287 @@
+//! The function under test: Shardline's real engine (or its window runner)
+//! with a handler whose effect is idempotent per record, as the ledger's is,
+//! and that logs every call to the [`World`]: what it was meant to do, what
+//! it did, what it met.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastrand::Rng;
+use serde::{Deserialize, Serialize};
+use shardline::decode::decode_event;
+use shardline::sink::FanOut;
+use shardline::state::StateStore;
+use shardline::time::Instant;
+use shardline::window::{WindowHandler, WindowInfo, decode_window_event, process_window_event};
+use shardline::{
+    Batch, BatchReport, Deadline, EngineConfig, FlushError, Handler, HandlerError, Position,
+    Record, process_event,
+};
+
+use crate::world::{Close, Kind, Payload, World};
+
+tokio::task_local! {
+    /// The invocation a handler call belongs to.
+    pub static INVOCATION: u64;
+}
+
+fn invocation() -> u64 {
+    INVOCATION.try_with(|i| *i).unwrap_or(0)
+}
+
+/// The fault dials the handler reads (the drain phase turns them to zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HandlerDials {
+    /// Calls of healthy records that fail retryably.
+    pub transient: f64,
+    /// Calls that take a slow spell's time.
+    pub slow: f64,
+}
+
+/// What a handler call draws: how long it takes, and whether it fails.
+struct Draw {
+    latency: Duration,
+    transient: bool,
+}
+
+/// What both handlers share: the world, the dials and the dice.
+#[derive(Debug, Clone)]
+pub struct Calls {
+    world: World,
+    dials: Arc<Mutex<HandlerDials>>,
+    rng: Arc<Mutex<Rng>>,
+}
+
+impl Calls {
+    /// Calls logging to `world`, drawing from `seed`.
+    pub fn new(world: World, dials: Arc<Mutex<HandlerDials>>, seed: u64) -> Self {
+        Calls {
+            world,
+            dials,
+            rng: Arc::new(Mutex::new(Rng::with_seed(seed))),
+        }
+    }
+
+    fn draw(&self) -> Draw {
+        let dials = *self.dials.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let slow = rng.f64() < dials.slow;
+        Draw {
+            latency: if slow {
+                Duration::from_millis(rng.u64(1_500..=4_000))
+            } else {
+                Duration::from_millis(rng.u64(0..=30))
+            },
+            transient: rng.f64() < dials.transient,
+        }
+    }
+
+    /// The outcome of a call on `payload` once its time is spent: the
+    /// failure it is meant to have, if any (an exposure when it may count an
+    /// attempt against a healthy record).
+    fn outcome(&self, payload: Payload, transient: bool) -> Result<(), HandlerError> {
+        let mut world = self.world.lock();
+        *world.calls.entry(payload.id).or_default() += 1;
+        if let Some(log) = world.invocations.get_mut(&invocation()) {
+            log.called.push(payload.id);
+        }
+        let mended = world.mended;
+        match payload.kind {
+            Kind::Permanent if !mended => {
+                return Err(HandlerError::permanent(format!(
+                    "record {} is poison",
+                    payload.id
+                )));
+            }
+            Kind::Retryable if !mended => {
+                world.expose(payload.id);
+                return Err(HandlerError::retryable(format!(
+                    "record {} fails, always",
+                    payload.id
+                )));
+            }
+            _ => {}
+        }
+        if transient {
+            world.expose(payload.id);
+            return Err(HandlerError::retryable("an injected transient failure"));
+        }
+        Ok(())
+    }
+
+    /// Whether a call on `payload` never ends.
+    fn hangs(&self, payload: Payload) -> bool {
+        payload.kind == Kind::Hang && !self.world.lock().mended
+    }
+
+    fn handled(&self, id: u64) {
+        let invocation = invocation();
+        let mut world = self.world.lock();
+        if let Some(log) = world.invocations.get_mut(&invocation) {
+            log.handled.push(id);
+        }
+    }
+}
+
+/// Notes a handler call cut off (dropped before it ended) in its invocation.
+struct CallGuard<'a> {
+    calls: &'a Calls,
+    invocation: u64,
+    started: Instant,
+    position: Position,
+    id: u64,
+    ended: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let mut world = self.calls.world.lock();
+        if let Some(log) = world.invocations.get_mut(&self.invocation) {
+            log.cut_off
+                .push((self.started, self.position.clone(), self.id));
+        }
+    }
+}
+
+/// The plain function's handler: applies each record's effect once (more
+/// calls only count), with a fan-out behind it when the scenario has one.
+pub struct SimHandler {
+    calls: Calls,
+    fan_out: Option<FanOut>,
+}
+
+impl SimHandler {
+    /// A handler over `calls`, copying to `fan_out`.
+    pub fn new(calls: Calls, fan_out: Option<FanOut>) -> Self {
+        SimHandler { calls, fan_out }
+    }
+}
+
+impl Handler for SimHandler {
+    async fn begin(&self, batch: &Batch<'_>) {
+        if let Some(fan_out) = &self.fan_out {
+            fan_out.begin(batch).await;
+        }
+    }
+
+    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+        let payload = Payload::decode(&record.data)
+            .ok_or_else(|| HandlerError::permanent("not a payload of the simulation"))?;
+        let draw = self.calls.draw();
+        let mut guard = CallGuard {
+            calls: &self.calls,
+            invocation: invocation(),
+            started: Instant::now(),
+            position: record.position.clone(),
+            id: payload.id,
+            ended: false,
+        };
+        tokio::time::sleep(draw.latency).await;
+        if self.calls.hangs(payload) {
+            std::future::pending::<()>().await;
+        }
+        guard.ended = true;
+        self.calls.outcome(payload, draw.transient)?;
+        self.calls.world.lock().apply(payload.id);
+        self.calls.handled(payload.id);
+        match &self.fan_out {
+            Some(fan_out) => fan_out.handle(record).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
+        match &self.fan_out {
+            Some(fan_out) => fan_out.flush(batch).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A window's state: the records folded, in order.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Folded {
+    /// Record ids.
+    pub ids: Vec<u64>,
+}
+
+/// The windowed function's handler: folds record ids, closes into the world.
+pub struct SimWindow {
+    calls: Calls,
+}
+
+impl SimWindow {
+    /// A window handler over `calls`.
+    pub fn new(calls: Calls) -> Self {
+        SimWindow { calls }
+    }
+}
+
+impl WindowHandler for SimWindow {
+    type State = Folded;
+
+    fn add(&self, state: &mut Folded, record: &Record) -> Result<(), HandlerError> {
+        let payload = Payload::decode(&record.data)
+            .ok_or_else(|| HandlerError::permanent("not a payload of the simulation"))?;
+        let draw = self.calls.draw();
+        if self.calls.hangs(payload) {
+            // A fold cannot hang (it is not async): it fails instead.
+            self.calls.world.lock().expose(payload.id);
+            return Err(HandlerError::retryable("a hanging record"));
+        }
+        self.calls.outcome(payload, draw.transient)?;
+        state.ids.push(payload.id);
+        self.calls.handled(payload.id);
+        Ok(())
+    }
+
+    async fn close(&self, window: &WindowInfo, state: &Folded) -> Result<(), HandlerError> {
+        self.calls.world.lock().closes.push(Close {
+            shard: window.shard_id.clone(),
+            window: window.start.clone(),
+            ids: state.ids.clone(),
+        });
+        Ok(())
+    }
+}
+
+/// The function: its configuration, store and handler.
+pub struct Function {
+    /// The engine's settings.
+    pub config: EngineConfig,
+    /// The state store.
+    pub store: Arc<dyn StateStore>,
+    /// The plain handler.
+    pub handler: Arc<SimHandler>,
+    /// The window handler, when the function folds windows.
+    pub window: Option<Arc<SimWindow>>,
+}
+
+impl Function {
+    /// Runs one event: the response's JSON and what the engine counted, or
+    /// the error that fails the invocation.
+    pub async fn run(
+        &self,
+        payload: &[u8],
+        deadline: Deadline,
+    ) -> Result<(Bytes, BatchReport), String> {
+        if let Some(window) = &self.window {
+            let event = decode_window_event(payload).map_err(|e| e.to_string())?;
+            let outcome = process_window_event(event, window, &*self.store, &self.config, deadline)
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec(&outcome.response).map_err(|e| e.to_string())?;
+            return Ok((Bytes::from(body), outcome.report));
+        }
+        let event = decode_event(payload).map_err(|e| e.to_string())?;
+        let outcome = process_event(event, &*self.handler, &*self.store, &self.config, deadline)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&outcome.response).map_err(|e| e.to_string())?;
+        Ok((Bytes::from(body), outcome.report))
+    }
+}

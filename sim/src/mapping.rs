@@ -1,0 +1,430 @@
+//! Lambda's Kinesis event source mapping over the simulated source stream:
+//! shards found and started after their parents (or at once), read into
+//! lanes by partition key hash, and each lane driven by the shared model of
+//! Lambda's rules ([`shardline_esm::LaneModel`]), invoking the function with
+//! its faults: a process that dies at any await point, Lambda's timeout, and
+//! a duplicate delivery that runs beside the lane's later invocations.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use shardline::Deadline;
+use shardline::time::{Instant, now};
+use shardline_esm::{
+    Answer, Discard, Invocation, LaneModel, MappingConfig, Step, StreamRecord, lane_of,
+};
+
+use crate::faults::Dials;
+use crate::function::{Function, INVOCATION};
+use crate::kinesis::{KinesisService, ShardRecord};
+use crate::world::{InvocationLog, World};
+
+/// How often the mapping looks for shards and records.
+const POLL: Duration = Duration::from_millis(100);
+/// The pause before a window's failed final invocation is tried again.
+const FINAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where a shard is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Running,
+    Finished,
+}
+
+/// One shard of the source stream, as the mapping tracks it.
+struct ShardRun {
+    parents: Vec<String>,
+    phase: Phase,
+    lanes: Vec<Rc<RefCell<LaneModel>>>,
+    busy: Vec<Rc<Cell<bool>>>,
+    /// Records read so far.
+    read: usize,
+}
+
+/// The mapping of the source stream to the function.
+pub struct Mapping {
+    /// Lambda's settings.
+    pub config: MappingConfig,
+    /// Start children before their parents are done.
+    pub children_at_once: bool,
+    /// The simulated Kinesis.
+    pub kinesis: KinesisService,
+    /// The source stream's name.
+    pub stream: String,
+    /// The function.
+    pub function: Rc<Function>,
+    /// What happened.
+    pub world: World,
+    /// Faults now.
+    pub dials: Dials,
+    shards: RefCell<BTreeMap<String, ShardRun>>,
+    invocations: Cell<u64>,
+    /// Invocations Lambda made (duplicates not counted).
+    pub made: Cell<u64>,
+    tasks: Cell<usize>,
+    /// Polls an invocation takes, on average (where crashes land).
+    typical_polls: Cell<f64>,
+}
+
+impl Mapping {
+    /// A mapping of `stream` to `function`.
+    pub fn new(
+        config: MappingConfig,
+        children_at_once: bool,
+        kinesis: KinesisService,
+        stream: &str,
+        function: Rc<Function>,
+        world: World,
+        dials: Dials,
+    ) -> Rc<Self> {
+        Rc::new(Mapping {
+            config,
+            children_at_once,
+            kinesis,
+            stream: stream.to_owned(),
+            function,
+            world,
+            dials,
+            shards: RefCell::new(BTreeMap::new()),
+            invocations: Cell::new(0),
+            made: Cell::new(0),
+            tasks: Cell::new(0),
+            typical_polls: Cell::new(20.0),
+        })
+    }
+
+    fn arn(&self) -> String {
+        KinesisService::stream_arn(&self.stream)
+    }
+
+    /// One round: shards found, started, read and finished; lanes with work
+    /// get a task. Returns whether nothing is left to do right now.
+    pub fn tick(self: &Rc<Self>) -> bool {
+        self.discover();
+        self.start_ready();
+        self.read();
+        self.finish();
+        self.spawn_lanes();
+        self.is_quiet()
+    }
+
+    /// Runs rounds until `done` holds and the mapping is quiet, or `budget`
+    /// more invocations were made (a stall: `false`).
+    pub async fn run_until(self: &Rc<Self>, done: impl Fn() -> bool, budget: u64) -> bool {
+        let limit = self.made.get() + budget;
+        loop {
+            let quiet = self.tick();
+            if quiet && done() {
+                return true;
+            }
+            if self.made.get() > limit {
+                return false;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn discover(&self) {
+        let Ok(listed) = self.kinesis.shards(&self.stream) else {
+            return;
+        };
+        let mut shards = self.shards.borrow_mut();
+        for info in listed {
+            shards
+                .entry(info.shard_id.clone())
+                .or_insert_with(|| ShardRun {
+                    parents: info.parents(),
+                    phase: Phase::Waiting,
+                    lanes: Vec::new(),
+                    busy: Vec::new(),
+                    read: 0,
+                });
+        }
+    }
+
+    fn start_ready(&self) {
+        let mut shards = self.shards.borrow_mut();
+        let finished: Vec<String> = shards
+            .iter()
+            .filter(|(_, s)| s.phase == Phase::Finished)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for run in shards.values_mut() {
+            let ready = self.children_at_once || run.parents.iter().all(|p| finished.contains(p));
+            if run.phase == Phase::Waiting && ready {
+                run.phase = Phase::Running;
+                let lanes = self.config.parallelization.max(1);
+                run.lanes = (0..lanes).map(|_| Rc::default()).collect();
+                run.busy = (0..lanes).map(|_| Rc::default()).collect();
+            }
+        }
+    }
+
+    fn read(&self) {
+        let mut shards = self.shards.borrow_mut();
+        for (id, run) in shards.iter_mut().filter(|(_, s)| s.phase == Phase::Running) {
+            let Ok(records) = self
+                .kinesis
+                .shard_records(&self.stream, id, run.read, 10_000)
+            else {
+                continue;
+            };
+            run.read += records.len();
+            for record in records {
+                let lane = lane_of(&record.partition_key, run.lanes.len());
+                run.lanes[lane].borrow_mut().push(stream_record(&record));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        let Ok(listed) = self.kinesis.shards(&self.stream) else {
+            return;
+        };
+        let mut shards = self.shards.borrow_mut();
+        for info in listed.iter().filter(|i| !i.is_open()) {
+            let Some(run) = shards.get_mut(&info.shard_id) else {
+                continue;
+            };
+            let total = self
+                .kinesis
+                .shard_records(&self.stream, &info.shard_id, 0, usize::MAX)
+                .map_or(0, |r| r.len());
+            let idle =
+                run.lanes.iter().all(|l| l.borrow().is_idle()) && run.busy.iter().all(|b| !b.get());
+            if run.phase == Phase::Running && run.read == total && idle {
+                run.phase = Phase::Finished;
+            }
+        }
+    }
+
+    fn spawn_lanes(self: &Rc<Self>) {
+        let shards = self.shards.borrow();
+        for (id, run) in shards.iter().filter(|(_, s)| s.phase == Phase::Running) {
+            for (lane, busy) in run.lanes.iter().zip(&run.busy) {
+                if busy.get() || !self.has_work(&mut lane.borrow_mut(), id) {
+                    continue;
+                }
+                busy.set(true);
+                self.tasks.set(self.tasks.get() + 1);
+                let (me, id, lane, busy) = (self.clone(), id.clone(), lane.clone(), busy.clone());
+                tokio::task::spawn_local(async move {
+                    me.drive(&id, &lane).await;
+                    busy.set(false);
+                    me.tasks.set(me.tasks.get() - 1);
+                });
+            }
+        }
+    }
+
+    /// Whether a lane has something to do: a batch in flight or to take, or
+    /// a window whose time is over.
+    fn has_work(&self, lane: &mut LaneModel, shard: &str) -> bool {
+        if lane.in_flight() {
+            return true;
+        }
+        if lane.queued() > 0 {
+            return lane.take_batch(&self.config, &self.arn(), shard);
+        }
+        lane.close_if_over(now(), &self.config)
+    }
+
+    /// Nothing running and nothing waiting: every started shard's lanes idle
+    /// or holding only an open window, no task, no shard waiting on a parent
+    /// that is still running.
+    fn is_quiet(&self) -> bool {
+        let shards = self.shards.borrow();
+        self.tasks.get() == 0
+            && shards.values().all(|run| match run.phase {
+                Phase::Finished => true,
+                Phase::Waiting => false,
+                Phase::Running => run.lanes.iter().all(|l| {
+                    let lane = l.borrow();
+                    !lane.in_flight() && lane.queued() == 0 && lane.window().is_none()
+                }),
+            })
+    }
+
+    /// Drives one lane until nothing is in flight.
+    async fn drive(self: &Rc<Self>, shard: &str, lane: &Rc<RefCell<LaneModel>>) {
+        loop {
+            let step = lane.borrow_mut().next_step(&self.config, now());
+            let invocation = match step {
+                Step::Idle => return,
+                Step::Discard(discard) => {
+                    self.discarded(shard, &discard);
+                    continue;
+                }
+                Step::Invoke(invocation) => invocation,
+            };
+            let answer = self.invoke(shard, &invocation).await;
+            let failed_final = matches!(invocation, Invocation::Final { .. })
+                && matches!(answer, Answer::Failed(_));
+            let answered = lane
+                .borrow_mut()
+                .answered(&invocation, answer, &self.config);
+            for discard in &answered.discards {
+                self.discarded(shard, discard);
+            }
+            if failed_final {
+                tokio::time::sleep(FINAL_RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    fn discarded(&self, shard: &str, discard: &Discard) {
+        let mut world = self.world.lock();
+        for record in &discard.records {
+            world
+                .discarded
+                .insert((shard.to_owned(), record.sequence.to_string()));
+        }
+    }
+
+    /// One invocation Lambda makes, and perhaps a duplicate delivery of it.
+    async fn invoke(self: &Rc<Self>, shard: &str, invocation: &Invocation) -> Answer {
+        let payload = match invocation.payload(&self.arn(), shard) {
+            Ok(payload) => payload,
+            Err(reason) => return Answer::Failed(reason),
+        };
+        self.made.set(self.made.get() + 1);
+        let faults = self.dials.now();
+        if self.dials.roll(faults.duplicate_delivery) {
+            let delay =
+                Duration::from_millis(self.dials.below(faults.timeout.as_millis() as usize) as u64);
+            let (me, shard, copy) = (self.clone(), shard.to_owned(), payload.clone());
+            self.tasks.set(self.tasks.get() + 1);
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(delay).await;
+                me.run_invocation(&shard, &copy, true).await;
+                me.tasks.set(me.tasks.get() - 1);
+            });
+        }
+        self.run_invocation(shard, &payload, false).await
+    }
+
+    /// Runs the function on `payload` in a process that may die at an await
+    /// point or run into Lambda's timeout.
+    async fn run_invocation(&self, shard: &str, payload: &Bytes, duplicate: bool) -> Answer {
+        let faults = self.dials.now();
+        let id = self.invocations.get() + 1;
+        self.invocations.set(id);
+        self.world.lock().invocations.insert(
+            id,
+            InvocationLog {
+                shard: shard.to_owned(),
+                duplicate,
+                started: Instant::now(),
+                ended: None,
+                clean: false,
+                retry_from: None,
+                called: Vec::new(),
+                handled: Vec::new(),
+                cut_off: Vec::new(),
+            },
+        );
+        let crash_at = self.dials.roll(faults.crash).then(|| {
+            let span = (self.typical_polls.get() * 1.5).max(2.0) as usize;
+            1 + self.dials.below(span) as u32
+        });
+        let run = INVOCATION.scope(
+            id,
+            self.function.run(payload, Deadline::after(faults.timeout)),
+        );
+        let outcome = tokio::time::timeout(faults.timeout, Crashable::new(run, crash_at)).await;
+        let answer = match outcome {
+            Err(_) => Answer::Failed(format!("Task timed out after {:?}", faults.timeout)),
+            Ok((None, _)) => Answer::Failed("the process died".into()),
+            Ok((Some(Err(error)), polls)) => {
+                self.took(polls);
+                Answer::Failed(format!("function error: {error}"))
+            }
+            Ok((Some(Ok((body, report))), polls)) => {
+                self.took(polls);
+                self.settled(id, !duplicate && report.superseded == 0, &body);
+                Answer::Response(body)
+            }
+        };
+        if let Some(log) = self.world.lock().invocations.get_mut(&id) {
+            log.ended = Some(Instant::now());
+        }
+        answer
+    }
+
+    fn took(&self, polls: u32) {
+        self.typical_polls
+            .set(self.typical_polls.get() * 0.8 + f64::from(polls) * 0.2);
+    }
+
+    /// An invocation that answered: the longest of its cut-off calls met a
+    /// fault (it counts an attempt); whether its answer is clean.
+    fn settled(&self, id: u64, clean: bool, body: &[u8]) {
+        let mut world = self.world.lock();
+        let Some(log) = world.invocations.get_mut(&id) else {
+            return;
+        };
+        log.clean = clean;
+        log.retry_from = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v["batchItemFailures"][0]["itemIdentifier"]
+                    .as_str()
+                    .map(str::to_owned)
+            });
+        let longest = log
+            .cut_off
+            .iter()
+            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+            .map(|c| c.2);
+        if let Some(longest) = longest {
+            world.expose(longest);
+        }
+    }
+}
+
+fn stream_record(record: &ShardRecord) -> Option<StreamRecord> {
+    Some(StreamRecord {
+        sequence: record.sequence_number.parse().ok()?,
+        partition_key: record.partition_key.clone(),
+        data: record.data.clone(),
+        arrival: shardline::sample::epoch_seconds(record.arrival),
+    })
+}
+
+/// A future that can die: after `polls` polls it ends with `None` and drops
+/// what it runs, as a process killed at an await point. Counts its polls.
+struct Crashable<F> {
+    inner: Pin<Box<F>>,
+    die_at: Option<u32>,
+    polls: u32,
+}
+
+impl<F> Crashable<F> {
+    fn new(inner: F, die_at: Option<u32>) -> Self {
+        Crashable {
+            inner: Box::pin(inner),
+            die_at,
+            polls: 0,
+        }
+    }
+}
+
+impl<F: Future> Future for Crashable<F> {
+    type Output = (Option<F::Output>, u32);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.polls += 1;
+        if self.die_at.is_some_and(|at| self.polls >= at) {
+            return Poll::Ready((None, self.polls));
+        }
+        let polls = self.polls;
+        self.inner.as_mut().poll(cx).map(|out| (Some(out), polls))
+    }
+}
