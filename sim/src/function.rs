@@ -249,27 +249,35 @@ impl WindowHandler for SimWindow {
     }
 }
 
-/// The function: its configuration, store and handler.
-pub struct Function {
-    /// The engine's settings.
-    pub config: EngineConfig,
-    /// The state store.
-    pub store: Arc<dyn StateStore>,
+/// One function process: its handlers (a fan-out's buffers and shard maps
+/// live in the process, as they do in a Lambda execution environment).
+pub struct Instance {
     /// The plain handler.
     pub handler: Arc<SimHandler>,
     /// The window handler, when the function folds windows.
     pub window: Option<Arc<SimWindow>>,
 }
 
+/// The function: its configuration, store, and how a process of it starts.
+pub struct Function {
+    /// The engine's settings.
+    pub config: EngineConfig,
+    /// The state store (a remote service: shared by every process).
+    pub store: Arc<dyn StateStore>,
+    /// Starts a process (a cold start).
+    pub start: Box<dyn Fn() -> Instance>,
+}
+
 impl Function {
-    /// Runs one event: the response's JSON and what the engine counted, or
-    /// the error that fails the invocation.
+    /// Runs one event in `instance`: the response's JSON and what the engine
+    /// counted, or the error that fails the invocation.
     pub async fn run(
         &self,
+        instance: &Instance,
         payload: &[u8],
         deadline: Deadline,
     ) -> Result<(Bytes, BatchReport), String> {
-        if let Some(window) = &self.window {
+        if let Some(window) = &instance.window {
             let event = decode_window_event(payload).map_err(|e| e.to_string())?;
             let outcome = process_window_event(event, window, &*self.store, &self.config, deadline)
                 .await
@@ -278,7 +286,8 @@ impl Function {
             return Ok((Bytes::from(body), outcome.report));
         }
         let event = decode_event(payload).map_err(|e| e.to_string())?;
-        let outcome = process_event(event, &*self.handler, &*self.store, &self.config, deadline)
+        let handler = &*instance.handler;
+        let outcome = process_event(event, handler, &*self.store, &self.config, deadline)
             .await
             .map_err(|e| e.to_string())?;
         let body = serde_json::to_vec(&outcome.response).map_err(|e| e.to_string())?;

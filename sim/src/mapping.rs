@@ -21,7 +21,7 @@ use shardline_esm::{
 };
 
 use crate::faults::Dials;
-use crate::function::{Function, INVOCATION};
+use crate::function::{Function, INVOCATION, Instance};
 use crate::kinesis::{KinesisService, ShardRecord};
 use crate::world::{InvocationLog, World};
 
@@ -71,6 +71,9 @@ pub struct Mapping {
     tasks: Cell<usize>,
     /// Polls an invocation takes, on average (where crashes land).
     typical_polls: Cell<f64>,
+    /// Function processes with nothing to do (one invocation at a time each,
+    /// as classic Lambda runs them).
+    idle: RefCell<Vec<Rc<Instance>>>,
 }
 
 impl Mapping {
@@ -97,6 +100,7 @@ impl Mapping {
             made: Cell::new(0),
             tasks: Cell::new(0),
             typical_polls: Cell::new(20.0),
+            idle: RefCell::new(Vec::new()),
         })
     }
 
@@ -334,11 +338,16 @@ impl Mapping {
             let span = (self.typical_polls.get() * 1.5).max(2.0) as usize;
             1 + self.dials.below(span) as u32
         });
+        let instance = self.take_instance();
         let run = INVOCATION.scope(
             id,
-            self.function.run(payload, Deadline::after(faults.timeout)),
+            self.function.run(&instance, payload, Deadline::after(faults.timeout)),
         );
         let outcome = tokio::time::timeout(faults.timeout, Crashable::new(run, crash_at)).await;
+        if matches!(outcome, Ok((Some(_), _))) {
+            // A process that died or timed out is gone; Lambda starts another.
+            self.idle.borrow_mut().push(instance);
+        }
         let answer = match outcome {
             Err(_) => Answer::Failed(format!("Task timed out after {:?}", faults.timeout)),
             Ok((None, _)) => Answer::Failed("the process died".into()),
@@ -356,6 +365,12 @@ impl Mapping {
             log.ended = Some(Instant::now());
         }
         answer
+    }
+
+    /// An idle process, or a new one (a cold start).
+    pub fn take_instance(&self) -> Rc<Instance> {
+        let idle = self.idle.borrow_mut().pop();
+        idle.unwrap_or_else(|| Rc::new((self.function.start)()))
     }
 
     fn took(&self, polls: u32) {

@@ -57,8 +57,8 @@ pub async fn mend_and_return(
         timeout: Duration::from_secs(30),
         ..ReplayOptions::default()
     };
-    let handler = &*setup.function.handler;
-    replay(store, handler, CONSUMER, to_replay, &options, |_, _| {})
+    let instance = mapping.take_instance();
+    replay(store, &*instance.handler, CONSUMER, to_replay, &options, |_, _| {})
         .await
         .map_err(|e| format!("replay: {e}"))?;
     let client = setup.kinesis.client();

@@ -21,7 +21,7 @@ use shardline::{EngineConfig, Position};
 
 use crate::dynamodb::DynamoDb;
 use crate::faults::{Dials, FaultyStore, KinesisFaults, dynamodb_fault};
-use crate::function::{Calls, Function, HandlerDials, SimHandler, SimWindow};
+use crate::function::{Calls, Function, HandlerDials, Instance, SimHandler, SimWindow};
 use crate::kinesis::KinesisService;
 use crate::mapping::Mapping;
 use crate::oracle::{self, Verdict};
@@ -107,30 +107,11 @@ async fn setup(scenario: Scenario) -> Result<Setup, String> {
         slow: scenario.faults.slow,
     }));
     let calls = Calls::new(world.clone(), handler_dials.clone(), scenario.seed ^ 0xca11);
-    let fan_out = scenario.features.fan_out.map(|spec| {
-        let sinks: Vec<Arc<dyn Sink>> = destinations
-            .iter()
-            .map(|name| {
-                let sink = KinesisSink::new(kinesis.client(), name.clone())
-                    .order(spec.order)
-                    .aggregate(spec.aggregate);
-                Arc::new(sink) as Arc<dyn Sink>
-            })
-            .collect();
-        FanOut::new(
-            StaticDestinations(sinks),
-            shardline::sink::DEFAULT_MAX_RECORD_BYTES,
-        )
-    });
-    let window = scenario
-        .features
-        .window
-        .map(|_| Arc::new(SimWindow::new(calls.clone())));
+    let start = starter(&scenario, &kinesis, &destinations, calls);
     let function = Rc::new(Function {
         config: engine_config(&scenario, &kinesis),
         store,
-        handler: Arc::new(SimHandler::new(calls, fan_out)),
-        window,
+        start,
     });
     Ok(Setup {
         scenario,
@@ -142,6 +123,36 @@ async fn setup(scenario: Scenario) -> Result<Setup, String> {
         quarantine,
         destinations,
         _scratch: scratch,
+    })
+}
+
+/// How a process of the function starts: its handler, with a fan-out of its
+/// own (buffers, sinks, shard maps), or its window handler.
+fn starter(
+    scenario: &Scenario,
+    kinesis: &KinesisService,
+    destinations: &[String],
+    calls: Calls,
+) -> Box<dyn Fn() -> Instance> {
+    let (spec, windows) = (scenario.features.fan_out, scenario.features.window.is_some());
+    let (kinesis, destinations) = (kinesis.clone(), destinations.to_vec());
+    Box::new(move || {
+        let fan_out = spec.map(|spec| {
+            let sinks: Vec<Arc<dyn Sink>> = destinations
+                .iter()
+                .map(|name| {
+                    let sink = KinesisSink::new(kinesis.client(), name.clone())
+                        .order(spec.order)
+                        .aggregate(spec.aggregate);
+                    Arc::new(sink) as Arc<dyn Sink>
+                })
+                .collect();
+            FanOut::new(StaticDestinations(sinks), shardline::sink::DEFAULT_MAX_RECORD_BYTES)
+        });
+        Instance {
+            handler: Arc::new(SimHandler::new(calls.clone(), fan_out)),
+            window: windows.then(|| Arc::new(SimWindow::new(calls.clone()))),
+        }
     })
 }
 

@@ -2,7 +2,17 @@
 //! and the DynamoDB store on moto; redrive also on kinesis-mock): filters and
 //! purge, replay in shard order with failures kept, a dry run, an interrupted
 //! replay that applies no record twice, and redrive with partition and
-//! explicit hash keys.
+//! explicit hash keys. `quarantine_ops/replay_keys.rs`: a key's order across a
+//! failure, and replays running at the same time.
+
+#[path = "quarantine_ops/replay_keys.rs"]
+mod replay_keys;
+
+use replay_keys::{
+    a_key_waits_behind_its_record_that_is_not_applied,
+    a_take_over_takes_only_claims_started_at_or_before_its_cut_off,
+    include_interrupted_leaves_alone_a_record_another_replay_is_applying,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,11 +97,16 @@ fn payloads(records: &[QuarantinedRecord]) -> Vec<String> {
 
 /// Applies records by payload: `bad*` fails for good, `flaky*` fails for now,
 /// `hang*` is applied and then never answers (as if the process were killed
-/// after the record took effect) while `hang` is set; the rest succeed.
+/// after the record took effect) while `hang` is set; the rest succeed. While
+/// `gated` is set, the first `gate*` record's handler says it is `inside` and
+/// waits for `gate` before it applies the record.
 #[derive(Default)]
 struct Applier {
     applied: Mutex<Vec<String>>,
     hang: AtomicBool,
+    gated: AtomicBool,
+    inside: tokio::sync::Notify,
+    gate: tokio::sync::Notify,
 }
 
 impl Handler for Applier {
@@ -102,6 +117,10 @@ impl Handler for Applier {
         }
         if text.starts_with("flaky") {
             return Err(HandlerError::retryable(format!("{text}: try later")));
+        }
+        if text.starts_with("gate") && self.gated.swap(false, Ordering::SeqCst) {
+            self.inside.notify_one();
+            self.gate.notified().await;
         }
         self.applied.lock().unwrap().push(text.clone());
         if text.starts_with("hang") && self.hang.load(Ordering::SeqCst) {
@@ -304,13 +323,29 @@ async fn an_interrupted_replay_applies_no_record_twice(store: &dyn QuarantineSto
     let left = listed(store).await;
     assert_eq!(payloads(&left), ["hang-r3"]);
     assert!(left[0].replay_started_at.is_some(), "shown as claimed");
-    // Two replays cannot both hold a record; the operator's override can.
+    // Two replays cannot both hold a record; the operator's override takes
+    // only a claim older than a running replay holds one.
     let key = left[0].key();
-    assert!(!store.claim_replay(CONSUMER, &key, 1, false).await.unwrap());
+    assert!(!store.claim_replay(CONSUMER, &key, 1, None).await.unwrap());
     let options = ReplayOptions {
         include_interrupted: true,
         ..ReplayOptions::default()
     };
+    let early = replay(store, &handler, CONSUMER, left, &options, |_, _| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(&early[0], ReplayOutcome::Skipped { why } if why.contains("may still be running"))
+    );
+    // An hour on (the claim set back an hour), the override takes it over.
+    let an_hour_ago = listed(store).await[0].replay_started_at.unwrap() - 3_600_000;
+    assert!(
+        store
+            .claim_replay(CONSUMER, &key, an_hour_ago, Some(u64::MAX))
+            .await
+            .unwrap()
+    );
+    let left = listed(store).await;
     let forced = replay(store, &handler, CONSUMER, left, &options, |_, _| {})
         .await
         .unwrap();
@@ -442,4 +477,7 @@ on_both_stores!(
     a_dry_run_calls_no_handler_and_changes_nothing,
     an_interrupted_replay_applies_no_record_twice,
     redrive_puts_records_back_with_their_keys_and_removes_each_after_its_put,
+    a_key_waits_behind_its_record_that_is_not_applied,
+    include_interrupted_leaves_alone_a_record_another_replay_is_applying,
+    a_take_over_takes_only_claims_started_at_or_before_its_cut_off,
 );

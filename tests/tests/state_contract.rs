@@ -392,7 +392,7 @@ async fn quarantining_a_record_again_keeps_its_entry_and_replay_claim(store: &dy
     };
     store.commit(&k, 0, &progress, &first).await.unwrap();
     let claimed = store
-        .claim_replay("contract", &record.key(), 1_000, false)
+        .claim_replay("contract", &record.key(), 1_000, None)
         .await
         .unwrap();
     assert!(claimed, "a replay claims the record");
@@ -405,7 +405,7 @@ async fn quarantining_a_record_again_keeps_its_entry_and_replay_claim(store: &dy
     };
     store.commit(&k, 1, &progress, &second).await.unwrap();
     let stolen = store
-        .claim_replay("contract", &record.key(), 2_000, false)
+        .claim_replay("contract", &record.key(), 2_000, None)
         .await
         .unwrap();
     assert!(!stolen, "the running replay's claim was cleared");

@@ -13,4 +13,4 @@ pub mod replay;
 
 #[cfg(feature = "kinesis")]
 pub use redrive::{RedriveError, RedriveOutcome, redrive};
-pub use replay::{ReplayError, ReplayOptions, ReplayOutcome, replay};
+pub use replay::{ReplayError, ReplayOptions, ReplayOutcome, TAKE_OVER_MARGIN, replay};

@@ -12,18 +12,40 @@ use crate::quarantine::{QuarantineKey, QuarantineReason};
 /// runs the same cases on each).
 #[async_trait]
 pub trait QuarantineStore: StateStore {
-    /// Marks the record as being replayed since `now_ms`, if no replay holds it
-    /// (or, with `take_over`, whatever holds it). Returns whether this caller
+    /// Marks the record as being replayed since `now_ms` (epoch milliseconds),
+    /// if no replay holds it, or, with `take_over_before`, if the replay that
+    /// holds it claimed it at or before that time (epoch milliseconds: a claim
+    /// that old belongs to a replay that stopped, not to one still running).
+    /// `Some(u64::MAX)` takes over any claim. Returns whether this caller
     /// holds it now; `false` also when the record is gone.
+    ///
+    /// One conditional write: two callers cannot both get `true` for a claim
+    /// unless the second is a take-over of a claim old enough.
     ///
     /// # Errors
     /// [`StateError`] when the store cannot be written.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn run(store: &dyn shardline::state::QuarantineStore,
+    /// #     key: &shardline::quarantine::QuarantineKey) -> Result<(), shardline::state::StateError> {
+    /// let now_ms = 1_800_000_000_000;
+    /// // Only if no replay holds it:
+    /// let mine = store.claim_replay("ledger", key, now_ms, None).await?;
+    /// // Also if a replay claimed it more than ten minutes ago:
+    /// let taken = store
+    ///     .claim_replay("ledger", key, now_ms, Some(now_ms - 600_000))
+    ///     .await?;
+    /// # let _ = (mine, taken);
+    /// # Ok(())
+    /// # }
+    /// ```
     async fn claim_replay(
         &self,
         consumer: &str,
         key: &QuarantineKey,
         now_ms: u64,
-        take_over: bool,
+        take_over_before: Option<u64>,
     ) -> Result<bool, StateError>;
 
     /// Keeps the record quarantined with a new failure: its reason, error text

@@ -26,18 +26,24 @@ impl QuarantineStore for DynamoDbStore {
         consumer: &str,
         key: &QuarantineKey,
         now_ms: u64,
-        take_over: bool,
+        take_over_before: Option<u64>,
     ) -> Result<bool, StateError> {
-        let condition = if take_over {
-            "attribute_exists(pk)"
-        } else {
-            "attribute_exists(pk) AND attribute_not_exists(replay_started_at)"
+        let (condition, values) = match take_over_before {
+            None => (
+                "attribute_exists(pk) AND attribute_not_exists(replay_started_at)",
+                item([(":now", n(now_ms))]),
+            ),
+            Some(before) => (
+                "attribute_exists(pk) AND \
+                 (attribute_not_exists(replay_started_at) OR replay_started_at <= :before)",
+                item([(":now", n(now_ms)), (":before", n(before))]),
+            ),
         };
         self.update_if(
             entry_key(consumer, key),
             "SET replay_started_at = :now",
             condition,
-            item([(":now", n(now_ms))]),
+            values,
             "claim a quarantined record for a replay",
         )
         .await

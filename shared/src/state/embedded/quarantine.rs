@@ -64,16 +64,15 @@ impl QuarantineStore for EmbeddedStore {
         consumer: &str,
         key: &QuarantineKey,
         now_ms: u64,
-        take_over: bool,
+        take_over_before: Option<u64>,
     ) -> Result<bool, StateError> {
-        let held = if take_over {
-            ""
-        } else {
-            " AND replay_started_at IS NULL"
-        };
+        // Without a take-over ?7 is NULL, and `<= NULL` holds for no claim.
         let changed = self.with_conn(|conn| {
             conn.execute(
-                &format!("UPDATE quarantine SET replay_started_at = ?6 WHERE {ONE}{held}"),
+                &format!(
+                    "UPDATE quarantine SET replay_started_at = ?6 WHERE {ONE}
+                     AND (replay_started_at IS NULL OR replay_started_at <= ?7)"
+                ),
                 params![
                     consumer,
                     key.stream_arn,
@@ -81,6 +80,7 @@ impl QuarantineStore for EmbeddedStore {
                     key.sequence_number,
                     as_i64(key.subsequence_number),
                     as_i64(now_ms),
+                    take_over_before.map(as_i64),
                 ],
             )
         })?;
