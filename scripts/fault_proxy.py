@@ -5,6 +5,7 @@ fails entries by itself), for the fan-out tests.
     fault_proxy.py --target http://127.0.0.1:PORT [--entry-failure-rate 0.2]
                    [--request-failure-rate 0.05] [--deny-stream NAME] [--seed 7]
                    [--delay-ms 100] [--jitter-ms 50] [--max-partition-key 256]
+                   [--expire-get-records-nth 3]
 
 Listens on a free 127.0.0.1 port and prints `listening on http://127.0.0.1:N`.
 For PutRecords (JSON protocol) it:
@@ -29,6 +30,12 @@ does), the first N requests of an operation given as
 TransactWriteItems given as --dynamodb-cancel-nth N:CODE with CODE as the first
 item's cancellation reason (None for the others); half with a 400 ThrottlingException and half
 with a 500 InternalServerError, before forwarding (so nothing was written).
+For GetRecords it expires the shard iterator of the N-th request given as
+--expire-get-records-nth N (1-based, repeatable): that request, and every later
+one carrying the same iterator, gets a 400 ExpiredIteratorException without
+being forwarded, as Kinesis answers for an iterator more than 5 minutes old (an
+expired iterator never works again; a reader needs a new one from
+GetShardIterator).
 Everything else is forwarded untouched. `GET /__stats` returns counters as JSON.
 Standard library only.
 """
@@ -52,6 +59,8 @@ STATS = {
     "refused_requests": 0,
     "dynamodb_requests": 0,
     "injected_dynamodb_failures": 0,
+    "get_records_requests": 0,
+    "injected_expired_iterators": 0,
 }
 LOCK = threading.Lock()
 FAIL_FIRST = {}  # operation -> failures still to inject
@@ -59,6 +68,8 @@ FAIL_NTH = {}  # operation -> the request numbers (1-based) to fail
 CANCEL_NTH = {}  # TransactWriteItems number (1-based) -> cancellation code of its first item
 TRANSACTS = [0]  # TransactWriteItems seen
 SEEN = {}  # operation -> requests seen
+EXPIRE_NTH = set()  # GetRecords numbers (1-based) whose iterator expires
+EXPIRED = set()  # shard iterators answered ExpiredIteratorException: for good
 
 
 def bump(name, by=1):
@@ -159,6 +170,22 @@ class Proxy(BaseHTTPRequestHandler):
         self.reply(400, {"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException", "message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{', '.join(r['Code'] for r in reasons)}]", "CancellationReasons": reasons}, "application/x-amz-json-1.0")
         return True
 
+    def expire_iterator(self, body):
+        """Answers a GetRecords whose iterator --expire-get-records-nth expired
+        (this request, or an earlier one with the same iterator) as Kinesis
+        does, without forwarding it. Whether it answered."""
+        iterator = json.loads(body).get("ShardIterator", "")
+        number = bump("get_records_requests")
+        with LOCK:
+            if number in EXPIRE_NTH:
+                EXPIRED.add(iterator)
+            expired = iterator in EXPIRED
+        if not expired:
+            return False
+        bump("injected_expired_iterators")
+        self.reply(400, {"__type": "ExpiredIteratorException", "message": "Iterator expired. The iterator was created at a time more than 300000 milliseconds ago (injected)."})
+        return True
+
     def do_GET(self):
         if self.path == "/__stats":
             with LOCK:
@@ -184,6 +211,8 @@ class Proxy(BaseHTTPRequestHandler):
                 return
             if self.config.dynamodb_delay_ms:
                 time.sleep(self.config.dynamodb_delay_ms / 1000.0)
+        if target.endswith(".GetRecords") and self.expire_iterator(body):
+            return
         if not target.endswith(".PutRecords"):
             self.relay(*self.forward(body))
             return
@@ -251,6 +280,7 @@ def main():
     parser.add_argument("--dynamodb-fail-first", action="append", default=[])
     parser.add_argument("--dynamodb-fail-nth", action="append", default=[])
     parser.add_argument("--dynamodb-cancel-nth", action="append", default=[])
+    parser.add_argument("--expire-get-records-nth", action="append", type=int, default=[])
     config = parser.parse_args()
     for spec in config.dynamodb_fail_first:
         operation, count = spec.split(":")
@@ -261,6 +291,7 @@ def main():
     for spec in config.dynamodb_cancel_nth:
         nth, code = spec.split(":")
         CANCEL_NTH[int(nth)] = code
+    EXPIRE_NTH.update(config.expire_get_records_nth)
     Proxy.config = config
     Proxy.rng = random.Random(config.seed)
     # socketserver's default backlog is 5: a client opening hundreds of

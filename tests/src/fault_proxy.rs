@@ -1,7 +1,8 @@
 //! A fault-injecting proxy in front of kinesis-mock (`scripts/fault_proxy.py`):
 //! fails a share of PutRecords entries and whole requests, denies a stream,
-//! refuses over-long partition keys, and delays requests; in front of
-//! DynamoDB it fails a share of requests.
+//! refuses over-long partition keys, and delays requests; expires the shard
+//! iterator of chosen GetRecords requests; in front of DynamoDB it fails a
+//! share of requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -37,6 +38,11 @@ pub struct Faults {
     pub dynamodb_cancel_nth: Vec<(u32, String)>,
     /// Milliseconds each DynamoDB request is held before it is forwarded.
     pub dynamodb_delay_ms: u64,
+    /// Expire the shard iterator of the N-th GetRecords (1-based, counting
+    /// every GetRecords the proxy sees): that request and every later one with
+    /// the same iterator get a 400 `ExpiredIteratorException`, unforwarded, as
+    /// Kinesis answers an iterator older than 5 minutes.
+    pub expire_get_records_nth: Vec<u32>,
     /// The seed of the random draws.
     pub seed: u64,
 }
@@ -87,6 +93,9 @@ impl FaultProxy {
             command
                 .arg("--dynamodb-cancel-nth")
                 .arg(format!("{nth}:{code}"));
+        }
+        for nth in &faults.expire_get_records_nth {
+            command.arg("--expire-get-records-nth").arg(nth.to_string());
         }
         for stream in &faults.deny_streams {
             command.arg("--deny-stream").arg(stream);
