@@ -42,6 +42,8 @@ pub enum FailureKind {
 pub struct HandlerError {
     kind: FailureKind,
     source: BoxError,
+    /// Whether it counts an attempt against the record.
+    counts_attempt: bool,
 }
 
 impl HandlerError {
@@ -50,6 +52,7 @@ impl HandlerError {
         HandlerError {
             kind: FailureKind::Retryable,
             source: source.into(),
+            counts_attempt: true,
         }
     }
 
@@ -58,6 +61,26 @@ impl HandlerError {
         HandlerError {
             kind: FailureKind::Permanent,
             source: source.into(),
+            counts_attempt: true,
+        }
+    }
+
+    /// The record was not done for lack of time (a flush whose time ran out
+    /// before it tried the record): retryable, and no attempt counts against
+    /// the record, as for a record not started.
+    ///
+    /// ```
+    /// use shardline::{FailureKind, HandlerError};
+    /// let e = HandlerError::out_of_time("no time left to send it");
+    /// assert_eq!(e.kind(), FailureKind::Retryable);
+    /// assert!(!e.counts_attempt());
+    /// assert!(HandlerError::retryable("busy").counts_attempt());
+    /// ```
+    pub fn out_of_time(source: impl Into<BoxError>) -> Self {
+        HandlerError {
+            kind: FailureKind::Retryable,
+            source: source.into(),
+            counts_attempt: false,
         }
     }
 
@@ -66,11 +89,18 @@ impl HandlerError {
         self.kind
     }
 
+    /// Whether the failure counts an attempt against the record (all do but
+    /// [`HandlerError::out_of_time`]).
+    pub fn counts_attempt(&self) -> bool {
+        self.counts_attempt
+    }
+
     /// The same failure for another record: same kind, same message.
     pub(crate) fn again(&self) -> HandlerError {
         HandlerError {
             kind: self.kind,
             source: self.to_string().into(),
+            counts_attempt: self.counts_attempt,
         }
     }
 
@@ -140,6 +170,15 @@ pub trait Handler: Send + Sync + 'static {
     /// different keys arrive at once (on one task), else a shard's records
     /// arrive one at a time.
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// How long [`Handler::flush`] may take: the engine stops starting records
+    /// this long (besides the time kept back for the commit) before the
+    /// invocation's end, so the flush gets its time. A buffering handler says
+    /// the slowest flush it has seen; the default, nothing, suits a handler
+    /// that does not buffer.
+    fn flush_time(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 
     /// Called once per shard before its records (after the parent-shard guard):
     /// a buffering handler starts an empty buffer here, so nothing left by an

@@ -194,6 +194,12 @@ impl Handler for SimHandler {
         }
     }
 
+    fn flush_time(&self) -> Duration {
+        self.fan_out
+            .as_ref()
+            .map_or(Duration::ZERO, Handler::flush_time)
+    }
+
     async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
         match &self.fan_out {
             Some(fan_out) => fan_out.flush(batch).await,

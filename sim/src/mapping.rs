@@ -341,7 +341,8 @@ impl Mapping {
         let instance = self.take_instance();
         let run = INVOCATION.scope(
             id,
-            self.function.run(&instance, payload, Deadline::after(faults.timeout)),
+            self.function
+                .run(&instance, payload, Deadline::after(faults.timeout)),
         );
         let outcome = tokio::time::timeout(faults.timeout, Crashable::new(run, crash_at)).await;
         if matches!(outcome, Ok((Some(_), _))) {

@@ -58,9 +58,16 @@ pub async fn mend_and_return(
         ..ReplayOptions::default()
     };
     let instance = mapping.take_instance();
-    replay(store, &*instance.handler, CONSUMER, to_replay, &options, |_, _| {})
-        .await
-        .map_err(|e| format!("replay: {e}"))?;
+    replay(
+        store,
+        &*instance.handler,
+        CONSUMER,
+        to_replay,
+        &options,
+        |_, _| {},
+    )
+    .await
+    .map_err(|e| format!("replay: {e}"))?;
     let client = setup.kinesis.client();
     redrive(
         store,

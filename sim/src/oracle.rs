@@ -445,10 +445,12 @@ impl Judge<'_> {
     }
 
     /// The first copies of each user key's records at one destination shard
-    /// in sequence order.
+    /// in sequence order. Without the guard, a child shard may run before its
+    /// parents are done: only records of one source shard are compared then.
     fn destination_order(&mut self, name: &str, ids: &[u64]) {
+        let across_shards = self.scenario.features.guard;
         let mut first: BTreeSet<u64> = BTreeSet::new();
-        let mut last: BTreeMap<&str, &Produced> = BTreeMap::new();
+        let mut last: BTreeMap<(&str, &str), &Produced> = BTreeMap::new();
         for id in ids {
             if !first.insert(*id) || self.world.operated.contains(id) {
                 continue;
@@ -456,7 +458,13 @@ impl Judge<'_> {
             let Some(record) = self.world.produced.get(id) else {
                 continue;
             };
-            if let Some(before) = last.get(record.user_key.as_str())
+            let shard = if across_shards {
+                ""
+            } else {
+                record.shard.as_str()
+            };
+            let key = (record.user_key.as_str(), shard);
+            if let Some(before) = last.get(&key)
                 && record.position < before.position
             {
                 self.violation(format!(
@@ -464,7 +472,7 @@ impl Judge<'_> {
                     record.user_key, record.payload.id, before.payload.id
                 ));
             }
-            last.insert(record.user_key.as_str(), record);
+            last.insert(key, record);
         }
     }
 

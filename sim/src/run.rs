@@ -134,7 +134,10 @@ fn starter(
     destinations: &[String],
     calls: Calls,
 ) -> Box<dyn Fn() -> Instance> {
-    let (spec, windows) = (scenario.features.fan_out, scenario.features.window.is_some());
+    let (spec, windows) = (
+        scenario.features.fan_out,
+        scenario.features.window.is_some(),
+    );
     let (kinesis, destinations) = (kinesis.clone(), destinations.to_vec());
     Box::new(move || {
         let fan_out = spec.map(|spec| {
@@ -147,7 +150,10 @@ fn starter(
                     Arc::new(sink) as Arc<dyn Sink>
                 })
                 .collect();
-            FanOut::new(StaticDestinations(sinks), shardline::sink::DEFAULT_MAX_RECORD_BYTES)
+            FanOut::new(
+                StaticDestinations(sinks),
+                shardline::sink::DEFAULT_MAX_RECORD_BYTES,
+            )
         });
         Instance {
             handler: Arc::new(SimHandler::new(calls.clone(), fan_out)),

@@ -33,6 +33,15 @@ pub(super) struct ShardRun<'a, H> {
     pub now: SystemTime,
 }
 
+/// How fast the batch's handler calls go, and the time its flush keeps back.
+struct Pace {
+    /// The longest handler call seen, in microseconds: a record starts only
+    /// with that much time left.
+    slowest: AtomicU64,
+    /// Time kept back for the flush.
+    flush_reserve: Duration,
+}
+
 /// What became of one record in this batch.
 #[derive(Debug)]
 pub(super) enum Outcome {
@@ -172,13 +181,16 @@ impl<H: Handler> ShardRun<'_, H> {
         let lanes = items.iter().map(|item| self.lane_of(item.record()));
         let mut lanes = Lanes::new(lanes);
         let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|_| None).collect();
-        let slowest = AtomicU64::new(0);
+        let pace = Pace {
+            slowest: AtomicU64::new(0),
+            flush_reserve: self.flush_reserve(),
+        };
         let budget = QuarantineBudget::default();
         let start = |index: usize| {
-            let (slowest, budget) = (&slowest, &budget);
+            let (pace, budget) = (&pace, &budget);
             async move {
                 let item = &items[index];
-                let outcome = match self.decide(item, units, claims, slowest).await {
+                let outcome = match self.decide(item, units, claims, pace).await {
                     Outcome::Quarantined { .. }
                         if !budget.admit(units.key_of(item.record()), item.record().data.len()) =>
                     {
@@ -266,6 +278,17 @@ impl<H: Handler> ShardRun<'_, H> {
         }
     }
 
+    /// The time kept back for the handler's flush: what it asks for
+    /// ([`Handler::flush_time`]), at most half of the invocation's time left
+    /// past the commit's reserve, so records still start.
+    fn flush_reserve(&self) -> Duration {
+        let wanted = self.handler.flush_time();
+        match self.deadline.remaining() {
+            Some(left) => wanted.min(left.saturating_sub(self.config.time_reserve) / 2),
+            None => wanted,
+        }
+    }
+
     /// The lane of `record`: the whole shard when records run one at a time
     /// in checkpoint mode, else its ordering key.
     pub(super) fn lane_of<'r>(&self, record: &'r Record) -> &'r str {
@@ -277,13 +300,7 @@ impl<H: Handler> ShardRun<'_, H> {
     }
 
     /// Applies the skip rules and, if none applies, the handler.
-    async fn decide(
-        &self,
-        item: &Item,
-        units: &Units,
-        claims: &Claims,
-        slowest: &AtomicU64,
-    ) -> Outcome {
+    async fn decide(&self, item: &Item, units: &Units, claims: &Claims, pace: &Pace) -> Outcome {
         let record = item.record();
         let done = units.is_done(record);
         let duplicate = claims.duplicates.contains_key(&record.position);
@@ -300,8 +317,12 @@ impl<H: Handler> ShardRun<'_, H> {
             }
             Item::Ready(record) => record,
         };
-        let budget = self.deadline.reserve(self.config.time_reserve);
-        let longest = Duration::from_micros(slowest.load(Ordering::Relaxed));
+        // Time is kept back for the commit and for the handler's flush (at
+        // most half of what the invocation had, so records still start).
+        let budget = self
+            .deadline
+            .reserve(self.config.time_reserve + pace.flush_reserve);
+        let longest = Duration::from_micros(pace.slowest.load(Ordering::Relaxed));
         if budget
             .remaining()
             .is_some_and(|left| left.is_zero() || left < longest)
@@ -313,7 +334,7 @@ impl<H: Handler> ShardRun<'_, H> {
             return Outcome::Overran { started };
         };
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        slowest.fetch_max(took, Ordering::Relaxed);
+        pace.slowest.fetch_max(took, Ordering::Relaxed);
         match result {
             Ok(()) => Outcome::Handled,
             Err(error) => self.failed(record, units, &error),

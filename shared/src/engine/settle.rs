@@ -33,7 +33,8 @@ pub(super) struct Folded {
 impl<H: Handler> ShardRun<'_, H> {
     /// Turns a failed flush into the outcomes of the records it concerns, lane
     /// by lane: the first record of a lane the flush did not write counts an
-    /// attempt (retryable) or is quarantined (permanent, or out of attempts);
+    /// attempt (retryable) or is quarantined (permanent, or out of attempts),
+    /// unless the flush ran out of time before trying it (no attempt);
     /// after a retryable one, the lane's later handled records are left for
     /// the retry too, so the retry applies the lane's records in order again.
     pub(super) fn settle_flush(
@@ -85,6 +86,12 @@ impl<H: Handler> ShardRun<'_, H> {
                 }
                 (None, None) => continue,
             };
+            if !error.counts_attempt() {
+                // Not tried for lack of time: left for the retry, no attempt.
+                *outcome = Outcome::Pending;
+                stopped.insert(lane);
+                continue;
+            }
             *outcome = self.failed(record, units, &error);
             if matches!(outcome, Outcome::Failed { .. }) {
                 stopped.insert(lane);

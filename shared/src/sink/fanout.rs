@@ -9,9 +9,12 @@
 //! counts an attempt against it, so a destination that keeps failing sends its
 //! records to the quarantine instead of blocking the shard forever.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::task::JoinSet;
@@ -21,6 +24,10 @@ use crate::buffer::ShardBuffers;
 use crate::error::BoxError;
 use crate::handler::{Batch, FlushError, Handler, HandlerError, RecordFailure};
 use crate::record::Record;
+use crate::time::Instant;
+
+/// The least time a flush is given after one ran out of time.
+pub const STARVED_FLUSH_RESERVE: Duration = Duration::from_secs(1);
 
 /// Where the records of a stream go.
 #[async_trait]
@@ -74,6 +81,8 @@ pub struct FanOut {
     buffers: ShardBuffers<Vec<OutRecord>>,
     requests: AtomicU64,
     retried_entries: AtomicU64,
+    /// The time the next flush is given, in microseconds ([`Handler::flush_time`]).
+    flush_reserve: AtomicU64,
 }
 
 impl FanOut {
@@ -86,6 +95,7 @@ impl FanOut {
             buffers: ShardBuffers::default(),
             requests: AtomicU64::new(0),
             retried_entries: AtomicU64::new(0),
+            flush_reserve: AtomicU64::new(0),
         }
     }
 
@@ -112,11 +122,32 @@ impl Handler for FanOut {
         Ok(())
     }
 
+    fn flush_time(&self) -> Duration {
+        Duration::from_micros(self.flush_reserve.load(Ordering::Relaxed))
+    }
+
     async fn flush(&self, batch: &Batch<'_>) -> Result<(), FlushError> {
-        let mut records = self.buffers.take(batch.shard());
+        let records = self.buffers.take(batch.shard());
         if records.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
+        let flushed = self.deliver(records, batch).await;
+        let took = started.elapsed();
+        let starved = matches!(&flushed, Err(FlushError::Records(failures))
+            if failures.iter().any(|f| !f.error.counts_attempt()));
+        self.reserve_for_next_flush(took, starved);
+        flushed
+    }
+}
+
+impl FanOut {
+    /// Delivers a batch's records to every destination (the flush).
+    async fn deliver(
+        &self,
+        mut records: Vec<OutRecord>,
+        batch: &Batch<'_>,
+    ) -> Result<(), FlushError> {
         // In source order: with in-batch concurrency `handle` calls finish in
         // any order, and a user key of a KPL source can sit in aggregates of
         // different outer keys (different lanes), so completion order is not
@@ -194,9 +225,22 @@ impl Handler for FanOut {
         failures.sort_by(|a, b| a.position.cmp(&b.position));
         Err(FlushError::Records(failures))
     }
-}
 
-impl FanOut {
+    /// The time the next flush is given: the slowest flush seen; after a
+    /// flush whose time ran out before it tried every record, twice what it
+    /// had (at least [`STARVED_FLUSH_RESERVE`]), so the engine stops starting
+    /// records earlier and the flush gets its time.
+    fn reserve_for_next_flush(&self, took: Duration, starved: bool) {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let wanted = if starved {
+            let had = self.flush_reserve.load(Ordering::Relaxed).max(micros(took));
+            had.saturating_mul(2).max(micros(STARVED_FLUSH_RESERVE))
+        } else {
+            micros(took)
+        };
+        self.flush_reserve.fetch_max(wanted, Ordering::Relaxed);
+    }
+
     /// Notes what one destination received and what it did not, and why.
     fn settle(
         &self,
@@ -225,11 +269,29 @@ impl FanOut {
             || format!("destination {destination}: not delivered"),
             |e| e.to_string(),
         );
-        for (&index, delivered) in todo.iter().zip(&outcome.delivered) {
-            if !delivered {
-                failed
-                    .entry(index)
-                    .or_insert_with(|| HandlerError::retryable(why.clone()));
+        let not_tried: HashSet<usize> = outcome.not_tried.iter().copied().collect();
+        for (at, (&index, delivered)) in todo.iter().zip(&outcome.delivered).enumerate() {
+            if *delivered {
+                continue;
+            }
+            // A record the sink had no time to send is not its fault; a
+            // failure at another destination still counts.
+            let error = if not_tried.contains(&at) {
+                HandlerError::out_of_time(format!(
+                    "destination {destination}: not sent, the invocation's time ran out"
+                ))
+            } else {
+                HandlerError::retryable(why.clone())
+            };
+            match failed.entry(index) {
+                Entry::Vacant(slot) => {
+                    slot.insert(error);
+                }
+                Entry::Occupied(mut slot) => {
+                    if !slot.get().counts_attempt() && error.counts_attempt() {
+                        slot.insert(error);
+                    }
+                }
             }
         }
     }

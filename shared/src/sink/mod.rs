@@ -136,6 +136,9 @@ pub struct SendOutcome {
     /// Records the destination refuses for what they are (an invalid partition
     /// key, too large): sending them again cannot help. Index and reason.
     pub rejected: Vec<(usize, String)>,
+    /// Records never sent: the time ran out before their turn. Nothing went
+    /// wrong with them (a fan-out counts no attempt against them).
+    pub not_tried: Vec<usize>,
     /// Requests made (PutRecords calls, or file writes).
     pub requests: u64,
     /// Entries sent again after failing.

@@ -153,6 +153,9 @@ impl super::KinesisSink {
             crate::metrics::add_count("FanoutWrongShard", misplaced);
             self.shards.invalidate();
         }
+        for &entry in &put.not_tried {
+            outcome.not_tried.extend(&packed.members[entry]);
+        }
         let mut again = Vec::new();
         for (entry, reason) in put.rejected {
             if packed.is_aggregate(entry) {

@@ -369,6 +369,10 @@ impl KinesisSink {
                 break;
             }
             if round.out_of_time && !plan.is_empty() {
+                let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+                outcome.not_tried = (0..records.len())
+                    .filter(|&i| !tally.tried[i] && !outcome.delivered[i] && !rejected.contains(&i))
+                    .collect();
                 outcome.error = Some(SinkError::Incomplete {
                     destination: self.stream.clone(),
                     undelivered: outcome.delivered.iter().filter(|d| !**d).count(),
