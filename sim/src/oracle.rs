@@ -30,6 +30,8 @@ pub struct Verdict {
     pub violations: Vec<String>,
     /// What happened, counted.
     pub stats: Stats,
+    /// The invocations, one line each (for a failing run).
+    pub story: Vec<String>,
 }
 
 /// What a run did, counted.
@@ -57,6 +59,7 @@ impl Verdict {
         Verdict {
             violations: vec![why.into()],
             stats: Stats::default(),
+            story: Vec::new(),
         }
     }
 
@@ -100,9 +103,19 @@ pub async fn judge(setup: &Setup) -> Verdict {
         })
         .collect();
     let world = setup.world.lock();
+    let landed = if setup.scenario.features.window.is_some() {
+        world
+            .closes
+            .iter()
+            .flat_map(|c| c.ids.iter().copied())
+            .collect()
+    } else {
+        world.applied.keys().copied().collect()
+    };
     let mut judge = Judge {
         scenario: &setup.scenario,
         world: &world,
+        landed,
         quarantined: BTreeMap::new(),
         violations: Vec::new(),
         end: shardline::sample::epoch_seconds(shardline::time::now()),
@@ -127,9 +140,15 @@ pub async fn judge(setup: &Setup) -> Verdict {
             .sum(),
         duplicates,
     };
+    let story = if judge.violations.is_empty() {
+        Vec::new()
+    } else {
+        story(&world)
+    };
     Verdict {
         violations: judge.violations,
         stats,
+        story,
     }
 }
 
@@ -165,6 +184,8 @@ fn read_destinations(setup: &Setup) -> Held {
 struct Judge<'a> {
     scenario: &'a Scenario,
     world: &'a Record,
+    /// Records whose effect landed (with windows: folded into a close).
+    landed: BTreeSet<u64>,
     /// Quarantined record ids, with their reason.
     quarantined: BTreeMap<u64, QuarantineReason>,
     violations: Vec<String>,
@@ -235,7 +256,7 @@ impl Judge<'_> {
             && self.world.produced.values().any(|other| {
                 other.payload.id != record.payload.id
                     && other.payload.dedup == record.payload.dedup
-                    && (self.world.applied.contains_key(&other.payload.id)
+                    && (self.landed.contains(&other.payload.id)
                         || self.quarantined.contains_key(&other.payload.id))
             });
         stale || duplicate
@@ -252,20 +273,10 @@ impl Judge<'_> {
     /// window's result, too, past its retries); a poison record never landed.
     fn accounting(&mut self) {
         let windows = self.scenario.features.window.is_some();
-        let folded: BTreeSet<u64> = self
-            .world
-            .closes
-            .iter()
-            .flat_map(|c| c.ids.iter().copied())
-            .collect();
         let dropped_windows = windows && self.scenario.mapping.retry_limit.is_some();
         let mended = self.world.mended;
         for (id, record) in &self.world.produced {
-            let landed = if windows {
-                folded.contains(id)
-            } else {
-                self.world.applied.contains_key(id)
-            };
+            let landed = self.landed.contains(id);
             let quarantined = self.quarantined.contains_key(id);
             if landed && record.payload.kind != Kind::Healthy && !mended {
                 self.violation(format!("poison record {id} landed"));
@@ -402,7 +413,8 @@ impl Judge<'_> {
         }
     }
 
-    /// Every record landed and not quarantined is at every destination;
+    /// Every record landed and neither quarantined nor discarded by Lambda
+    /// (after its handler ran) is at every destination;
     /// copies counted; key order where the README promises it. Returns the
     /// copies beyond the first.
     fn destinations(&mut self, held: &Held) -> u64 {
@@ -429,7 +441,12 @@ impl Judge<'_> {
                 }
             }
             for id in self.world.applied.keys() {
-                if !seen.contains_key(id) && !self.quarantined.contains_key(id) {
+                let discarded = self
+                    .world
+                    .produced
+                    .get(id)
+                    .is_some_and(|r| self.discarded(r));
+                if !seen.contains_key(id) && !self.quarantined.contains_key(id) && !discarded {
                     self.violation(format!(
                         "record {id} landed but destination {name} lacks it"
                     ));
@@ -549,4 +566,36 @@ fn window_start(text: &str) -> Option<u64> {
         aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::DateTime)
             .ok()?;
     u64::try_from(at.secs()).ok()
+}
+
+/// One line per invocation: its shard, the records it called the handler on
+/// (and which of them went well), what it answered.
+fn story(world: &Record) -> Vec<String> {
+    let mut lines: Vec<String> = world
+        .invocations
+        .iter()
+        .map(|(n, log)| {
+            format!(
+                "#{n} {}{} called {:?} handled {:?} cut off {:?} clean {} retry from {:?}",
+                log.shard,
+                if log.duplicate {
+                    " (duplicate delivery)"
+                } else {
+                    ""
+                },
+                log.called,
+                log.handled,
+                log.cut_off.iter().map(|c| c.2).collect::<Vec<_>>(),
+                log.clean,
+                log.retry_from
+            )
+        })
+        .collect();
+    lines.extend(
+        world
+            .closes
+            .iter()
+            .map(|c| format!("close {} {}: {:?}", c.shard, c.window, c.ids)),
+    );
+    lines
 }

@@ -141,10 +141,13 @@ impl Faults {
         }
     }
 
-    /// Whether a fault may write something twice that no one can tell was
-    /// written (a put whose answer is lost, late or cut by a crash).
+    /// Whether a fault may write something twice to a destination, as the
+    /// README allows: a put whose answer is lost or late, a process that dies
+    /// after a put, a commit the store refuses after the flush (the batch goes
+    /// back to Lambda), a duplicate delivery.
     pub fn may_duplicate_puts(&self) -> bool {
-        self.crash > 0.0 || self.put_fail > 0.0 || self.duplicate_delivery > 0.0
+        let store = self.store_fail + self.store_lose + self.store_cancel;
+        self.crash > 0.0 || self.put_fail > 0.0 || self.duplicate_delivery > 0.0 || store > 0.0
     }
 }
 

@@ -38,8 +38,20 @@ fn main() -> ExitCode {
             for violation in &verdict.violations {
                 println!("VIOLATION: {violation}");
             }
+            if args.iter().any(|a| a == "--story") {
+                for line in &verdict.story {
+                    println!("  {line}");
+                }
+            }
             let small = shrink(&scenario);
             println!("shrunk:\n{small}");
+            let again = run(&small);
+            for violation in &again.violations {
+                println!("VIOLATION: {violation}");
+            }
+            for line in &again.story {
+                println!("  {line}");
+            }
             ExitCode::FAILURE
         }
         Some("many") | Some("soak") => {
