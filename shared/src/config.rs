@@ -13,7 +13,9 @@
 //! | `SHARDLINE_PROGRESS` | `shard` (one checkpoint per shard) or `partition-key` (for ParallelizationFactor > 1) | `shard` |
 //! | `SHARDLINE_PARENT_GUARD` | `on` or `off`: hold child shards until their parents are finished | `on` with a state table, else `off` |
 //! | `SHARDLINE_CONCURRENCY` | records in flight at once across partition keys (1..=1000; a key's records stay in order) | function's choice, else [`DEFAULT_CONCURRENCY`] |
+//! | `SHARDLINE_KEY_PROGRESS_TTL_HOURS` | per-key progress is kept this long after its last write; at least the stream's retention (24..=8784) | function's choice, else 192 (8 days) |
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +27,20 @@ pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Records in flight at once within a batch when neither the function
 /// (`App::concurrency`) nor `SHARDLINE_CONCURRENCY` says.
 pub const DEFAULT_CONCURRENCY: usize = 1;
+
+/// The per-key progress TTLs Shardline takes (`SHARDLINE_KEY_PROGRESS_TTL_HOURS`,
+/// `App::key_progress_ttl`): from a stream's shortest retention period (24
+/// hours) to its longest (365 days) and a day. Key progress must outlive every
+/// record of its key that Lambda can still deliver, so the TTL must be at least
+/// the stream's retention period.
+pub const KEY_PROGRESS_TTL_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(24 * HOUR)..=Duration::from_secs(8_784 * HOUR);
+
+const HOUR: u64 = 3600;
+
+/// What `SHARDLINE_KEY_PROGRESS_TTL_HOURS` must be.
+const KEY_PROGRESS_TTL_EXPECTED: &str = "a whole number of hours from 24 to 8784 (366 days), \
+     at least the stream's retention period (RetentionPeriodHours, 24 to 8760)";
 
 /// A setting that is present but not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +154,9 @@ pub struct Settings {
     pub parent_guard: Option<bool>,
     /// `SHARDLINE_CONCURRENCY` (`None`: the function's default).
     pub concurrency: Option<usize>,
+    /// `SHARDLINE_KEY_PROGRESS_TTL_HOURS` (`None`: the function's default,
+    /// else [`crate::state::DEFAULT_KEY_PROGRESS_TTL`]).
+    pub key_progress_ttl: Option<Duration>,
 }
 
 impl Settings {
@@ -219,6 +238,17 @@ impl Settings {
             "a whole number from 1 to 1000",
             |n: &usize| (1..=1000).contains(n),
         )?;
+        let key_progress_ttl = parse_var(
+            lookup,
+            "SHARDLINE_KEY_PROGRESS_TTL_HOURS",
+            KEY_PROGRESS_TTL_EXPECTED,
+            |hours: &u64| {
+                hours
+                    .checked_mul(HOUR)
+                    .is_some_and(|secs| KEY_PROGRESS_TTL_RANGE.contains(&Duration::from_secs(secs)))
+            },
+        )?
+        .map(|hours| Duration::from_secs(hours * HOUR));
         Ok(Settings {
             consumer,
             max_attempts,
@@ -231,6 +261,7 @@ impl Settings {
             progress,
             parent_guard,
             concurrency,
+            key_progress_ttl,
         })
     }
 }
@@ -334,5 +365,43 @@ mod tests {
         }
         let s = Settings::from_lookup(&lookup(&[("SHARDLINE_CONCURRENCY", "32")]), false).unwrap();
         assert_eq!(s.concurrency, Some(32));
+    }
+
+    #[test]
+    fn key_progress_ttl_is_read_in_hours() {
+        let s = Settings::from_lookup(&lookup(&[]), false).unwrap();
+        assert_eq!(s.key_progress_ttl, None, "the function's default applies");
+        for (text, hours) in [("24", 24), ("720", 720), ("8784", 8784)] {
+            let pairs = [("SHARDLINE_KEY_PROGRESS_TTL_HOURS", text)];
+            let lookup = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            };
+            let s = Settings::from_lookup(&lookup, false).unwrap();
+            assert_eq!(s.key_progress_ttl, Some(Duration::from_secs(hours * 3600)));
+        }
+    }
+
+    #[test]
+    fn key_progress_ttl_out_of_range_is_refused_naming_the_variable() {
+        for bad in ["0", "23", "8785", "8d", "-1"] {
+            let pairs = [("SHARDLINE_KEY_PROGRESS_TTL_HOURS", bad)];
+            let lookup = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            };
+            let err = Settings::from_lookup(&lookup, false).unwrap_err();
+            assert_eq!(err.variable, "SHARDLINE_KEY_PROGRESS_TTL_HOURS", "{bad}");
+            let message = err.to_string();
+            assert!(
+                message.contains("SHARDLINE_KEY_PROGRESS_TTL_HOURS")
+                    && message.contains("from 24 to 8784"),
+                "{message}"
+            );
+        }
     }
 }

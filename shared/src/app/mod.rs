@@ -172,6 +172,7 @@ pub struct App<H> {
     max_record_age: Option<Duration>,
     parent_guard: bool,
     concurrency: Option<usize>,
+    key_progress_ttl: Option<Duration>,
     tables: Vec<TableSpec>,
     commands: Vec<Command<H>>,
 }
@@ -231,6 +232,7 @@ impl<H: Consumer> App<H> {
             max_record_age: None,
             parent_guard: true,
             concurrency: None,
+            key_progress_ttl: None,
             tables: Vec::new(),
             commands: Vec::new(),
         }
@@ -255,6 +257,18 @@ impl<H: Consumer> App<H> {
     /// `SHARDLINE_PARENT_GUARD=on` asks for it.
     pub fn parent_guard(mut self, on: bool) -> Self {
         self.parent_guard = on;
+        self
+    }
+
+    /// How long a partition key's progress (per-key mode) is kept after its
+    /// last write, by default: at least the stream's retention period, so a
+    /// key's progress outlives every record of it Lambda can still deliver.
+    /// `SHARDLINE_KEY_PROGRESS_TTL_HOURS` overrides it; without either,
+    /// [`crate::state::DEFAULT_KEY_PROGRESS_TTL`] (8 days). A TTL outside
+    /// [`crate::config::KEY_PROGRESS_TTL_RANGE`] (24 hours to 366 days) stops
+    /// the function at start.
+    pub fn key_progress_ttl(mut self, ttl: Duration) -> Self {
+        self.key_progress_ttl = Some(ttl);
         self
     }
 
@@ -323,6 +337,14 @@ impl<H: Consumer> App<H> {
 
     /// Builds the handler (running [`App::build`]'s closure).
     async fn into_function(self, settings: Settings) -> Result<Function<H>, Error> {
+        if let Some(ttl) = self.key_progress_ttl
+            && !crate::config::KEY_PROGRESS_TTL_RANGE.contains(&ttl)
+        {
+            return Err(Error::Usage(format!(
+                "App::key_progress_ttl({ttl:?}) is not valid: expected 24 hours to 366 days, \
+                 at least the stream's retention period"
+            )));
+        }
         let handler = match self.source {
             Source::Ready(handler) => handler,
             Source::Build(build) => build(settings.clone()).await.map_err(Error::Setup)?,
@@ -334,6 +356,7 @@ impl<H: Consumer> App<H> {
             max_record_age: self.max_record_age,
             parent_guard: self.parent_guard,
             concurrency: self.concurrency,
+            key_progress_ttl: self.key_progress_ttl,
             tables: self.tables,
             commands: self.commands,
             settings,
@@ -349,6 +372,7 @@ struct Function<H> {
     max_record_age: Option<Duration>,
     parent_guard: bool,
     concurrency: Option<usize>,
+    key_progress_ttl: Option<Duration>,
     tables: Vec<TableSpec>,
     commands: Vec<Command<H>>,
     settings: Settings,
@@ -395,22 +419,40 @@ impl<H> Function<H> {
         Ok(self.open_quarantine_store().await?)
     }
 
+    /// How long per-key progress is kept: the setting, else the function's
+    /// choice, else [`crate::state::DEFAULT_KEY_PROGRESS_TTL`].
+    fn key_progress_ttl(&self) -> Duration {
+        self.settings
+            .key_progress_ttl
+            .or(self.key_progress_ttl)
+            .unwrap_or(crate::state::DEFAULT_KEY_PROGRESS_TTL)
+    }
+
     /// [`Function::open_store`], with the quarantine operations.
     async fn open_quarantine_store(&self) -> Result<Arc<dyn QuarantineStore>, Error> {
+        let ttl = self.key_progress_ttl();
         match &self.settings.state_table {
             #[cfg(feature = "dynamodb")]
-            Some(table) => Ok(Arc::new(crate::state::DynamoDbStore::new(
-                crate::aws::dynamodb_client().await,
-                table.clone(),
-            ))),
+            Some(table) => Ok(Arc::new(
+                crate::state::DynamoDbStore::new(
+                    crate::aws::dynamodb_client().await,
+                    table.clone(),
+                )
+                .with_key_progress_ttl(ttl),
+            )),
             #[cfg(not(feature = "dynamodb"))]
             Some(_) => Err(Error::Usage(
                 "SHARDLINE_STATE_TABLE is set but this build has no DynamoDB support".into(),
             )),
-            None => Ok(Arc::new(EmbeddedStore::open(&self.settings.state_dir)?)),
+            None => Ok(Arc::new(
+                EmbeddedStore::open(&self.settings.state_dir)?.with_key_progress_ttl(ttl),
+            )),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 #[cfg(feature = "kinesis")]
 async fn parent_guard() -> Result<ParentGuard, Error> {

@@ -1,15 +1,18 @@
 //! [`ShardDirectory`] over Kinesis: ListShards for lineage and expiry,
 //! GetShardIterator + GetRecords for a parent's tail.
 //!
-//! A tail read makes at most 10 GetRecords calls.
+//! A tail read makes at most 10 GetRecords calls and hands back the next shard
+//! iterator ([`Tail::resume`]), so the guard reads on past the empty pages
+//! Kinesis answers before a shard's end instead of reading them again.
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::operation::get_records::GetRecordsOutput;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
 
-use super::{ListedShard, ShardDirectory, Tail, TailEnd, TailRecord};
+use super::{ListedShard, ShardDirectory, Tail, TailCursor, TailEnd, TailRecord};
 use crate::decode::kpl::{Deaggregated, deaggregate};
 use crate::error::BoxError;
 use crate::record::{Position, SequenceNumber, ShardRef};
@@ -81,43 +84,45 @@ impl ShardDirectory for KinesisShards {
         after: Option<&Position>,
         max_records: usize,
     ) -> Result<Tail, BoxError> {
-        let name = stream_name(&shard.stream_arn);
-        let mut iterator = self.first_iterator(shard, after).await?;
+        let iterator = self.first_iterator(shard, after).await?;
+        self.read_pages(shard, iterator, after, max_records).await
+    }
+
+    async fn read_on(
+        &self,
+        shard: &ShardRef,
+        cursor: &TailCursor,
+        after: Option<&Position>,
+        max_records: usize,
+    ) -> Result<Tail, BoxError> {
+        self.read_pages(shard, Some(cursor.0.clone()), after, max_records)
+            .await
+    }
+}
+
+impl KinesisShards {
+    /// Reads pages from `iterator` (at most [`MAX_READS`]) until about
+    /// `max_records` records after `after`, the shard's end or its tip.
+    async fn read_pages(
+        &self,
+        shard: &ShardRef,
+        mut iterator: Option<String>,
+        after: Option<&Position>,
+        max_records: usize,
+    ) -> Result<Tail, BoxError> {
         let mut records = Vec::new();
         for _ in 0..MAX_READS {
             let Some(current) = iterator.take() else {
                 return Ok(Tail {
                     records,
                     end: TailEnd::Ended { children: vec![] },
+                    resume: None,
                 });
             };
-            let limit = i32::try_from(max_records.clamp(1, 10_000)).unwrap_or(10_000);
-            let page = self
-                .client
-                .get_records()
-                .shard_iterator(current)
-                .limit(limit)
-                .send()
-                .await
-                .map_err(|e| {
-                    service_error(format!("GetRecords on {name}/{}", shard.shard_id), e)
-                })?;
-            for record in page.records() {
-                let sequence: SequenceNumber = record.sequence_number().parse()?;
-                let users = user_records(record.data().as_ref());
-                if let Some(position) = after
-                    && !(sequence > position.sequence
-                        || (sequence == position.sequence && users > position.subsequence + 1))
-                {
-                    continue;
-                }
-                records.push(TailRecord {
-                    sequence,
-                    last_subsequence: users.saturating_sub(1),
-                    partition_key: record.partition_key().to_owned(),
-                });
-            }
-            let end = match page.next_shard_iterator() {
+            let page = self.get_records(shard, current, max_records).await?;
+            records.extend(tail_records(&page, after)?);
+            let next = page.next_shard_iterator().map(str::to_owned);
+            let end = match &next {
                 None => Some(TailEnd::Ended {
                     children: page
                         .child_shards()
@@ -129,20 +134,71 @@ impl ShardDirectory for KinesisShards {
                     Some(TailEnd::Open)
                 }
                 Some(_) if records.len() >= max_records => Some(TailEnd::More),
-                Some(next) => {
-                    iterator = Some(next.to_owned());
-                    None
-                }
+                Some(_) => None,
             };
             if let Some(end) = end {
-                return Ok(Tail { records, end });
+                return Ok(Tail {
+                    records,
+                    end,
+                    resume: next.map(TailCursor),
+                });
             }
+            iterator = next;
         }
         Ok(Tail {
             records,
             end: TailEnd::More,
+            resume: iterator.map(TailCursor),
         })
     }
+
+    /// One GetRecords call of at most `max_records` records (1..=10000).
+    async fn get_records(
+        &self,
+        shard: &ShardRef,
+        iterator: String,
+        max_records: usize,
+    ) -> Result<GetRecordsOutput, BoxError> {
+        let limit = i32::try_from(max_records.clamp(1, 10_000)).unwrap_or(10_000);
+        self.client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| {
+                let name = stream_name(&shard.stream_arn);
+                service_error(format!("GetRecords on {name}/{}", shard.shard_id), e)
+            })
+    }
+}
+
+/// The records of `page` after `after` (a KPL aggregate holding `after` when
+/// user records follow it inside the aggregate).
+///
+/// # Errors
+/// A record whose sequence number is not a number.
+fn tail_records(
+    page: &GetRecordsOutput,
+    after: Option<&Position>,
+) -> Result<Vec<TailRecord>, BoxError> {
+    let mut records = Vec::new();
+    for record in page.records() {
+        let sequence: SequenceNumber = record.sequence_number().parse()?;
+        let users = user_records(record.data().as_ref());
+        if let Some(position) = after
+            && !(sequence > position.sequence
+                || (sequence == position.sequence && users > position.subsequence + 1))
+        {
+            continue;
+        }
+        records.push(TailRecord {
+            sequence,
+            last_subsequence: users.saturating_sub(1),
+            partition_key: record.partition_key().to_owned(),
+        });
+    }
+    Ok(records)
 }
 
 impl KinesisShards {

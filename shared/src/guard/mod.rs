@@ -14,7 +14,12 @@
 //!   checkpoint is done and the shard is closed (then that is recorded). In
 //!   per-key mode, where no batch knows the shard's checkpoint, the guard reads
 //!   the parent and checks each record against its key's progress, keeping how
-//!   far it got;
+//!   far it got as the parent's checkpoint;
+//! - a read goes on where the last one stopped ([`TailCursor`]), not from the
+//!   checkpoint again: Kinesis answers empty pages before a shard's end (and
+//!   across gaps in time), which no record position can skip, so a long empty
+//!   tail is read once, a bounded number of pages a poll, instead of again
+//!   from the checkpoint on every poll (and never to its end);
 //! - until every parent is finished, the child waits inside the invocation,
 //!   polling, bounded by the remaining time; then the batch is reported failed
 //!   (Lambda retries it later) with a log line naming the parent and how far it is;
@@ -39,7 +44,7 @@
 //!     }
 //!     async fn read_after(&self, _: &ShardRef, _: Option<&Position>, _: usize)
 //!         -> Result<Tail, shardline::BoxError> {
-//!         Ok(Tail { records: vec![], end: TailEnd::Open })
+//!         Ok(Tail { records: vec![], end: TailEnd::Open, resume: None })
 //!     }
 //! }
 //!
@@ -123,6 +128,26 @@ pub struct Tail {
     pub records: Vec<TailRecord>,
     /// How the read ended.
     pub end: TailEnd,
+    /// Where to read on from, past every page this read took, empty ones
+    /// included (with [`TailEnd::More`] or [`TailEnd::Open`]); `None` when the
+    /// shard ended or the directory cannot resume a read.
+    pub resume: Option<TailCursor>,
+}
+
+/// Where a read of a shard's tail stopped, for [`ShardDirectory::read_on`]:
+/// for Kinesis, the next shard iterator (good for 5 minutes after it was
+/// issued, and for as many reads as that allows).
+///
+/// Kinesis may answer empty pages well before a shard's end; a record
+/// position cannot say how far past them a reader got, a cursor can.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TailCursor(pub String);
+
+impl std::fmt::Debug for TailCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Shard iterators are long opaque tokens: their length is enough in a log.
+        write!(f, "TailCursor({} bytes)", self.0.len())
+    }
 }
 
 /// Where the guard learns about shards: the stream's shard list and the tail of
@@ -146,6 +171,25 @@ pub trait ShardDirectory: Send + Sync {
         after: Option<&Position>,
         max_records: usize,
     ) -> Result<Tail, BoxError>;
+
+    /// As [`ShardDirectory::read_after`], but from `cursor`, where an earlier
+    /// read stopped (its [`Tail::resume`]) or started; records at or before
+    /// `after` are left out. By default, a read from `after` (for a directory
+    /// that never hands out cursors).
+    ///
+    /// # Errors
+    /// A boxed service error, also when the cursor has expired: the guard then
+    /// reads from `after`.
+    async fn read_on(
+        &self,
+        shard: &ShardRef,
+        cursor: &TailCursor,
+        after: Option<&Position>,
+        max_records: usize,
+    ) -> Result<Tail, BoxError> {
+        let _ = cursor;
+        self.read_after(shard, after, max_records).await
+    }
 }
 
 /// Why the guard could not decide.
@@ -187,6 +231,9 @@ pub enum Verdict {
 pub struct ParentGuard {
     directory: Arc<dyn ShardDirectory>,
     poll: Backoff,
+    /// Where the last read of each parent stopped, between polls and between
+    /// invocations of a warm sandbox.
+    marks: parent::ReadMarks,
 }
 
 impl std::fmt::Debug for ParentGuard {
@@ -204,6 +251,7 @@ impl ParentGuard {
         ParentGuard {
             directory,
             poll: Backoff::new(Duration::from_millis(500), Duration::from_secs(5)),
+            marks: parent::ReadMarks::default(),
         }
     }
 
@@ -239,6 +287,7 @@ impl ParentGuard {
             consumer: &key.consumer,
             stream_arn: &key.shard.stream_arn,
             mode,
+            marks: &self.marks,
         };
         let mut round = 0u32;
         loop {
