@@ -349,6 +349,11 @@ impl Mapping {
             // A process that died or timed out is gone; Lambda starts another.
             self.idle.borrow_mut().push(instance);
         }
+        let undisturbed = matches!(&outcome, Ok((Some(Ok((_, report))), _))
+            if report.not_started == 0 && report.failed == 0 && report.superseded == 0);
+        if !undisturbed {
+            self.world.lock().disturbed = true;
+        }
         let answer = match outcome {
             Err(_) => Answer::Failed(format!("Task timed out after {:?}", faults.timeout)),
             Ok((None, _)) => Answer::Failed("the process died".into()),

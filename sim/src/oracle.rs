@@ -421,8 +421,15 @@ impl Judge<'_> {
         let Some(spec) = self.scenario.features.fan_out else {
             return 0;
         };
+        // Each user key in order where the README promises it: ordered or
+        // aggregated delivery, when the source orders by that key (no KPL, or
+        // one record at a time), or when nothing disturbed the run (then the
+        // batches of a shard were done whole, one after the other, and each
+        // flush writes in source order).
         let workload = &self.scenario.workload;
-        let ordered = (workload.kpl_max == 0 || self.scenario.features.concurrency == 1)
+        let by_user_key = workload.kpl_max == 0 || self.scenario.features.concurrency == 1;
+        let whole = !self.world.disturbed && self.scenario.mapping.parallelization == 1;
+        let ordered = (by_user_key || whole)
             && (spec.order == DeliveryOrder::Ordered || spec.aggregate);
         let mut copies = 0;
         for (name, shards) in held {

@@ -146,14 +146,12 @@ fn starter(
                 .map(|name| {
                     let sink = KinesisSink::new(kinesis.client(), name.clone())
                         .order(spec.order)
-                        .aggregate(spec.aggregate);
+                        .aggregate(spec.aggregate)
+                        .max_record_bytes(spec.max_record_bytes);
                     Arc::new(sink) as Arc<dyn Sink>
                 })
                 .collect();
-            FanOut::new(
-                StaticDestinations(sinks),
-                shardline::sink::DEFAULT_MAX_RECORD_BYTES,
-            )
+            FanOut::new(StaticDestinations(sinks), spec.max_record_bytes)
         });
         Instance {
             handler: Arc::new(SimHandler::new(calls.clone(), fan_out)),

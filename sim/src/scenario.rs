@@ -33,6 +33,9 @@ pub struct FanOutSpec {
     pub aggregate: bool,
     /// Shards per destination.
     pub shards: u32,
+    /// The largest record (and aggregate) a destination takes: small ones
+    /// make several aggregates per destination shard in one flush.
+    pub max_record_bytes: usize,
 }
 
 /// What the function does: its features.
@@ -222,6 +225,7 @@ fn draw_features(rng: &mut Rng) -> Features {
         order: pick(rng, &[DeliveryOrder::Ordered, DeliveryOrder::Throughput]),
         aggregate: rng.bool(),
         shards: rng.u32(1..=3),
+        max_record_bytes: pick(rng, &[1024 * 1024, 200, 90]),
     });
     let progress = if window.is_none() && rng.u8(..3) == 0 {
         ProgressMode::PartitionKey

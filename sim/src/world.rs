@@ -161,6 +161,11 @@ pub struct Record {
     pub operator_from: Option<u64>,
     /// Records the operator replayed or redrove.
     pub operated: BTreeSet<u64>,
+    /// Some invocation failed, crashed, timed out, left records for a retry
+    /// or lost its commit: without any of that, every batch was done whole,
+    /// in turn, and a fan-out writes each user key in order even when its
+    /// records sit in aggregates of different keys.
+    pub disturbed: bool,
 }
 
 /// The run's record, shared by the handlers and the driver.
