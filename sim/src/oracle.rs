@@ -423,14 +423,17 @@ impl Judge<'_> {
         };
         // Each user key in order where the README promises it: ordered or
         // aggregated delivery, when the source orders by that key (no KPL, or
-        // one record at a time), or when nothing disturbed the run (then the
-        // batches of a shard were done whole, one after the other, and each
-        // flush writes in source order).
+        // a shard's records one at a time in one lane: Lambda routes a KPL
+        // record by its aggregate's key), or when nothing disturbed the run
+        // (then a shard's batches were done whole, one after the other, and
+        // each flush writes in source order).
         let workload = &self.scenario.workload;
-        let by_user_key = workload.kpl_max == 0 || self.scenario.features.concurrency == 1;
-        let whole = !self.world.disturbed && self.scenario.mapping.parallelization == 1;
-        let ordered = (by_user_key || whole)
-            && (spec.order == DeliveryOrder::Ordered || spec.aggregate);
+        let one_lane = self.scenario.mapping.parallelization == 1;
+        let by_user_key =
+            workload.kpl_max == 0 || (self.scenario.features.concurrency == 1 && one_lane);
+        let whole = !self.world.disturbed && one_lane;
+        let ordered =
+            (by_user_key || whole) && (spec.order == DeliveryOrder::Ordered || spec.aggregate);
         let mut copies = 0;
         for (name, shards) in held {
             let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
@@ -470,9 +473,12 @@ impl Judge<'_> {
 
     /// The first copies of each user key's records at one destination shard
     /// in sequence order. Without the guard, a child shard may run before its
-    /// parents are done: only records of one source shard are compared then.
+    /// parents are done: only records of one source shard are compared then
+    /// (so too for a KPL source).
     fn destination_order(&mut self, name: &str, ids: &[u64]) {
-        let across_shards = self.scenario.features.guard;
+        // A KPL user key can sit in aggregates of keys routed to different
+        // source shards, which run side by side.
+        let across_shards = self.scenario.features.guard && self.scenario.workload.kpl_max == 0;
         let mut first: BTreeSet<u64> = BTreeSet::new();
         let mut last: BTreeMap<(&str, &str), &Produced> = BTreeMap::new();
         for id in ids {
