@@ -69,7 +69,7 @@ impl Dials {
 }
 
 /// The user records (payload ids) in a Kinesis record's data.
-fn ids_in(data: &[u8]) -> Vec<u64> {
+pub fn ids_in(data: &[u8]) -> Vec<u64> {
     match deaggregate(&bytes::Bytes::copy_from_slice(data)) {
         Deaggregated::Aggregate(records) => records
             .iter()

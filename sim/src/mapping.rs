@@ -283,12 +283,10 @@ impl Mapping {
         }
     }
 
-    fn discarded(&self, shard: &str, discard: &Discard) {
+    fn discarded(&self, _shard: &str, discard: &Discard) {
         let mut world = self.world.lock();
         for record in &discard.records {
-            world
-                .discarded
-                .insert((shard.to_owned(), record.sequence.to_string()));
+            world.discarded.extend(crate::faults::ids_in(&record.data));
         }
     }
 

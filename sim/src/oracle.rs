@@ -263,9 +263,7 @@ impl Judge<'_> {
     }
 
     fn discarded(&self, record: &Produced) -> bool {
-        self.world
-            .discarded
-            .contains(&(record.shard.clone(), record.position.sequence.to_string()))
+        self.world.discarded.contains(&record.payload.id)
     }
 
     /// Each record landed (in a window: was folded into a close), is
@@ -541,11 +539,16 @@ impl Judge<'_> {
         let mut optional = BTreeSet::new();
         for record in records {
             let id = record.payload.id;
+            // A record quarantined by an invocation that then failed comes
+            // again with the older state; if it goes well then, it is folded
+            // too (the window module's docs say so).
+            let refolded = self.quarantined.contains_key(&id)
+                && self.world.exposures.get(&id).is_some_and(|n| *n > 0);
             let gone = self.quarantined.contains_key(&id) || self.discarded(record);
-            if gone {
+            if gone && !refolded {
                 continue;
             }
-            if record.payload.kind != Kind::Healthy || self.may_skip(record) {
+            if refolded || record.payload.kind != Kind::Healthy || self.may_skip(record) {
                 optional.insert(id);
             } else {
                 wanted.push(id);

@@ -150,8 +150,9 @@ pub struct Record {
     pub exposures: BTreeMap<u64, u32>,
     /// Windows closed.
     pub closes: Vec<Close>,
-    /// Records Lambda discarded (retry limit, record age), by source position.
-    pub discarded: BTreeSet<(String, String)>,
+    /// Records Lambda discarded (retry limit, record age), by id (a record
+    /// the operator redrove keeps its id under its new position).
+    pub discarded: BTreeSet<u64>,
     /// The landing order's next number.
     next_order: u64,
     /// Poison records handle well from now on (the operator mended the cause).

@@ -51,6 +51,11 @@
 //! landed unanswered), the state the invocation came with goes back with the
 //! whole batch to retry, so no record is folded twice.
 //!
+//! A record quarantined by an invocation that then failed is handed over again
+//! with the older state: if it goes well this time, it is folded, and it is
+//! both in the window's result and in the quarantine (check before redriving
+//! it; a windowed record cannot be replayed on its own).
+//!
 //! A failed invocation (an error, a timeout, a response without `state`) is
 //! retried by Lambda with the state from before it. Shardline's own checkpoint
 //! may already be past those records (its commit landed before the failure),
