@@ -365,9 +365,7 @@ impl Mapping {
                 Answer::Response(body)
             }
         };
-        if let Some(log) = self.world.lock().invocations.get_mut(&id) {
-            log.ended = Some(Instant::now());
-        }
+        self.ended(id);
         answer
     }
 
@@ -382,8 +380,9 @@ impl Mapping {
             .set(self.typical_polls.get() * 0.8 + f64::from(polls) * 0.2);
     }
 
-    /// An invocation that answered: the longest of its cut-off calls met a
-    /// fault (it counts an attempt); whether its answer is clean.
+    /// An invocation that answered: whether its answer is clean (no
+    /// superseded commit, not a duplicate delivery), and what it asked Lambda
+    /// to retry from.
     fn settled(&self, id: u64, clean: bool, body: &[u8]) {
         let mut world = self.world.lock();
         let Some(log) = world.invocations.get_mut(&id) else {
@@ -397,6 +396,17 @@ impl Mapping {
                     .as_str()
                     .map(str::to_owned)
             });
+    }
+
+    /// An invocation ended, however: the longest of its handler calls cut off
+    /// met a fault (the engine counts an attempt against it when its commit
+    /// lands, even if the answer is then lost).
+    fn ended(&self, id: u64) {
+        let mut world = self.world.lock();
+        let Some(log) = world.invocations.get_mut(&id) else {
+            return;
+        };
+        log.ended = Some(Instant::now());
         let longest = log
             .cut_off
             .iter()

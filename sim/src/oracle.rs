@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use shardline::ProgressMode;
 use shardline::decode::kpl::{Deaggregated, deaggregate};
 use shardline::quarantine::{QuarantineReason, QuarantinedRecord};
 use shardline::sink::DeliveryOrder;
@@ -427,8 +428,11 @@ impl Judge<'_> {
         // each flush writes in source order).
         let workload = &self.scenario.workload;
         let one_lane = self.scenario.mapping.parallelization == 1;
-        let by_user_key =
-            workload.kpl_max == 0 || (self.scenario.features.concurrency == 1 && one_lane);
+        let features = &self.scenario.features;
+        // The engine runs a shard's records one at a time in one line only
+        // at concurrency 1 with progress per shard (else one line per key).
+        let one_at_a_time = features.concurrency == 1 && features.progress == ProgressMode::Shard;
+        let by_user_key = workload.kpl_max == 0 || (one_at_a_time && one_lane);
         let whole = !self.world.disturbed && one_lane;
         let ordered =
             (by_user_key || whole) && (spec.order == DeliveryOrder::Ordered || spec.aggregate);
