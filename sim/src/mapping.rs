@@ -27,6 +27,8 @@ use crate::world::{InvocationLog, World};
 
 /// How often the mapping looks for shards and records.
 const POLL: Duration = Duration::from_millis(100);
+/// The simulated time after which a mapping that is still busy has stalled.
+const STALL_TIME: Duration = Duration::from_secs(3_600);
 /// The pause before a window's failed final invocation is tried again.
 const FINAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -119,16 +121,18 @@ impl Mapping {
         self.is_quiet()
     }
 
-    /// Runs rounds until `done` holds and the mapping is quiet, or `budget`
-    /// more invocations were made (a stall: `false`).
+    /// Runs rounds until `done` holds and the mapping is quiet; a stall
+    /// (`false`) when `budget` more invocations were made, or an hour of the
+    /// simulated clock went by, first.
     pub async fn run_until(self: &Rc<Self>, done: impl Fn() -> bool, budget: u64) -> bool {
         let limit = self.made.get() + budget;
+        let until = Instant::now() + STALL_TIME;
         loop {
             let quiet = self.tick();
             if quiet && done() {
                 return true;
             }
-            if self.made.get() > limit {
+            if self.made.get() > limit || Instant::now() > until {
                 return false;
             }
             tokio::time::sleep(POLL).await;
@@ -336,6 +340,10 @@ impl Mapping {
             let span = (self.typical_polls.get() * 1.5).max(2.0) as usize;
             1 + self.dials.below(span) as u32
         });
+        // Lambda takes a moment to hand an event over: the simulated clock
+        // moves with every invocation, as it does with Lambda's.
+        let handover = Duration::from_millis(2 + self.dials.below(20) as u64);
+        tokio::time::sleep(handover).await;
         let instance = self.take_instance();
         let run = INVOCATION.scope(
             id,

@@ -86,8 +86,9 @@ impl fmt::Display for Stats {
     }
 }
 
-/// Judges the run of `setup`.
-pub async fn judge(setup: &Setup) -> Verdict {
+/// Judges the run of `setup`; its story is told on a violation, or always
+/// with `trace`.
+pub async fn judge(setup: &Setup, trace: bool) -> Verdict {
     let quarantine = match setup.quarantine.quarantined(CONSUMER).await {
         Ok(records) => records,
         Err(error) => return Verdict::fail(format!("the quarantine cannot be read: {error}")),
@@ -141,7 +142,7 @@ pub async fn judge(setup: &Setup) -> Verdict {
             .sum(),
         duplicates,
     };
-    let story = if judge.violations.is_empty() {
+    let story = if judge.violations.is_empty() && !trace {
         Vec::new()
     } else {
         story(&world)
@@ -321,7 +322,7 @@ impl Judge<'_> {
             landed.sort_by_key(|(order, _)| *order);
             for pair in landed.windows(2) {
                 let (a, b) = (pair[0].1, pair[1].1);
-                if b.position < a.position {
+                if b.position < a.position && !self.decided_otherwise(b.payload.id, a.payload.id) {
                     self.violation(format!(
                         "key {key}: record {} ({} {}) landed after record {} ({} {})",
                         b.payload.id, b.shard, b.position, a.payload.id, a.shard, a.position
@@ -329,6 +330,21 @@ impl Judge<'_> {
                 }
             }
         }
+    }
+
+    /// Whether an invocation that did not commit cleanly (it died, timed out,
+    /// was superseded, or was a duplicate delivery) applied `later` after
+    /// failing `earlier` for good (out of attempts: quarantined, so its key
+    /// went on) while the attempt that counted let `earlier` succeed. Each
+    /// attempt keeps its key's order; the two together cannot (the README says
+    /// so under Ordering and failures).
+    fn decided_otherwise(&self, earlier: u64, later: u64) -> bool {
+        self.world.invocations.values().any(|log| {
+            !log.clean
+                && log.handled.contains(&later)
+                && log.called.contains(&earlier)
+                && !log.handled.contains(&earlier)
+        })
     }
 
     /// No record's handler runs again in an invocation that started after

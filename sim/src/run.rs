@@ -57,8 +57,19 @@ impl Drop for Scratch {
     }
 }
 
+/// Runs `scenario` and tells its story whatever the verdict: the stats, the
+/// violations and one line per invocation (to compare two runs of a seed).
+pub fn run_traced(scenario: &Scenario) -> (String, Vec<String>, Vec<String>) {
+    let verdict = run_with(scenario, true);
+    (verdict.stats.to_string(), verdict.violations, verdict.story)
+}
+
 /// Runs `scenario` on its own paused runtime; the oracle's verdict.
 pub fn run(scenario: &Scenario) -> Verdict {
+    run_with(scenario, false)
+}
+
+fn run_with(scenario: &Scenario, trace: bool) -> Verdict {
     fastrand::seed(scenario.seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,7 +86,7 @@ pub fn run(scenario: &Scenario) -> Verdict {
             Ok(setup) => setup,
             Err(error) => return Verdict::fail(format!("setup: {error}")),
         };
-        play(&setup).await
+        play(&setup, trace).await
     })
 }
 
@@ -221,7 +232,7 @@ fn engine_config(scenario: &Scenario, kinesis: &KinesisService) -> EngineConfig 
 }
 
 /// The producer, the mapping with faults, the drain, the operator, the oracle.
-async fn play(setup: &Setup) -> Verdict {
+async fn play(setup: &Setup, trace: bool) -> Verdict {
     let scenario = &setup.scenario;
     let workload = &scenario.workload;
     let mut producer = Producer::new(setup);
@@ -264,7 +275,7 @@ async fn play(setup: &Setup) -> Verdict {
     {
         return Verdict::fail(error);
     }
-    oracle::judge(setup).await
+    oracle::judge(setup, trace).await
 }
 
 /// Every fault stops.
