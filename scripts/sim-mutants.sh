@@ -17,8 +17,8 @@ for patch in sim/mutants/*.patch; do
   name=$(basename "$patch" .patch)
   git apply "$patch"
   trap 'git apply -R "$patch"' EXIT
-  cargo build -q --release -p shardline-sim --bin shardline-sim
-  out=$(target/release/shardline-sim many --count "$count" || true)
+  cargo build -q -p shardline-sim --bin shardline-sim
+  out=$(target/debug/shardline-sim many --count "$count" || true)
   git apply -R "$patch"
   trap - EXIT
   first=$(grep -m1 '^seed .* FAILED' <<<"$out" || true)
