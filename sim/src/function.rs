@@ -51,6 +51,8 @@ pub struct Calls {
     world: World,
     dials: Arc<Mutex<HandlerDials>>,
     rng: Arc<Mutex<Rng>>,
+    /// The end of the slow spell under way, if one is: every call slow.
+    spell_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Calls {
@@ -60,13 +62,22 @@ impl Calls {
             world,
             dials,
             rng: Arc::new(Mutex::new(Rng::with_seed(seed))),
+            spell_until: Arc::new(Mutex::new(None)),
         }
     }
 
+    /// A call's draw. Slowness comes in spells, as a downstream's does: a
+    /// call may start one (3 to 8 s), and every call started during it is
+    /// slow, so many keys are in flight at once when the time runs out.
     fn draw(&self) -> Draw {
         let dials = *self.dials.lock().unwrap_or_else(|p| p.into_inner());
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        let slow = rng.f64() < dials.slow;
+        let mut spell = self.spell_until.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if dials.slow > 0.0 && spell.is_none_or(|until| until < now) && rng.f64() < dials.slow {
+            *spell = Some(now + Duration::from_millis(rng.u64(3_000..=8_000)));
+        }
+        let slow = dials.slow > 0.0 && spell.is_some_and(|until| until >= now);
         Draw {
             latency: if slow {
                 Duration::from_millis(rng.u64(1_500..=4_000))
@@ -186,7 +197,7 @@ impl Handler for SimHandler {
         }
         guard.ended = true;
         self.calls.outcome(payload, draw.transient)?;
-        self.calls.world.lock().apply(payload.id);
+        self.calls.world.lock().apply(payload.id, invocation());
         self.calls.handled(payload.id);
         match &self.fan_out {
             Some(fan_out) => fan_out.handle(record).await,

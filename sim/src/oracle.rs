@@ -332,19 +332,28 @@ impl Judge<'_> {
         }
     }
 
-    /// Whether an invocation that did not commit cleanly (it died, timed out,
-    /// was superseded, or was a duplicate delivery) applied `later` after
-    /// failing `earlier` for good (out of attempts: quarantined, so its key
-    /// went on) while the attempt that counted let `earlier` succeed. Each
-    /// attempt keeps its key's order; the two together cannot (the README says
-    /// so under Ordering and failures).
+    /// Whether two attempts decided `earlier` otherwise: an invocation that
+    /// did not commit cleanly (it died, timed out, was superseded, or was a
+    /// duplicate delivery) applied `later` after failing `earlier` for good
+    /// (out of attempts: quarantined, so its key went on) while another let
+    /// `earlier` succeed, or a duplicate delivery of an older batch applied
+    /// `earlier` late. Each attempt keeps its key's order; two together cannot
+    /// (the README says so under Ordering and failures).
     fn decided_otherwise(&self, earlier: u64, later: u64) -> bool {
-        self.world.invocations.values().any(|log| {
-            !log.clean
-                && log.handled.contains(&later)
-                && log.called.contains(&earlier)
-                && !log.handled.contains(&earlier)
-        })
+        let invocations = &self.world.invocations;
+        let by_duplicate = self
+            .world
+            .applied_by
+            .get(&earlier)
+            .and_then(|n| invocations.get(n))
+            .is_some_and(|log| log.duplicate);
+        by_duplicate
+            || invocations.values().any(|log| {
+                !log.clean
+                    && log.handled.contains(&later)
+                    && log.called.contains(&earlier)
+                    && !log.handled.contains(&earlier)
+            })
     }
 
     /// No record's handler runs again in an invocation that started after

@@ -140,6 +140,8 @@ pub struct Record {
     pub produced: BTreeMap<u64, Produced>,
     /// Records whose effect landed: id to the order it landed in.
     pub applied: BTreeMap<u64, u64>,
+    /// The invocation whose handler landed each record's effect.
+    pub applied_by: BTreeMap<u64, u64>,
     /// Handler calls, by record.
     pub calls: BTreeMap<u64, u32>,
     /// Invocations, by number.
@@ -181,10 +183,11 @@ impl World {
 }
 
 impl Record {
-    /// The effect of `id` lands (once: later calls only count).
-    pub fn apply(&mut self, id: u64) {
+    /// The effect of `id` lands, by `invocation` (once: later calls only count).
+    pub fn apply(&mut self, id: u64, invocation: u64) {
         if !self.applied.contains_key(&id) {
             self.applied.insert(id, self.next_order);
+            self.applied_by.insert(id, invocation);
             self.next_order += 1;
         }
     }
