@@ -207,16 +207,7 @@ impl Settings {
             |n: &u64| (1..=900).contains(n),
         )?
         .map_or(DEFAULT_LOCAL_TIMEOUT, Duration::from_secs);
-        let log = lookup("SHARDLINE_LOG")
-            .filter(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| if lambda { "info" } else { "warn" }.to_owned());
-        if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
-            return Err(ConfigError {
-                variable: "SHARDLINE_LOG".into(),
-                value: log,
-                expected: "a filter such as `info` or `shardline=debug,warn`".into(),
-            });
-        }
+        let log = log_filter(lookup, lambda)?;
         let state_table = lookup("SHARDLINE_STATE_TABLE").filter(|t| !t.trim().is_empty());
         let progress = parse_var(
             lookup,
@@ -238,17 +229,7 @@ impl Settings {
             "a whole number from 1 to 1000",
             |n: &usize| (1..=1000).contains(n),
         )?;
-        let key_progress_ttl = parse_var(
-            lookup,
-            "SHARDLINE_KEY_PROGRESS_TTL_HOURS",
-            KEY_PROGRESS_TTL_EXPECTED,
-            |hours: &u64| {
-                hours
-                    .checked_mul(HOUR)
-                    .is_some_and(|secs| KEY_PROGRESS_TTL_RANGE.contains(&Duration::from_secs(secs)))
-            },
-        )?
-        .map(|hours| Duration::from_secs(hours * HOUR));
+        let key_progress_ttl = key_progress_ttl(lookup)?;
         Ok(Settings {
             consumer,
             max_attempts,
@@ -264,6 +245,41 @@ impl Settings {
             key_progress_ttl,
         })
     }
+}
+
+/// `SHARDLINE_LOG`: a tracing filter (`info` in Lambda, `warn` locally).
+fn log_filter(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    lambda: bool,
+) -> Result<String, ConfigError> {
+    let log = lookup("SHARDLINE_LOG")
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| if lambda { "info" } else { "warn" }.to_owned());
+    if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
+        return Err(ConfigError {
+            variable: "SHARDLINE_LOG".into(),
+            value: log,
+            expected: "a filter such as `info` or `shardline=debug,warn`".into(),
+        });
+    }
+    Ok(log)
+}
+
+/// `SHARDLINE_KEY_PROGRESS_TTL_HOURS`, within [`KEY_PROGRESS_TTL_RANGE`].
+fn key_progress_ttl(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    let hours = parse_var(
+        lookup,
+        "SHARDLINE_KEY_PROGRESS_TTL_HOURS",
+        KEY_PROGRESS_TTL_EXPECTED,
+        |hours: &u64| {
+            hours
+                .checked_mul(HOUR)
+                .is_some_and(|secs| KEY_PROGRESS_TTL_RANGE.contains(&Duration::from_secs(secs)))
+        },
+    )?;
+    Ok(hours.map(|hours| Duration::from_secs(hours * HOUR)))
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "  replay: cargo run --release -p shardline-sim -- run --seed {}",
+                "  replay: cargo run -p shardline-sim -- run --seed {}",
                 failure.seed
             )?;
         }

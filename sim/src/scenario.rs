@@ -207,10 +207,7 @@ impl Scenario {
 
     /// The command that replays it.
     pub fn replay_command(&self) -> String {
-        format!(
-            "cargo run --release -p shardline-sim -- run --seed {}",
-            self.seed
-        )
+        format!("cargo run -p shardline-sim -- run --seed {}", self.seed)
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`SHARDLINE_SIM_SCENARIOS` to change it, `SHARDLINE_SIM_FROM` for the
 //! first seed), each checked by the oracle. A failure prints its seed and the
 //! command that replays it; `shardline-sim run --seed N` also shrinks it.
-//! A time-boxed soak: `cargo run --release -p shardline-sim -- soak --minutes 30`.
+//! A time-boxed soak: `cargo run -p shardline-sim -- soak --minutes 30`.
 
 use shardline_sim::explore::{Exploration, explore};
 

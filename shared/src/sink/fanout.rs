@@ -194,23 +194,9 @@ impl FanOut {
                 &mut failed,
             );
         }
-        for (slot, sink) in sinks
-            .iter()
-            .enumerate()
-            .filter(|(slot, _)| !answered[*slot])
-        {
-            let reason = format!(
-                "the delivery task of destination {} failed",
-                sink.destination()
-            );
-            tracing::error!(slot, "{reason}");
-            for (i, record) in records.iter().enumerate() {
-                if !batch.deliveries().holds(sink.destination(), &record.source) {
-                    failed
-                        .entry(i)
-                        .or_insert_with(|| HandlerError::retryable(reason.clone()));
-                }
-            }
+        let unanswered = sinks.iter().zip(&answered).filter(|(_, a)| !**a);
+        for (sink, _) in unanswered {
+            Self::unanswered(sink.destination(), &records, batch, &mut failed);
         }
         if failed.is_empty() {
             return Ok(());
@@ -224,6 +210,25 @@ impl FanOut {
             .collect();
         failures.sort_by(|a, b| a.position.cmp(&b.position));
         Err(FlushError::Records(failures))
+    }
+
+    /// A destination whose delivery task failed: every record it did not
+    /// hold before fails (retryable).
+    fn unanswered(
+        destination: &str,
+        records: &[OutRecord],
+        batch: &Batch<'_>,
+        failed: &mut HashMap<usize, HandlerError>,
+    ) {
+        let reason = format!("the delivery task of destination {destination} failed");
+        tracing::error!(destination, "{reason}");
+        for (i, record) in records.iter().enumerate() {
+            if !batch.deliveries().holds(destination, &record.source) {
+                failed
+                    .entry(i)
+                    .or_insert_with(|| HandlerError::retryable(reason.clone()));
+            }
+        }
     }
 
     /// The time the next flush is given: the slowest flush seen; after a

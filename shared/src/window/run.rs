@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::WindowHandler;
 use super::error::WindowError;
-use super::event::WindowEvent;
+use super::event::{WindowEvent, WindowInfo};
 use super::response::WindowResponse;
 use super::state::{decode_state, encode_state};
 use crate::engine::{BatchOutcome, EngineConfig, ProgressMode, process_event};
@@ -188,10 +188,7 @@ pub async fn process_window_event<W: WindowHandler>(
         .items
         .first()
         .map(|item| item.record().position.sequence.to_string());
-    let BatchOutcome {
-        mut response,
-        report,
-    } = process_event(
+    let BatchOutcome { response, report } = process_event(
         records,
         &accumulator,
         store,
@@ -199,59 +196,27 @@ pub async fn process_window_event<W: WindowHandler>(
         deadline,
     )
     .await?;
-    let mut state = accumulator
-        .state
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    let mut state_before = None;
-    if report.superseded > 0
-        && let Some(first) = first_sequence
-    {
-        // The commit read as superseded (its own write that landed unanswered,
-        // or an invocation of the same records that ran meanwhile): what this
-        // one folded is not known to be what is checkpointed. Lambda resends
-        // the whole batch with the state it came with, and every record is
-        // folded into it once.
-        tracing::warn!(
-            shard = %info.shard_id,
-            window_start = %info.start,
-            "the window's commit was superseded: the state it came with goes back, with the whole batch to retry"
-        );
-        state = decode_state(event_state.as_ref(), &info)?;
-        response = BatchResponse::default();
-        response.retry_from(first);
-    } else if let Some(retry) = response.batch_item_failures.first() {
-        // A retry inside a KPL aggregate: Lambda sends the whole aggregate
-        // again, so the state goes back to before it.
-        state_before =
-            accumulator_state_before(&accumulator.before_aggregate, &retry.item_identifier);
-    }
-    let mut closed = false;
-    if info.is_final && response.is_success() {
-        handler
-            .close(&info, &state)
-            .await
-            .map_err(|error| WindowError::Close {
-                shard_id: info.shard_id.clone(),
-                window_start: info.start.clone(),
-                window_end: info.end.clone(),
-                last_sequence,
-                source: error.into_source(),
-            })?;
-        closed = true;
-    } else if info.is_final {
-        tracing::warn!(
-            shard = %info.shard_id,
-            window_start = %info.start,
-            "the window's final invocation left records for the retry: the window closes once they are done"
-        );
-    }
-    let (state, state_bytes) = match state_before {
-        Some(before) => {
+    let superseded = report.superseded > 0;
+    let (response, returned) = answer(
+        &info,
+        event_state.as_ref(),
+        accumulator,
+        response,
+        superseded,
+        first_sequence,
+    )?;
+    let closed = match &returned {
+        Returned::Folded(state) => {
+            close_if_final(handler, &info, state, &response, last_sequence).await?
+        }
+        Returned::Before(_) => false,
+    };
+    let (state, state_bytes) = match returned {
+        Returned::Before(before) => {
             let bytes = serde_json::to_vec(&before).map_or(0, |json| json.len());
             (before, bytes)
         }
-        None => encode_state(&state, &info)?,
+        Returned::Folded(state) => encode_state(&state, &info)?,
     };
     Ok(WindowOutcome {
         response: WindowResponse::new(state, response),
@@ -259,4 +224,82 @@ pub async fn process_window_event<W: WindowHandler>(
         closed,
         state_bytes,
     })
+}
+
+/// The state a window's response hands on.
+enum Returned<S> {
+    /// The state with the records done folded in.
+    Folded(S),
+    /// The state from before a KPL aggregate Lambda sends again.
+    Before(Map<String, Value>),
+}
+
+/// The response and the state to hand on, once the records ran. A superseded
+/// commit returns the state the invocation came with and the whole batch to
+/// retry (what it folded is not known to be what is checkpointed: its own
+/// write that landed unanswered, or an invocation of the same records that
+/// ran meanwhile); a retry inside a KPL aggregate returns the state from
+/// before the aggregate (Lambda sends all of it again).
+fn answer<W: WindowHandler>(
+    info: &WindowInfo,
+    event_state: Option<&Value>,
+    accumulator: Accumulator<W>,
+    mut response: BatchResponse,
+    superseded: bool,
+    first_sequence: Option<String>,
+) -> Result<(BatchResponse, Returned<W::State>), WindowError> {
+    if superseded && let Some(first) = first_sequence {
+        tracing::warn!(
+            shard = %info.shard_id,
+            window_start = %info.start,
+            "the window's commit was superseded: the state it came with goes back, with the whole batch to retry"
+        );
+        response = BatchResponse::default();
+        response.retry_from(first);
+        return Ok((response, Returned::Folded(decode_state(event_state, info)?)));
+    }
+    if let Some(retry) = response.batch_item_failures.first()
+        && let Some(before) =
+            accumulator_state_before(&accumulator.before_aggregate, &retry.item_identifier)
+    {
+        return Ok((response, Returned::Before(before)));
+    }
+    let state = accumulator
+        .state
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok((response, Returned::Folded(state)))
+}
+
+/// Closes the window at its final invocation, once every record is done.
+/// Returns whether it closed.
+async fn close_if_final<W: WindowHandler>(
+    handler: &Arc<W>,
+    info: &WindowInfo,
+    state: &W::State,
+    response: &BatchResponse,
+    last_sequence: String,
+) -> Result<bool, WindowError> {
+    if !info.is_final {
+        return Ok(false);
+    }
+    if !response.is_success() {
+        tracing::warn!(
+            shard = %info.shard_id,
+            window_start = %info.start,
+            "the window's final invocation left records for the retry: the window closes once they are done"
+        );
+        return Ok(false);
+    }
+    handler
+        .close(info, state)
+        .await
+        .map_err(|error| WindowError::Close {
+            shard_id: info.shard_id.clone(),
+            window_start: info.start.clone(),
+            window_end: info.end.clone(),
+            last_sequence,
+            source: error.into_source(),
+        })?;
+    Ok(true)
 }
