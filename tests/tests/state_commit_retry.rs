@@ -25,25 +25,31 @@ fn records() -> Vec<EventRecord> {
         .collect()
 }
 
-/// Runs the batch with the commit's operation failed 4 times first; then runs
-/// it again on a store without faults, which must skip every record.
-async fn commit_survives_a_burst(mode: ProgressMode, operation: &str) {
+/// A fresh state table, a store on it directly and one behind the fault
+/// proxy with `faults` (the proxy stops when dropped).
+async fn stores_behind(name: &str, faults: &Faults) -> (DynamoDbStore, DynamoDbStore, FaultProxy) {
     let emulators = Emulators::from_env();
-    let table = unique_name("commit-retry");
+    let table = unique_name(name);
     let direct = DynamoDbStore::new(emulators.dynamodb(), &table);
     direct.create_table().await.unwrap();
-    let faults = Faults {
-        dynamodb_fail_first: vec![(operation.to_owned(), 4)],
-        ..Faults::default()
-    };
-    let proxy = FaultProxy::start(&emulators.dynamodb_endpoint, &faults);
+    let proxy = FaultProxy::start(&emulators.dynamodb_endpoint, faults);
     let client = aws_sdk_dynamodb::Client::from_conf(
         emulators
             .dynamodb_config()
             .endpoint_url(&proxy.endpoint)
             .build(),
     );
-    let faulty = DynamoDbStore::new(client, &table);
+    (direct, DynamoDbStore::new(client, &table), proxy)
+}
+
+/// Runs the batch with the commit's operation failed 4 times first; then runs
+/// it again on a store without faults, which must skip every record.
+async fn commit_survives_a_burst(mode: ProgressMode, operation: &str) {
+    let faults = Faults {
+        dynamodb_fail_first: vec![(operation.to_owned(), 4)],
+        ..Faults::default()
+    };
+    let (direct, faulty, proxy) = stores_behind("commit-retry", &faults).await;
     let mut config = EngineConfig::new("orders");
     config.progress = mode;
     let json = event(&stream_arn("orders"), "shardId-000000000000", &records());
@@ -131,10 +137,6 @@ async fn until_done(
 /// goes back in the commit's own transaction.
 #[tokio::test]
 async fn a_quarantined_records_claim_goes_back_with_its_commit_whatever_fails_after() {
-    let emulators = Emulators::from_env();
-    let table = unique_name("claim-release");
-    let direct = DynamoDbStore::new(emulators.dynamodb(), &table);
-    direct.create_table().await.unwrap();
     // The claims are the 1st TransactWriteItems, the commit the 2nd; the
     // 3rd to 5th fail.
     let faults = Faults {
@@ -143,14 +145,7 @@ async fn a_quarantined_records_claim_goes_back_with_its_commit_whatever_fails_af
             .collect(),
         ..Faults::default()
     };
-    let proxy = FaultProxy::start(&emulators.dynamodb_endpoint, &faults);
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        emulators
-            .dynamodb_config()
-            .endpoint_url(&proxy.endpoint)
-            .build(),
-    );
-    let faulty = DynamoDbStore::new(client, &table);
+    let (direct, faulty, _proxy) = stores_behind("claim-release", &faults).await;
     let mut config = EngineConfig::new("orders");
     config.max_attempts = 1;
     config.skip.dedup = Some(shardline::skip::DedupRule {
@@ -192,22 +187,11 @@ async fn a_quarantined_records_claim_goes_back_with_its_commit_whatever_fails_af
 /// handed the whole batch back to Lambda.
 #[tokio::test]
 async fn a_commit_cancelled_for_a_throttled_quarantine_entry_is_tried_again() {
-    let emulators = Emulators::from_env();
-    let table = unique_name("cancelled");
-    let direct = DynamoDbStore::new(emulators.dynamodb(), &table);
-    direct.create_table().await.unwrap();
     let faults = Faults {
         dynamodb_cancel_nth: vec![(1, "ThrottlingError".to_owned())],
         ..Faults::default()
     };
-    let proxy = FaultProxy::start(&emulators.dynamodb_endpoint, &faults);
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        emulators
-            .dynamodb_config()
-            .endpoint_url(&proxy.endpoint)
-            .build(),
-    );
-    let faulty = DynamoDbStore::new(client, &table);
+    let (direct, faulty, proxy) = stores_behind("cancelled", &faults).await;
     let handler = Recorder::default();
     handler
         .permanent

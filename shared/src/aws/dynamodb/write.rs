@@ -49,8 +49,9 @@ pub async fn transact(
     }
 }
 
-/// How a cancelled transaction's item fared.
-enum Fate {
+/// How a cancelled transaction's item fared (each item has its reason, in
+/// order; every one counts, not only the last).
+pub(crate) enum Fate {
     /// Its condition failed: set it aside.
     ConditionFailed,
     /// It failed only with the others: send it again.
@@ -59,7 +60,14 @@ enum Fate {
     Passing,
 }
 
-fn fate(reason: Option<&CancellationReason>, operation: &'static str) -> Result<Fate, DynamoError> {
+/// The fate of an item cancelled for `reason`.
+///
+/// # Errors
+/// [`DynamoError::Cancelled`] for a reason no retry mends.
+pub(crate) fn fate(
+    reason: Option<&CancellationReason>,
+    operation: &'static str,
+) -> Result<Fate, DynamoError> {
     match reason.and_then(|r| r.code()) {
         None | Some("None") => Ok(Fate::Innocent),
         Some("ConditionalCheckFailed") => Ok(Fate::ConditionFailed),

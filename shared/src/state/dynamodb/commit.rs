@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{CancellationReason, Delete, Put, TransactWriteItem, Update};
 
 use super::items::PART_BYTES;
-use crate::aws::dynamodb::write::{TRANSACT_ITEMS, Transacted, transact};
+use crate::aws::dynamodb::write::{Fate, TRANSACT_ITEMS, Transacted, fate, transact};
 use crate::aws::dynamodb::{BACKOFF, DynamoError, MAX_TRIES};
 use crate::state::StateError;
 
@@ -164,34 +164,6 @@ fn pack(groups: Vec<Group>) -> Vec<Vec<Group>> {
         }
     }
     batches
-}
-
-/// How a cancelled transaction's item fared.
-enum Fate {
-    /// Cancelled only with the others: send it again.
-    Innocent,
-    /// Its condition failed.
-    ConditionFailed,
-    /// A conflicting transaction or a throttle: send it again after a pause.
-    Passing,
-}
-
-fn fate(reason: Option<&CancellationReason>, operation: &'static str) -> Result<Fate, DynamoError> {
-    match reason.and_then(|r| r.code()) {
-        None | Some("None") => Ok(Fate::Innocent),
-        Some("ConditionalCheckFailed") => Ok(Fate::ConditionFailed),
-        Some(
-            "TransactionConflict"
-            | "ThrottlingError"
-            | "ProvisionedThroughputExceeded"
-            | "RequestLimitExceeded",
-        ) => Ok(Fate::Passing),
-        Some(code) => Err(DynamoError::Cancelled {
-            operation,
-            code: code.to_owned(),
-            message: reason.and_then(|r| r.message()).unwrap_or("").to_owned(),
-        }),
-    }
 }
 
 /// Reads every reason of a cancelled transaction over `batch` (one per item,
