@@ -449,7 +449,11 @@ pub async fn read_shard(client: &Client, stream: &str, shard_id: &str) -> ShardR
         read.records.extend(output.records().iter().map(|record| {
             ReadRecord {
                 sequence_number: record.sequence_number().to_owned(),
-                partition_key: record.partition_key().to_owned(),
+                // `&str` in the aws-sdk-kinesis releases the lock file has, `Option<&str>` in
+            // newer ones (1.130): both read.
+            partition_key: Option::<&str>::from(record.partition_key())
+                .unwrap_or_default()
+                .to_owned(),
                 data: record.data().as_ref().to_vec(),
                 approximate_arrival_timestamp: record
                     .approximate_arrival_timestamp()

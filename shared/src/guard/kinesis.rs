@@ -195,7 +195,11 @@ fn tail_records(
         records.push(TailRecord {
             sequence,
             last_subsequence: users.saturating_sub(1),
-            partition_key: record.partition_key().to_owned(),
+            // `&str` in the aws-sdk-kinesis releases the lock file has, `Option<&str>` in
+            // newer ones (1.130): both read.
+            partition_key: Option::<&str>::from(record.partition_key())
+                .unwrap_or_default()
+                .to_owned(),
         });
     }
     Ok(records)
