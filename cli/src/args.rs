@@ -1,4 +1,4 @@
-//! The command line of `shardline source`: the event source mapping's
+//! The command line of `shardline-cli source`: the event source mapping's
 //! parameters under their own names, with Lambda's defaults and ranges
 //! (CreateEventSourceMapping in the Lambda API reference).
 
@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Shardline's command-line tools.
 #[derive(Debug, Parser)]
-#[command(name = "shardline", version, about)]
+#[command(name = "shardline-cli", version, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -29,7 +29,7 @@ pub enum Command {
     Invoke(InvokeArgs),
 }
 
-/// `shardline invoke`'s options.
+/// `shardline-cli invoke`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InvokeArgs {
     /// An event file (JSON); repeat for several invocations of one warm process.
@@ -78,7 +78,7 @@ pub enum StartingPosition {
     AtTimestamp,
 }
 
-/// `shardline source`'s options.
+/// `shardline-cli source`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SourceArgs {
     /// The stream: a name, or an ARN.
@@ -222,7 +222,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<SourceArgs, clap::Error> {
-        let mut all = vec!["shardline", "source"];
+        let mut all = vec!["shardline-cli", "source"];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Source(args) => *args,

@@ -1,4 +1,4 @@
-//! `shardline invoke`: event files through a function's own Lambda runtime
+//! `shardline-cli invoke`: event files through a function's own Lambda runtime
 //! loop, one process kept warm from one event to the next, as one sandbox in
 //! Lambda serves one invocation after another.
 //!

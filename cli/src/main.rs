@@ -1,7 +1,7 @@
-//! `shardline`: Shardline's command-line tools. `shardline source` runs a
+//! `shardline`: Shardline's command-line tools. `shardline-cli source` runs a
 //! function against a live Kinesis stream with the Lambda event source
 //! mapping's semantics, through the function's own Lambda runtime loop;
-//! `shardline invoke` runs it on event files the same way.
+//! `shardline-cli invoke` runs it on event files the same way.
 //!
 //! ```text
 //! cargo run -q -p shardline-cli -- source --stream orders --until-idle 5 -- cargo run -q -p ledger
@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
         Command::Source(args) => match source(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("shardline source: {error}");
+                eprintln!("shardline-cli source: {error}");
                 ExitCode::FAILURE
             }
         },

@@ -1,6 +1,6 @@
 //! The rules of Lambda's Kinesis event source mapping, as a model with no I/O
 //! and no clock of its own: what Lambda invokes next for one lane of a shard,
-//! and what it does with the answer. `shardline source` runs it over a real
+//! and what it does with the answer. `shardline-cli source` runs it over a real
 //! stream and real function processes; the simulator (`shardline-sim`) runs it
 //! over simulated ones. One model, so the two cannot drift apart.
 //!

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! echo '[{"partition_key":"k","explicit_hash_key":null,"data":"aGk="}]' \
-//!     | cargo run -q -p kpl --example aggregate -- 1048576
+//!     | cargo run -q -p shardline-kpl --example aggregate -- 1048576
 //! ```
 //!
 //! Input: an array of `{partition_key, explicit_hash_key, data}` (data in

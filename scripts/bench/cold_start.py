@@ -1,5 +1,5 @@
 """Cold start and footprint of each function's release binary, through
-`shardline invoke` (a local Lambda Runtime API): process start to its first
+`shardline-cli invoke` (a local Lambda Runtime API): process start to its first
 `invocation/next` (init_ms), the first invocation's duration, a warm one's,
 and peak RSS; the bootstrap zip's size (the binary named `bootstrap`,
 deflated, as `cargo lambda build --output-format zip` ships it); and, beside
@@ -39,7 +39,7 @@ def invoke(binary, event, extra):
     with tempfile.TemporaryDirectory() as state:
         env = clean_env(dict(extra, SHARDLINE_STATE_DIR=state))
         out = subprocess.run(
-            [f"{target}/shardline", "invoke", "--event", event, "--event", event, "--", binary],
+            [f"{target}/shardline-cli", "invoke", "--event", event, "--event", event, "--", binary],
             env=env, cwd=root, capture_output=True, text=True, check=True,
         )
     lines = [json.loads(line) for line in out.stdout.splitlines()]

@@ -133,7 +133,7 @@ print((out / "concurrency.md").read_text().strip())
 cold = lines("cold.jsonl")
 print("\n## 5. Cold start and footprint\n")
 print("""Each function's release binary (`cargo build --release`, the profile in `Cargo.toml`) on
-its sample event through `shardline invoke` (a local Lambda Runtime API), embedded state,
+its sample event through `shardline-cli invoke` (a local Lambda Runtime API), embedded state,
 medians of 7 cold starts (`scripts/bench/cold_start.py`): process start to its first
 `invocation/next`; the first invocation (which builds the handler and opens the state);
 a warm one; peak RSS; the binary and its bootstrap zip.

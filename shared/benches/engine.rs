@@ -6,7 +6,7 @@
 //! each a fresh consumer (every record is handled, then checkpointed) or a
 //! replay (every record is skipped as checkpointed); plus the decode alone.
 //!
-//! `cargo bench -p shardline --bench engine` prints criterion's figures (the
+//! `cargo bench -p shardline-lambda --bench engine` prints criterion's figures (the
 //! `thrpt` line is records/s) and a closing table of records/s.
 
 use std::path::PathBuf;

@@ -115,9 +115,26 @@ impl HandlerError {
     }
 }
 
+/// `?` on any error a handler meets is a retryable failure: every
+/// `std::error::Error + Send + Sync`, a `Box<dyn Error + Send + Sync>`, an
+/// `anyhow::Error`, a `String` or a `&str` (what converts into a
+/// [`BoxError`]). A permanent failure is always said with
+/// [`HandlerError::permanent`].
+///
+/// ```
+/// use shardline::{FailureKind, HandlerError};
+/// fn boxed() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     Err("the database is busy".into())
+/// }
+/// fn handle() -> Result<(), HandlerError> {
+///     boxed()?;
+///     Ok(())
+/// }
+/// assert_eq!(handle().unwrap_err().kind(), FailureKind::Retryable);
+/// ```
 impl<E> From<E> for HandlerError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<BoxError>,
 {
     fn from(error: E) -> Self {
         HandlerError::retryable(error)
@@ -385,5 +402,41 @@ mod tests {
         let e: HandlerError = Outer(std::io::Error::other("inner")).into();
         assert_eq!(e.to_string(), "outer: inner");
         assert_eq!(e.kind(), FailureKind::Retryable);
+    }
+
+    async fn save_boxed() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err("the table is busy".into())
+    }
+
+    async fn save_anyhow() -> anyhow::Result<()> {
+        Err(anyhow::anyhow!("the table is busy")).map_err(|e| e.context("saving an order"))
+    }
+
+    async fn save_io() -> std::io::Result<()> {
+        Err(std::io::Error::other("connection reset"))
+    }
+
+    /// What the README's example does: `?` on the common error types, in a
+    /// handler, is a retryable failure (it did not compile for the boxed and
+    /// the anyhow errors, which do not implement `std::error::Error`).
+    #[tokio::test]
+    async fn question_mark_on_common_errors_is_retryable() {
+        async fn handle(which: u8) -> Result<(), HandlerError> {
+            match which {
+                0 => save_boxed().await?,
+                1 => save_anyhow().await?,
+                _ => save_io().await?,
+            }
+            Ok(())
+        }
+        for which in 0..3 {
+            let error = handle(which).await.unwrap_err();
+            assert_eq!(error.kind(), FailureKind::Retryable, "{error}");
+            assert!(error.counts_attempt());
+        }
+        assert_eq!(
+            handle(1).await.unwrap_err().to_string(),
+            "saving an order: the table is busy"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Running `shardline source` and the functions' binaries from tests.
+//! Running `shardline-cli source` and the functions' binaries from tests.
 //!
 //! The binaries of other packages are not in a test's environment, so
 //! [`binaries`] builds them once (`cargo build --bins`, a no-op when they are
@@ -60,7 +60,7 @@ pub fn binaries() -> &'static Binaries {
             .expect("the target folder")
             .to_path_buf();
         Binaries {
-            shardline: dir.join("shardline"),
+            shardline: dir.join("shardline-cli"),
             ledger: dir.join("ledger"),
             fanout: dir.join("fanout"),
             active_users: dir.join("active-users"),
@@ -87,7 +87,7 @@ pub fn clean_command(program: &PathBuf) -> Command {
     command
 }
 
-/// `shardline source --stream STREAM --until-idle IDLE --seed SEED`, ready for
+/// `shardline-cli source --stream STREAM --until-idle IDLE --seed SEED`, ready for
 /// more options, then `--` and the function.
 pub fn source_command(stream: &str, until_idle: u32, seed: u64) -> Command {
     let mut command = clean_command(&binaries().shardline);
@@ -100,7 +100,7 @@ pub fn source_command(stream: &str, until_idle: u32, seed: u64) -> Command {
     command
 }
 
-/// A running `shardline source`.
+/// A running `shardline-cli source`.
 pub struct Running {
     child: Child,
     started: Instant,
@@ -109,7 +109,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `command` (a prepared `shardline source ...`): stdout captured,
+    /// Starts `command` (a prepared `shardline-cli source ...`): stdout captured,
     /// stderr kept in a file.
     ///
     /// # Panics
@@ -121,7 +121,7 @@ impl Running {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(file))
             .spawn()
-            .expect("shardline source starts");
+            .expect("shardline-cli source starts");
         Running {
             child,
             started: Instant::now(),
@@ -146,14 +146,14 @@ impl Running {
             if let Some(status) = self.child.try_wait().expect("the source's status") {
                 assert!(
                     status.success(),
-                    "shardline source failed: {status}\n{}",
+                    "shardline-cli source failed: {status}\n{}",
                     self.log_tail()
                 );
                 break;
             }
             if self.started.elapsed() > limit {
                 let _ = self.child.kill();
-                panic!("shardline source ran past {limit:?}\n{}", self.log_tail());
+                panic!("shardline-cli source ran past {limit:?}\n{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -1,4 +1,4 @@
-//! Bad input, fed to each function through `shardline invoke` (the function's
+//! Bad input, fed to each function through `shardline-cli invoke` (the function's
 //! own Lambda runtime loop, as in Lambda): malformed base64, payloads that are
 //! not JSON or not of the function's shape, truncated and corrupted KPL
 //! aggregates, an empty batch, 10,000 records, a batch of almost 6 MB, a record
@@ -19,7 +19,7 @@ use shardline::sample::{SampleRecord, event_bytes, sequence_number};
 use shardline_tests::source::{binaries, clean_command};
 use shardline_tests::unique_name;
 
-/// Lambda's invocation payload limit, as `shardline invoke` applies it.
+/// Lambda's invocation payload limit, as `shardline-cli invoke` applies it.
 const SIX_MB: usize = 6 * 1024 * 1024;
 const MIB: usize = 1024 * 1024;
 
@@ -281,7 +281,7 @@ fn cases(f: Function) -> Vec<(&'static str, Vec<u8>, Expect)> {
     cases
 }
 
-/// Runs `event` through `shardline invoke` into the function; its JSON line
+/// Runs `event` through `shardline-cli invoke` into the function; its JSON line
 /// and the function's stderr.
 fn invoke(f: Function, dir: &Path, event: &[u8]) -> (Value, String) {
     std::fs::create_dir_all(dir).unwrap();

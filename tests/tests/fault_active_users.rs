@@ -1,4 +1,4 @@
-//! active-users back from downtime, through `shardline source` against
+//! active-users back from downtime, through `shardline-cli source` against
 //! kinesis-mock, with both tables in moto behind a proxy that fails 5% of
 //! DynamoDB requests.
 //!

@@ -1,4 +1,4 @@
-//! The fan-out under faults, through `shardline source` against kinesis-mock,
+//! The fan-out under faults, through `shardline-cli source` against kinesis-mock,
 //! with Shardline's state in moto: 4,000 records over 150 keys into a 2-shard
 //! stream (half waiting before the source starts), a split and a merge during
 //! the run, two destination streams behind a proxy that fails 12% of PutRecords

@@ -1,4 +1,4 @@
-//! The ledger under faults, through `shardline source` (Lambda's event source
+//! The ledger under faults, through `shardline-cli source` (Lambda's event source
 //! semantics) against kinesis-mock, with Shardline's state in moto behind a
 //! proxy that fails 5% of DynamoDB requests: 20,000 transactions over 200
 //! accounts into a 2-shard stream (half of them waiting before the source

@@ -1,13 +1,13 @@
 //! Inside Lambda a function builds nothing before it asks for its first event
 //! (`App::build`'s closure, SDK clients and the state store wait for the first
 //! invocation), and one that cannot be set up then exits, so Lambda starts a
-//! fresh sandbox, as after a failed init. Through `shardline invoke`, which
+//! fresh sandbox, as after a failed init. Through `shardline-cli invoke`, which
 //! serves the Lambda Runtime API.
 
 use shardline_tests::TempDir;
 use shardline_tests::source::{binaries, clean_command};
 
-/// `shardline invoke` of the ledger on its sample event with `state_dir` as its
+/// `shardline-cli invoke` of the ledger on its sample event with `state_dir` as its
 /// state folder: the JSON line and the function's stderr.
 fn invoke_ledger(state_dir: &std::path::Path) -> (serde_json::Value, String) {
     let event = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/ledger/batch.json");
@@ -26,7 +26,7 @@ fn invoke_ledger(state_dir: &std::path::Path) -> (serde_json::Value, String) {
         ])
         .arg(&binaries().ledger)
         .output()
-        .expect("shardline invoke runs");
+        .expect("shardline-cli invoke runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let first = stdout.lines().next().unwrap_or_default();
     let line = serde_json::from_str(first).unwrap_or_else(|e| panic!("{stdout:?}: {e}"));

@@ -1,4 +1,4 @@
-//! `shardline source` renews a shard iterator that Kinesis refuses as expired
+//! `shardline-cli source` renews a shard iterator that Kinesis refuses as expired
 //! (item 8 of issue 19).
 //!
 //! Kinesis expires a shard iterator 5 minutes after returning it ("A shard

@@ -1,4 +1,4 @@
-//! `shardline source` follows the event source mapping's rules, checked with
+//! `shardline-cli source` follows the event source mapping's rules, checked with
 //! the probe function (`tests/src/bin/probe.rs`: the Lambda runtime alone,
 //! doing what each payload asks) on kinesis-mock. The rules, from the Lambda
 //! developer guide (with-kinesis, services-kinesis-batchfailurereporting,

@@ -1,4 +1,4 @@
-//! `shardline source --tumbling-window-in-seconds` against kinesis-mock, with
+//! `shardline-cli source --tumbling-window-in-seconds` against kinesis-mock, with
 //! the key-counts function (embedded store): batches of a few records, so each
 //! window takes several invocations whose state the source threads from answer
 //! to invocation; every window ends with a final invocation, and the counts the

@@ -1,4 +1,4 @@
-//! `shardline source`: a local Lambda event source mapping for Kinesis.
+//! `shardline-cli source`: a local Lambda event source mapping for Kinesis.
 //!
 //! Lambda's rules are [`shardline_esm`]'s model, shared with the simulator;
 //! this module runs them against a real stream and real function processes:

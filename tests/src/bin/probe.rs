@@ -1,4 +1,4 @@
-//! `probe`: a Lambda function for testing `shardline source`, on the Lambda
+//! `probe`: a Lambda function for testing `shardline-cli source`, on the Lambda
 //! runtime alone (no Shardline inside), that does what each record's payload
 //! asks. A payload is `LABEL:COMMAND`; the commands:
 //!
