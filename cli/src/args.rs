@@ -1,11 +1,14 @@
-//! The command line of `shardline-cli source`: the event source mapping's
-//! parameters under their own names, with Lambda's defaults and ranges
+//! The command line: the subcommands, and `shardline-cli source`'s options,
+//! the event source mapping's parameters under their own names, with Lambda's defaults and ranges
 //! (CreateEventSourceMapping in the Lambda API reference).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use crate::event::EventArgs;
+pub use crate::new::NewArgs;
 
 /// Shardline's command-line tools.
 #[derive(Debug, Parser)]
@@ -27,6 +30,12 @@ pub enum Command {
     /// (one process, kept warm from one event to the next), and print what
     /// each invocation came to as one JSON line.
     Invoke(InvokeArgs),
+    /// Write a new function crate in ./NAME, outside any workspace: a handler,
+    /// its test, sample events, a SAM template, the release profile.
+    New(NewArgs),
+    /// Print a Lambda Kinesis event made of your own payloads (JSON lines, or
+    /// whole files), for `invoke` and for tests.
+    Event(Box<EventArgs>),
 }
 
 /// `shardline-cli invoke`'s options.
@@ -226,7 +235,7 @@ mod tests {
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Source(args) => *args,
-            Command::Invoke(_) => unreachable!("parsed as source"),
+            _ => unreachable!("parsed as source"),
         })
     }
 

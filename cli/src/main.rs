@@ -1,14 +1,18 @@
-//! `shardline`: Shardline's command-line tools. `shardline-cli source` runs a
+//! `shardline-cli`: Shardline's command-line tools. `shardline-cli source` runs a
 //! function against a live Kinesis stream with the Lambda event source
 //! mapping's semantics, through the function's own Lambda runtime loop;
-//! `shardline-cli invoke` runs it on event files the same way.
+//! `shardline-cli invoke` runs it on event files the same way;
+//! `shardline-cli new NAME` writes a function crate of its own;
+//! `shardline-cli event` makes an event file of your own payloads.
 //!
 //! ```text
 //! cargo run -q -p shardline-cli -- source --stream orders --until-idle 5 -- cargo run -q -p ledger
 //! ```
 
 mod args;
+mod event;
 mod invoke;
+mod new;
 mod runtime;
 mod sandbox;
 mod source;
@@ -37,6 +41,29 @@ async fn main() -> ExitCode {
             }
         },
         Command::Invoke(args) => invoke::run(args).await,
+        Command::New(args) => match new::run(&args) {
+            Ok(dir) => {
+                println!(
+                    "wrote {dir}/: next, cd {dir} && cargo test && cargo run -- invoke events/batch.json",
+                    dir = dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("shardline-cli new: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Event(args) => match event::make(&args, std::time::SystemTime::now()) {
+            Ok(event) => {
+                println!("{event:#}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("shardline-cli event: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -8,7 +8,7 @@
 //! | `SHARDLINE_STATE_DIR` | folder of the embedded state | `.shardline` (in Lambda `/tmp/shardline`) |
 //! | `SHARDLINE_TIME_RESERVE_MS` | time kept back at the end of an invocation | 1000 |
 //! | `SHARDLINE_TIMEOUT_SECONDS` | locally, the invocation's timeout (as the function's Lambda timeout); `invoke --remaining-ms` overrides it | 60 |
-//! | `SHARDLINE_LOG` | log filter, such as `info` or `shardline=debug,warn` | `warn` locally, `info` in Lambda |
+//! | `SHARDLINE_LOG` | log filter, such as `info` or `shardline=debug,warn` | `info` in Lambda; locally `warn`, and `info` for the function's own crate |
 //! | `SHARDLINE_STATE_TABLE` | DynamoDB table of Shardline's state (unset: the embedded store) | unset |
 //! | `SHARDLINE_PROGRESS` | `shard` (one checkpoint per shard) or `partition-key` (for ParallelizationFactor > 1) | `shard` |
 //! | `SHARDLINE_PARENT_GUARD` | `on` or `off`: hold child shards until their parents are finished | `on` with a state table, else `off` |
@@ -144,8 +144,9 @@ pub struct Settings {
     pub time_reserve: Duration,
     /// `SHARDLINE_TIMEOUT_SECONDS`: the local invocation's timeout.
     pub local_timeout: Duration,
-    /// `SHARDLINE_LOG`.
-    pub log: String,
+    /// `SHARDLINE_LOG` as given (checked); `None`: the default, `info` in
+    /// Lambda, and locally `warn` with the function's own crate at `info`.
+    pub log: Option<String>,
     /// `SHARDLINE_STATE_TABLE`.
     pub state_table: Option<String>,
     /// `SHARDLINE_PROGRESS`.
@@ -207,7 +208,7 @@ impl Settings {
             |n: &u64| (1..=900).contains(n),
         )?
         .map_or(DEFAULT_LOCAL_TIMEOUT, Duration::from_secs);
-        let log = log_filter(lookup, lambda)?;
+        let log = log_filter(lookup)?;
         let state_table = lookup("SHARDLINE_STATE_TABLE").filter(|t| !t.trim().is_empty());
         let progress = parse_var(
             lookup,
@@ -247,14 +248,11 @@ impl Settings {
     }
 }
 
-/// `SHARDLINE_LOG`: a tracing filter (`info` in Lambda, `warn` locally).
-fn log_filter(
-    lookup: &dyn Fn(&str) -> Option<String>,
-    lambda: bool,
-) -> Result<String, ConfigError> {
-    let log = lookup("SHARDLINE_LOG")
-        .filter(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| if lambda { "info" } else { "warn" }.to_owned());
+/// `SHARDLINE_LOG`: a tracing filter, checked (`None` when unset).
+fn log_filter(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(log) = lookup("SHARDLINE_LOG").filter(|l| !l.trim().is_empty()) else {
+        return Ok(None);
+    };
     if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
         return Err(ConfigError {
             variable: "SHARDLINE_LOG".into(),
@@ -262,7 +260,7 @@ fn log_filter(
             expected: "a filter such as `info` or `shardline=debug,warn`".into(),
         });
     }
-    Ok(log)
+    Ok(Some(log))
 }
 
 /// `SHARDLINE_KEY_PROGRESS_TTL_HOURS`, within [`KEY_PROGRESS_TTL_RANGE`].

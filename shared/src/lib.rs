@@ -91,6 +91,9 @@ pub mod tables;
 pub mod time;
 pub mod window;
 
+/// This release of the framework (`shardline-lambda`'s version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub use app::{App, Error};
 pub use engine::{BatchOutcome, EngineConfig, process_event};
 pub use error::BoxError;

@@ -5,6 +5,29 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+/// The filter when `SHARDLINE_LOG` is unset: `info` in Lambda; locally
+/// `warn`, with the crate that defines the handler `H` (the user's own) at
+/// `info`, so that its `tracing::info!` lines show and the framework's and
+/// the SDK's stay quiet.
+pub fn default_filter<H>(lambda: bool) -> String {
+    if lambda {
+        return "info".to_owned();
+    }
+    match user_crate(std::any::type_name::<H>()) {
+        Some(name) => format!("warn,{name}=info"),
+        None => "warn".to_owned(),
+    }
+}
+
+/// The first crate named in a type's path that is not the framework's or
+/// the standard library's (`orders` in `shardline::handler::FnHandler<orders::main::{{closure}}>`).
+fn user_crate(type_name: &str) -> Option<&str> {
+    type_name
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .filter_map(|path| path.split_once("::").map(|(first, _)| first))
+        .find(|name| !name.is_empty() && !["shardline", "core", "std", "alloc"].contains(name))
+}
+
 fn filter(spec: &str) -> Targets {
     // Settings validated the filter already; fall back to `info` all the same.
     spec.parse()
@@ -39,4 +62,32 @@ pub fn init_lambda(spec: &str) {
         .with(layer)
         .with(filter(spec))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Local;
+
+    #[test]
+    fn the_users_own_crate_logs_at_info_by_default() {
+        assert_eq!(user_crate("orders::Orders"), Some("orders"));
+        assert_eq!(
+            user_crate("shardline::handler::FnHandler<order_audit::main::{{closure}}>"),
+            Some("order_audit")
+        );
+        assert_eq!(user_crate("alloc::sync::Arc<core::cell::Cell<u8>>"), None);
+        assert_eq!(user_crate("u8"), None);
+        // This test's own type lives in the framework: nothing to add.
+        assert_eq!(default_filter::<Local>(false), "warn");
+        assert_eq!(default_filter::<Local>(true), "info");
+        assert_eq!(default_filter::<std::sync::Arc<u8>>(false), "warn");
+        assert!(
+            "warn,orders=info"
+                .parse::<Targets>()
+                .is_ok_and(|t| t.would_enable("orders::db", &tracing::Level::INFO)
+                    && !t.would_enable("aws_config", &tracing::Level::INFO))
+        );
+    }
 }

@@ -450,10 +450,10 @@ pub async fn read_shard(client: &Client, stream: &str, shard_id: &str) -> ShardR
             ReadRecord {
                 sequence_number: record.sequence_number().to_owned(),
                 // `&str` in the aws-sdk-kinesis releases the lock file has, `Option<&str>` in
-            // newer ones (1.130): both read.
-            partition_key: Option::<&str>::from(record.partition_key())
-                .unwrap_or_default()
-                .to_owned(),
+                // newer ones (1.130): both read.
+                partition_key: Option::<&str>::from(record.partition_key())
+                    .unwrap_or_default()
+                    .to_owned(),
                 data: record.data().as_ref().to_vec(),
                 approximate_arrival_timestamp: record
                     .approximate_arrival_timestamp()

@@ -21,6 +21,18 @@
 //! # }
 //! ```
 
+/// The README's Rust blocks, compiled as doctests, so that what a new user
+/// copies builds (`tests/tests/own_function.rs` checks that it is also what
+/// `shardline-cli new` writes).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+/// The guide to a function of one's own, compiled the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/your-function.md")]
+pub struct OwnFunctionGuideDoctests;
+
 pub mod counting;
 pub mod dynamodb;
 pub mod fault_proxy;

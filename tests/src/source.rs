@@ -153,7 +153,10 @@ impl Running {
             }
             if self.started.elapsed() > limit {
                 let _ = self.child.kill();
-                panic!("shardline-cli source ran past {limit:?}\n{}", self.log_tail());
+                panic!(
+                    "shardline-cli source ran past {limit:?}\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -334,10 +334,10 @@ fn stream_record(record: &aws_sdk_kinesis::types::Record) -> Option<StreamRecord
     Some(StreamRecord {
         sequence: record.sequence_number().parse().ok()?,
         // `&str` in the aws-sdk-kinesis releases the lock file has, `Option<&str>` in
-            // newer ones (1.130): both read.
-            partition_key: Option::<&str>::from(record.partition_key())
-                .unwrap_or_default()
-                .to_owned(),
+        // newer ones (1.130): both read.
+        partition_key: Option::<&str>::from(record.partition_key())
+            .unwrap_or_default()
+            .to_owned(),
         data: bytes::Bytes::copy_from_slice(record.data().as_ref()),
         arrival,
     })

@@ -321,10 +321,14 @@ impl<H: Consumer> App<H> {
     pub async fn run(self) -> Result<(), Error> {
         let settings = Settings::from_env()?;
         let lambda = crate::config::in_lambda();
+        let log = settings
+            .log
+            .clone()
+            .unwrap_or_else(|| crate::logging::default_filter::<H>(lambda));
         if lambda {
-            crate::logging::init_lambda(&settings.log);
+            crate::logging::init_lambda(&log);
         } else {
-            crate::logging::init_local(&settings.log);
+            crate::logging::init_local(&log);
         }
         if lambda {
             // Nothing is built before the runtime asks for its first event.
