@@ -22,6 +22,10 @@ scripts/lint-template.sh
 scripts/lint-template.sh --non-default
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# The crates as a user outside this repository gets them: packaged, built on
+# the newest dependencies, and a project from `shardline-cli new` (see the script).
+scripts/user-build.sh
 rm -f target/fault-summaries.txt
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?

@@ -71,6 +71,7 @@ for dep in aws-config aws-sdk-dynamodb aws-sdk-kinesis lambda_runtime tokio rusq
 done
 log "cargo test -p shardline-lambda -p shardline-cli (newest dependencies)"
 cargo test --quiet -p shardline-lambda -p shardline-cli
+cargo build --quiet -p shardline-cli
 
 # 3. Your own function, outside any workspace.
 started=$(date +%s)

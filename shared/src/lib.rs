@@ -59,8 +59,11 @@
 //! }
 //! ```
 //!
-//! Locally, `cargo run -p orders -- invoke events/orders/batch.json` processes an
-//! event file against the embedded state in `.shardline/`.
+//! Locally, `cargo run -- invoke events/batch.json` processes an event file
+//! against the embedded state in `.shardline/`. `shardline-cli new orders` writes
+//! this function as a crate of its own, with sample events, a test and a SAM
+//! template; in this repository, `cargo run -p ledger -- invoke
+//! events/ledger/batch.json` runs the ledger the same way.
 
 #![warn(missing_docs)]
 

@@ -1,5 +1,5 @@
 //! KPL aggregation: the format the Kinesis Producer Library packs many user
-//! records into one Kinesis record with, from the workspace's [`kpl`](::kpl)
+//! records into one Kinesis record with, from the workspace's [`kpl`]
 //! crate (re-exported here, so `shardline::decode::kpl::...` paths keep working).
 //!
 //! Shardline expands each aggregate into its user records (subsequence 0, 1,

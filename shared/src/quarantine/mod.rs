@@ -9,7 +9,7 @@
 
 mod filter;
 
-pub use filter::{QuarantineFilter, count_by_shard_and_reason, parse_time};
+pub use filter::{QuarantineFilter, TimeError, count_by_shard_and_reason, parse_time};
 
 use std::fmt;
 use std::time::SystemTime;

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-/// A shard, as [`KinesisService::shards`] lists it.
+/// A shard, as [`KinesisService::shards`](super::KinesisService::shards) lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardInfo {
     /// `shardId-000000000000`...
