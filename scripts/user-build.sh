@@ -58,7 +58,7 @@ mkdir -p "$SCRATCH/packages"
 for crate in "${CRATES[@]}"; do
   folder="${FOLDER[$crate]}"
   version="$(version "$folder")"
-  tar -xzf "$ROOT/target/package/$crate-$version.crate" -C "$SCRATCH/packages"
+  tar -xzf "$CARGO_TARGET_DIR/package/$crate-$version.crate" -C "$SCRATCH/packages"
   mv "$SCRATCH/packages/$crate-$version" "$SCRATCH/packages/$folder"
 done
 mkdir -p "$SCRATCH/packages/.cargo"
