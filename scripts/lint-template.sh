@@ -8,12 +8,12 @@
 #   scripts/lint-template.sh --non-default  lint a copy of template.yaml whose
 #       parameter defaults are the non-default values of
 #       tests/template-non-default.params (every option at its other setting;
-#       tests/tests/template.rs checks the same copy)
+#       tests/tests/it/template.rs checks the same copy)
 #
 # cfn-lint gets its own virtualenv, .tools/cfn-lint: the emulators' venv
 # (.tools/venv) pins a newer cfn-lint as a dependency of moto, and the two must
 # not replace each other. Besides cfn-lint's own rules, a check below asserts
-# Shardline's own rules for event sources (tests/tests/template.rs asserts the
+# Shardline's own rules for event sources (tests/tests/it/template.rs asserts the
 # same from `cargo test`):
 # - every Kinesis event source reports batch item failures;
 # - retry limits are in Lambda's ranges, and the ordered functions (fanout,

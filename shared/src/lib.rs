@@ -24,7 +24,7 @@
 //! | the function: settings, entry point, its own table | [`config`], [`app`], [`tables`] |
 //! | leaves: time, errors, one retry policy, SQLite, the AWS kit | [`time`], [`error`], [`retry`], [`sqlite`], `aws` |
 //!
-//! Lower layers never import higher ones (`tests/tests/layout.rs` checks it):
+//! Lower layers never import higher ones (`tests/tests/it/layout.rs` checks it):
 //! the engine uses the guard, the handler and the state; none of them uses the engine.
 //!
 //! ## Example

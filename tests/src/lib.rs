@@ -22,7 +22,7 @@
 //! ```
 
 /// The README's Rust blocks, compiled as doctests, so that what a new user
-/// copies builds (`tests/tests/own_function.rs` checks that it is also what
+/// copies builds (`tests/tests/it/own_function.rs` checks that it is also what
 /// `shardline-cli new` writes).
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

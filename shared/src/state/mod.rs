@@ -230,7 +230,7 @@ impl StateError {
 
 /// Where Shardline keeps its state: [`EmbeddedStore`] locally,
 /// [`DynamoDbStore`] in AWS. Both keep the same contract
-/// (`tests/tests/state_contract.rs` runs every case against each).
+/// (`tests/tests/it/state_contract.rs` runs every case against each).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shardline::state::StateError> {

@@ -8,7 +8,7 @@ use crate::quarantine::{QuarantineKey, QuarantineReason};
 
 /// A state store whose quarantine can be worked on: claimed for a replay,
 /// given a new failure, or emptied record by record. [`super::EmbeddedStore`]
-/// and [`super::DynamoDbStore`] are both one (`tests/tests/quarantine_ops.rs`
+/// and [`super::DynamoDbStore`] are both one (`tests/tests/it/quarantine_ops.rs`
 /// runs the same cases on each).
 #[async_trait]
 pub trait QuarantineStore: StateStore {

@@ -1,5 +1,5 @@
 //! The guard's decisions on a made-up stream (the real resharding is tested
-//! against kinesis-mock in `tests/tests/guard.rs`).
+//! against kinesis-mock in `tests/tests/it/guard.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

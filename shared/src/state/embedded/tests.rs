@@ -1,5 +1,5 @@
 //! The embedded store on its own (the contract both stores keep is in
-//! `tests/tests/state_contract.rs`).
+//! `tests/tests/it/state_contract.rs`).
 
 use super::*;
 use crate::record::{Position, ShardRef};

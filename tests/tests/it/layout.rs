@@ -4,7 +4,7 @@
 //! over 80 lines (in the framework, the `kpl`, `shardline-esm`, CLI and
 //! simulator crates and the functions).
 //!
-//! `cargo test -p shardline-tests --test layout -- --nocapture` prints the
+//! `cargo test -p shardline-tests --test it layout:: -- --nocapture` prints the
 //! module graph. (`cargo modules dependencies -p shardline-lambda --lib` from crates.io
 //! draws the same graph from `use` declarations; this check also follows paths
 //! written inline, such as `crate::metrics::add_count(..)`.)

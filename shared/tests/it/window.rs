@@ -3,9 +3,9 @@
 //! record inside a window (partial failure with the state before it), a
 //! quarantined record, a whole-invocation retry with the old state, a failed
 //! close, and an early-terminated window. (The DynamoDB store is exercised by
-//! `functions/key-counts/tests/dynamodb.rs` on moto.)
+//! `functions/key-counts/tests/it/dynamodb.rs` on moto.)
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

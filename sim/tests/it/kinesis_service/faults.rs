@@ -8,7 +8,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use shardline_sim::kinesis::{EntryFault, Failure, Fault, Refusal, ScriptedFaults};
 use tokio::time::Instant;
 
-use crate::{entry, setup};
+use super::{entry, setup};
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn whole_request_faults_apply_nothing() {

@@ -11,7 +11,7 @@ use shardline::time::SimulatedWallClock;
 use shardline::{Position, SequenceNumber, ShardRef};
 use shardline_sim::kinesis::KinesisService;
 
-use crate::start;
+use super::start;
 
 fn shard(id: &str) -> ShardRef {
     ShardRef {

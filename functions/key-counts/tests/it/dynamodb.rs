@@ -3,7 +3,7 @@
 //! (a retried final invocation adds nothing), and an early-terminated window's
 //! parts add up in the same items.
 
-mod common;
+use crate::common;
 
 use common::{Run, rows, sample, sample_json};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! `decode_event` (which deaggregates), sees every record exactly once, in
 //! order per key, each on the shard it would have reached on its own.
 //!
-//! `cargo test -p shardline-tests --test fanout_aggregate -- --nocapture`
+//! `cargo test -p shardline-tests --test it fanout_aggregate:: -- --nocapture`
 //! prints the aggregation ratio (Kinesis records put per user record) for
 //! 10,000 records of 100 bytes.
 

@@ -11,7 +11,7 @@
 //! - shard 1 (ended early): the carried state (sensor-x 1,200 records of
 //!   14,400 bytes, sensor-y 800 of 9,600) plus one sensor-x record of 10 bytes.
 
-mod common;
+use crate::common;
 
 use common::{Run, rows, sample, sample_json};
 use serde_json::{Value, json};

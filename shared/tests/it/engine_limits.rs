@@ -1,7 +1,7 @@
 //! The engine at its limits: the time cut-off, stale and duplicate records,
 //! a newer invocation that commits first, and handlers that panic or hang.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

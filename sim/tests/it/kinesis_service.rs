@@ -2,11 +2,9 @@
 //! resharding, iterator expiry, and every fault kind as the SDK reports it.
 //! Shardline's sink and guard over it are in `kinesis_service/`.
 
-mod kinesis_service {
-    pub mod faults;
-    pub mod guard;
-    pub mod sink;
-}
+mod faults;
+mod guard;
+mod sink;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,7 +1,7 @@
 //! Fan-out delivery progress against the embedded store and file sinks:
 //! interleaved batches of one shard (ParallelizationFactor > 1).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

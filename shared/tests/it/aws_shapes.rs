@@ -2,7 +2,7 @@
 //! (the Rust runtime's own event types): both must see the same records, and
 //! Shardline's response must be what Lambda's response type reads.
 
-mod common;
+use crate::common;
 
 use std::time::UNIX_EPOCH;
 
@@ -12,8 +12,8 @@ use common::*;
 use shardline::decode::{EventError, Item, KinesisEventEnvelope, decode_envelope, decode_event};
 use shardline::{BatchResponse, RecordOrigin};
 
-const DOCUMENTED: &str = include_str!("fixtures/kinesis-event.json");
-const TIME_WINDOW: &str = include_str!("fixtures/kinesis-time-window-event.json");
+const DOCUMENTED: &str = include_str!("../fixtures/kinesis-event.json");
+const TIME_WINDOW: &str = include_str!("../fixtures/kinesis-time-window-event.json");
 
 /// (sequence number, partition key, data, arrival in epoch ms, shard id, stream ARN)
 type Seen = (String, String, Vec<u8>, i64, String, String);

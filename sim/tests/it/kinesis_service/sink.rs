@@ -11,7 +11,7 @@ use shardline::time::SimulatedWallClock;
 use shardline::{Deadline, Position};
 use shardline_sim::kinesis::{EntryFault, Failure, Fault, KinesisService, Refusal, ScriptedFaults};
 
-use crate::start;
+use super::start;
 
 /// Record `i` of key `i % keys`: its data is `key:i`.
 fn record(i: u64, keys: u64, bytes: usize) -> OutRecord {

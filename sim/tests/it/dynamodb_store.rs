@@ -1,6 +1,6 @@
 //! Shardline's real DynamoDB store (`shardline::state::DynamoDbStore`) over
 //! the simulated DynamoDB, through the real SDK client, on tokio's paused
-//! clock: what `tests/tests/state_contract.rs` promises against an emulator,
+//! clock: what `tests/tests/it/state_contract.rs` promises against an emulator,
 //! the requests each call costs, and (in `dynamodb_store/faults.rs`) what
 //! each fault looks like to the store.
 

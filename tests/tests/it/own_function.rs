@@ -42,7 +42,7 @@ fn read(dir: &Path, file: &str) -> String {
 
 #[test]
 fn the_readme_shows_what_new_writes() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let orders = new_crate(&["orders"], "orders");
     assert_eq!(
         block(readme, "## Your own function", "toml"),

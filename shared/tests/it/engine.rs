@@ -2,7 +2,7 @@
 //! first retryable failure, the checkpoint, quarantine, replay, 56-digit
 //! sequence numbers, the remaining-time cut-off and the skip rules.
 
-mod common;
+use crate::common;
 
 use common::*;
 use shardline::{HandlerError, QuarantineReason, RecordOrigin};

@@ -8,7 +8,7 @@
 //! Shardline takes any JSON object, so the round trips with
 //! `aws_lambda_events` use a state of strings.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use shardline::window::{
 };
 use shardline::{Deadline, HandlerError, Record};
 
-const TIME_WINDOW: &str = include_str!("fixtures/kinesis-time-window-event.json");
+const TIME_WINDOW: &str = include_str!("../fixtures/kinesis-time-window-event.json");
 const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/lambda-stream";
 
 #[test]
@@ -157,7 +157,7 @@ async fn the_documented_event_runs_like_the_guides_python_example() {
 
 #[test]
 fn an_event_without_a_window_names_the_missing_setting() {
-    let plain = include_str!("fixtures/kinesis-event.json");
+    let plain = include_str!("../fixtures/kinesis-event.json");
     let err = decode_window_event(plain.as_bytes()).unwrap_err();
     assert!(matches!(err, WindowEventError::NotWindowed { .. }), "{err}");
     assert!(err.to_string().contains("TumblingWindowInSeconds"), "{err}");

@@ -2,7 +2,7 @@
 //! granularity, a retry in the middle of an aggregate, quarantine of one
 //! sub-record, and a corrupted aggregate handed over as one plain record.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::*;

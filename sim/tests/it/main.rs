@@ -1,0 +1,7 @@
+//! The integration tests of this crate, one binary: each file is a module
+//! (the AWS SDK and the framework are linked once, not once a file).
+
+mod dynamodb_store;
+mod flush_time;
+mod kinesis_service;
+mod scenarios;
