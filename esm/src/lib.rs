@@ -4,9 +4,11 @@
 //! stream and real function processes; the simulator (`shardline-sim`) runs it
 //! over simulated ones. One model, so the two cannot drift apart.
 //!
-//! From the Lambda developer guide (with-kinesis,
-//! services-kinesis-batchfailurereporting, kinesis-on-failure-destination,
-//! services-kinesis-windows):
+//! From the Lambda developer guide:
+//! [with-kinesis](https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html),
+//! [services-kinesis-batchfailurereporting](https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html),
+//! [kinesis-on-failure-destination](https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html),
+//! [services-kinesis-windows](https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-windows.html).
 //!
 //! - a batch is at most `BatchSize` records of one lane within the 6 MB
 //!   payload ([`record`]); with `ParallelizationFactor` above 1, a shard's
