@@ -34,20 +34,12 @@ pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The whole workspace with its test targets: the features of every
+        // dependency unify as in `cargo test --workspace` (the simulator's
+        // tokio `test-util`, the dev-dependencies), so nothing `cargo test`
+        // built is built again; only the binaries are linked.
         let status = Command::new(cargo)
-            .args(["build", "--bins", "-q"])
-            .args([
-                "-p",
-                "shardline-cli",
-                "-p",
-                "ledger",
-                "-p",
-                "fanout",
-                "-p",
-                "active-users",
-                "-p",
-                "key-counts",
-            ])
+            .args(["build", "--workspace", "--bins", "--tests", "-q"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .expect("cargo runs");
