@@ -5,7 +5,7 @@
 //! simulator crates and the functions).
 //!
 //! `cargo test -p shardline-tests --test it layout:: -- --nocapture` prints the
-//! module graph. (`cargo modules dependencies -p shardline-lambda --lib` from crates.io
+//! module graph. (`cargo modules dependencies -p shardline-lambda --lib` from the crate registry
 //! draws the same graph from `use` declarations; this check also follows paths
 //! written inline, such as `crate::metrics::add_count(..)`.)
 
