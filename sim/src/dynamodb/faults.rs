@@ -162,3 +162,21 @@ where
         self(request, tables)
     }
 }
+
+/// A hook that answers `fault` to the first `times` requests of `operation`,
+/// and lets every other request through.
+///
+/// ```
+/// use shardline_sim::dynamodb::{Fault, first_requests};
+/// let hook = first_requests("TransactWriteItems", 2, Fault::throttling());
+/// # let _ = hook;
+/// ```
+pub fn first_requests(operation: &'static str, times: u64, fault: Fault) -> impl FaultHook {
+    move |request: &Request<'_>, _: &mut Tables| {
+        if request.operation == operation && request.number <= times {
+            fault.clone()
+        } else {
+            Fault::None
+        }
+    }
+}

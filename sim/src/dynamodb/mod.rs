@@ -49,7 +49,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub use self::error::ApiError;
-pub use self::faults::{Fault, FaultHook, Request};
+pub use self::faults::{Fault, FaultHook, Request, first_requests};
 pub use self::number::{Number, NumberError};
 use self::ops::{Db, Twist};
 pub use self::table::{Key, KeySchema, MAX_ITEM_BYTES, Table, Tables};

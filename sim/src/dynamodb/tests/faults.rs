@@ -7,23 +7,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{call, code, key, n, sdk_code, sdk_key, sim};
-use crate::dynamodb::{Attr, DynamoDb, Fault, Item, Request, Tables};
+use crate::dynamodb::{Attr, DynamoDb, Fault, Item, first_requests};
 use crate::http::{Reply, Service};
-
-/// A hook: `fault` for the first `times` requests of `operation`, then none.
-fn first(
-    operation: &'static str,
-    times: u64,
-    fault: Fault,
-) -> impl FnMut(&Request<'_>, &mut Tables) -> Fault + Send {
-    move |request: &Request<'_>, _: &mut Tables| {
-        if request.operation == operation && request.number <= times {
-            fault.clone()
-        } else {
-            Fault::None
-        }
-    }
-}
 
 async fn put(sim: &DynamoDb, pk: &str) -> Result<(), String> {
     sim.client()
@@ -40,7 +25,7 @@ async fn put(sim: &DynamoDb, pk: &str) -> Result<(), String> {
 #[tokio::test(start_paused = true)]
 async fn a_failure_before_applies_nothing_and_the_sdk_retries_it() {
     let sim = sim();
-    sim.set_fault_hook(first("PutItem", 3, Fault::throttling()));
+    sim.set_fault_hook(first_requests("PutItem", 3, Fault::throttling()));
     assert_eq!(put(&sim, "a").await, Err("ThrottlingException".into()));
     assert_eq!(
         sim.request_count("PutItem"),
@@ -49,11 +34,11 @@ async fn a_failure_before_applies_nothing_and_the_sdk_retries_it() {
     );
     assert!(sim.items("t").is_empty());
     sim.take_request_counts();
-    sim.set_fault_hook(first("PutItem", 2, Fault::internal_error()));
+    sim.set_fault_hook(first_requests("PutItem", 2, Fault::internal_error()));
     assert_eq!(put(&sim, "a").await, Ok(()), "the third attempt lands");
     assert_eq!(sim.take_request_counts()["PutItem"], 3);
     let client = sim.client_with(|c| c.retry_config(RetryConfig::disabled()));
-    sim.set_fault_hook(first("PutItem", 1, Fault::throughput_exceeded()));
+    sim.set_fault_hook(first_requests("PutItem", 1, Fault::throughput_exceeded()));
     let once = client
         .put_item()
         .table_name("t")
@@ -70,7 +55,7 @@ async fn a_failure_before_applies_nothing_and_the_sdk_retries_it() {
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_lands_and_the_retry_sees_it() {
     let sim = sim();
-    sim.set_fault_hook(first("PutItem", 1, Fault::LoseAnswer));
+    sim.set_fault_hook(first_requests("PutItem", 1, Fault::LoseAnswer));
     assert_eq!(
         put(&sim, "a").await,
         Err("ConditionalCheckFailedException".into())
@@ -85,7 +70,7 @@ async fn a_lost_answer_lands_and_the_retry_sees_it() {
         "only the first was lost"
     );
     sim.take_request_counts();
-    sim.set_fault_hook(first(
+    sim.set_fault_hook(first_requests(
         "PutItem",
         1,
         Fault::FailAfter {
@@ -110,7 +95,7 @@ async fn a_lost_answer_lands_and_the_retry_sees_it() {
 async fn delays_pass_on_tokios_clock_before_the_request_applies() {
     let sim = sim();
     let writer = sim.clone();
-    sim.set_fault_hook(first(
+    sim.set_fault_hook(first_requests(
         "PutItem",
         1,
         Fault::DelayThen(
@@ -163,7 +148,7 @@ async fn a_concurrent_writer_gets_there_first() {
 #[tokio::test(start_paused = true)]
 async fn cancelled_transactions_name_the_item_and_apply_nothing() {
     let sim = sim();
-    sim.set_fault_hook(first("TransactWriteItems", 1, Fault::conflict(5)));
+    sim.set_fault_hook(first_requests("TransactWriteItems", 1, Fault::conflict(5)));
     let items = json!({"TransactItems": [
         {"Put": {"TableName": "t", "Item": key("a", "1")}},
         {"Put": {"TableName": "t", "Item": key("b", "1")}}]});

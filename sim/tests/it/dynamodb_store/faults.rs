@@ -5,25 +5,10 @@ use std::time::Duration;
 use shardline::state::{
     ClaimOutcome, CommitOutcome, KeyCommit, Progress, Settled, ShardState, StateError, StateStore,
 };
-use shardline_sim::dynamodb::{Attr, Fault, Request, Tables};
+use shardline_sim::dynamodb::{Attr, Fault, first_requests};
 use tokio::time::Instant;
 
 use super::{CONSUMER, TABLE, checkpoint, claim, count, counts, key, quarantined, setup, start};
-
-/// A hook: `fault` for the first `times` requests of `operation`, then none.
-fn first(
-    operation: &'static str,
-    times: u64,
-    fault: Fault,
-) -> impl FnMut(&Request<'_>, &mut Tables) -> Fault + Send {
-    move |request: &Request<'_>, _: &mut Tables| {
-        if request.operation == operation && request.number <= times {
-            fault.clone()
-        } else {
-            Fault::None
-        }
-    }
-}
 
 fn transient(error: &StateError) -> bool {
     error.is_transient()
@@ -32,7 +17,7 @@ fn transient(error: &StateError) -> bool {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_throttled_commit_is_a_transient_error_and_writes_nothing() {
     let (sim, store, _clock) = setup().await;
-    sim.set_fault_hook(first("UpdateItem", u64::MAX, Fault::throttling()));
+    sim.set_fault_hook(first_requests("UpdateItem", u64::MAX, Fault::throttling()));
     let k = key("throttled");
     let error = store
         .commit(&k, 0, &checkpoint(1), &Settled::default())
@@ -51,7 +36,7 @@ async fn a_throttled_commit_is_a_transient_error_and_writes_nothing() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_lost_answer_after_a_landed_commit_reads_as_superseded_on_the_retry() {
     let (sim, store, _clock) = setup().await;
-    sim.set_fault_hook(first("UpdateItem", 1, Fault::LoseAnswer));
+    sim.set_fault_hook(first_requests("UpdateItem", 1, Fault::LoseAnswer));
     let k = key("lost");
     let outcome = store
         .commit(&k, 0, &checkpoint(1), &Settled::default())
@@ -75,7 +60,7 @@ async fn a_lost_answer_after_a_landed_commit_reads_as_superseded_on_the_retry() 
 
     // A transaction carries a client request token, the same on the SDK's
     // retry: DynamoDB answers it as done, so the commit reads as committed.
-    sim.set_fault_hook(first("TransactWriteItems", 1, Fault::LoseAnswer));
+    sim.set_fault_hook(first_requests("TransactWriteItems", 1, Fault::LoseAnswer));
     let settled = Settled {
         quarantine: vec![quarantined(3, 10)],
         released: vec![],
@@ -99,7 +84,7 @@ async fn a_failure_after_the_write_is_retried_like_a_lost_answer() {
         status: 500,
         code: "InternalServerError".into(),
     };
-    sim.set_fault_hook(first("UpdateItem", 1, fault));
+    sim.set_fault_hook(first_requests("UpdateItem", 1, fault));
     let outcome = store
         .commit(&key("500"), 0, &checkpoint(1), &Settled::default())
         .await
@@ -110,7 +95,7 @@ async fn a_failure_after_the_write_is_retried_like_a_lost_answer() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn cancelled_transactions_are_retried_or_reported_as_transient() {
     let (sim, store, _clock) = setup().await;
-    sim.set_fault_hook(first("TransactWriteItems", 1, Fault::conflict(0)));
+    sim.set_fault_hook(first_requests("TransactWriteItems", 1, Fault::conflict(0)));
     let won = store
         .claim_dedup_keys(CONSUMER, &[claim("order", "a", 60)], start())
         .await
@@ -118,7 +103,11 @@ async fn cancelled_transactions_are_retried_or_reported_as_transient() {
     assert_eq!(won, [ClaimOutcome::Won], "sent again after the conflict");
     assert_eq!(counts(&sim), [count("TransactWriteItems", 2)]);
 
-    sim.set_fault_hook(first("TransactWriteItems", u64::MAX, Fault::conflict(0)));
+    sim.set_fault_hook(first_requests(
+        "TransactWriteItems",
+        u64::MAX,
+        Fault::conflict(0),
+    ));
     let error = store
         .claim_dedup_keys(CONSUMER, &[claim("other", "a", 60)], start())
         .await
@@ -138,7 +127,7 @@ async fn cancelled_transactions_are_retried_or_reported_as_transient() {
         item: usize::MAX,
         code: "ThrottlingError".into(),
     };
-    sim.set_fault_hook(first("TransactWriteItems", 1, throttle.clone()));
+    sim.set_fault_hook(first_requests("TransactWriteItems", 1, throttle.clone()));
     let settled = Settled {
         quarantine: vec![quarantined(1, 10)],
         released: vec![],
@@ -149,7 +138,7 @@ async fn cancelled_transactions_are_retried_or_reported_as_transient() {
     assert_eq!(counts(&sim), [count("TransactWriteItems", 2)]);
 
     // Throttled every time: a transient error, and nothing applied.
-    sim.set_fault_hook(first("TransactWriteItems", u64::MAX, throttle));
+    sim.set_fault_hook(first_requests("TransactWriteItems", u64::MAX, throttle));
     let k = key("throttled");
     let error = store
         .commit(&k, 0, &checkpoint(1), &settled)
@@ -171,7 +160,7 @@ async fn cancelled_transactions_are_retried_or_reported_as_transient() {
         item: 0,
         code: "ValidationError".into(),
     };
-    sim.set_fault_hook(first("TransactWriteItems", u64::MAX, odd));
+    sim.set_fault_hook(first_requests("TransactWriteItems", u64::MAX, odd));
     let error = store
         .commit(&key("odd"), 0, &checkpoint(1), &settled)
         .await
@@ -196,7 +185,11 @@ async fn unprocessed_keys_and_items_are_sent_again() {
         .collect();
     store.commit_key_progress(&k, &commits).await.unwrap();
     sim.take_request_counts();
-    sim.set_fault_hook(first("BatchGetItem", 1, Fault::Unprocessed { share: 0.5 }));
+    sim.set_fault_hook(first_requests(
+        "BatchGetItem",
+        1,
+        Fault::Unprocessed { share: 0.5 },
+    ));
     let names: Vec<String> = commits.iter().map(|c| c.partition_key.clone()).collect();
     let read = store.load_key_progress(&k, &names).await.unwrap();
     assert_eq!(read.len(), 150);
@@ -206,7 +199,7 @@ async fn unprocessed_keys_and_items_are_sent_again() {
         "50 keys asked again"
     );
 
-    sim.set_fault_hook(first(
+    sim.set_fault_hook(first_requests(
         "BatchWriteItem",
         2,
         Fault::Unprocessed { share: 0.5 },
@@ -266,7 +259,7 @@ async fn a_concurrent_writer_supersedes_the_commit() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_delayed_answer_takes_its_time_on_tokios_clock() {
     let (sim, store, _clock) = setup().await;
-    sim.set_fault_hook(first(
+    sim.set_fault_hook(first_requests(
         "UpdateItem",
         1,
         Fault::Delay(Duration::from_millis(750)),
