@@ -306,19 +306,38 @@ impl Mapping {
             let delay =
                 Duration::from_millis(self.dials.below(faults.timeout.as_millis() as usize) as u64);
             let (me, shard, copy) = (self.clone(), shard.to_owned(), payload.clone());
+            let delivered_copy = Self::delivered(invocation);
             self.tasks.set(self.tasks.get() + 1);
             tokio::task::spawn_local(async move {
                 tokio::time::sleep(delay).await;
-                me.run_invocation(&shard, &copy, true).await;
+                me.run_invocation(&shard, &copy, delivered_copy, true).await;
                 me.tasks.set(me.tasks.get() - 1);
             });
         }
-        self.run_invocation(shard, &payload, false).await
+        self.run_invocation(shard, &payload, Self::delivered(invocation), false)
+            .await
+    }
+
+    /// The record ids in an invocation's event.
+    fn delivered(invocation: &Invocation) -> Vec<u64> {
+        match invocation {
+            Invocation::Records { records, .. } => records
+                .iter()
+                .flat_map(|r| crate::faults::ids_in(&r.data))
+                .collect(),
+            Invocation::Final { .. } => Vec::new(),
+        }
     }
 
     /// Runs the function on `payload` in a process that may die at an await
     /// point or run into Lambda's timeout.
-    async fn run_invocation(&self, shard: &str, payload: &Bytes, duplicate: bool) -> Answer {
+    async fn run_invocation(
+        &self,
+        shard: &str,
+        payload: &Bytes,
+        delivered: Vec<u64>,
+        duplicate: bool,
+    ) -> Answer {
         let faults = self.dials.now();
         let id = self.invocations.get() + 1;
         self.invocations.set(id);
@@ -331,6 +350,7 @@ impl Mapping {
                 ended: None,
                 clean: false,
                 retry_from: None,
+                delivered,
                 called: Vec::new(),
                 handled: Vec::new(),
                 cut_off: Vec::new(),

@@ -114,6 +114,8 @@ pub struct InvocationLog {
     pub clean: bool,
     /// The record its answer asked Lambda to retry from, if any.
     pub retry_from: Option<String>,
+    /// Records Lambda delivered in its event.
+    pub delivered: Vec<u64>,
     /// Records its handler was called on (each call).
     pub called: Vec<u64>,
     /// Records its handler finished without error.

@@ -10,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::budget::QuarantineBudget;
-use super::claims::Claims;
+use super::claims::{ClaimVerdict, Claims};
 use super::lanes::Lanes;
 use super::units::Units;
 use super::{EngineConfig, EngineError};
@@ -67,6 +67,9 @@ pub(super) enum Outcome {
     Overran {
         started: Instant,
     },
+    /// Not run: another record holding its dedup key has not finished (see
+    /// [`super::claims`]); its lane stops here.
+    Waiting,
     /// Not run: its unit stopped earlier, or the invocation is short of time.
     NotStarted {
         cut_off: bool,
@@ -105,6 +108,7 @@ impl<H: Handler> ShardRun<'_, H> {
         if let Err(error) = flushed {
             tracing::warn!(shard = %self.key.shard.shard_id, error = %error, "the handler's flush did not write everything");
             self.settle_flush(items, &mut outcomes, &units, error);
+            claims.after_flush(items, &mut outcomes);
         }
         let noted = deliveries.into_noted();
         let folded = self.fold(items, &outcomes, units, &claims, report);
@@ -222,7 +226,10 @@ impl<H: Handler> ShardRun<'_, H> {
                 next
             };
             let go_on = match &outcome {
-                Outcome::Failed { .. } | Outcome::Overran { .. } | Outcome::Deferred => false,
+                Outcome::Failed { .. }
+                | Outcome::Overran { .. }
+                | Outcome::Deferred
+                | Outcome::Waiting => false,
                 Outcome::NotStarted { cut_off: true } => {
                     let record = items[index].record();
                     tracing::warn!(
@@ -303,9 +310,20 @@ impl<H: Handler> ShardRun<'_, H> {
     async fn decide(&self, item: &Item, units: &Units, claims: &Claims, pace: &Pace) -> Outcome {
         let record = item.record();
         let done = units.is_done(record);
-        let duplicate = claims.duplicates.contains_key(&record.position);
+        let verdict = claims.verdict(&record.position);
+        let duplicate = verdict == Some(ClaimVerdict::Duplicate);
         if let Some(rule) = self.config.skip.rule_for(record, self.now, done, duplicate) {
             return Outcome::Skipped(rule);
+        }
+        if let Some(ClaimVerdict::Waiting(holder)) = verdict {
+            tracing::warn!(
+                shard = %record.shard.shard_id,
+                sequence_number = %record.position.sequence,
+                subsequence_number = record.position.subsequence,
+                holder = %holder,
+                "another record holding this record's dedup key has not finished; Lambda will retry from it"
+            );
+            return Outcome::Waiting;
         }
         let record = match item {
             Item::Undecodable { reason, .. } => {
@@ -336,7 +354,10 @@ impl<H: Handler> ShardRun<'_, H> {
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         pace.slowest.fetch_max(took, Ordering::Relaxed);
         match result {
-            Ok(()) => Outcome::Handled,
+            Ok(()) => {
+                claims.handled(&record.position);
+                Outcome::Handled
+            }
             Err(error) => self.failed(record, units, &error),
         }
     }

@@ -122,6 +122,9 @@ impl<H: Handler> ShardRun<'_, H> {
                 }
                 Outcome::Handled => {
                     report.processed += 1;
+                    unit.settled
+                        .done
+                        .extend(claims.won.get(&record.position).cloned());
                     unit.advance(&record.position);
                 }
                 Outcome::Quarantined {
@@ -150,6 +153,7 @@ impl<H: Handler> ShardRun<'_, H> {
                 }
                 Outcome::Quarantined { .. }
                 | Outcome::Deferred
+                | Outcome::Waiting
                 | Outcome::Pending
                 | Outcome::Overran { .. }
                 | Outcome::NotStarted { .. } => {

@@ -126,12 +126,17 @@ pub struct Settled {
     /// record is not skipped as a duplicate of itself. Released only while the
     /// claim still names this owner.
     pub released: Vec<DedupClaim>,
+    /// Dedup claims of records the batch handled, now done: a later copy of
+    /// one is skipped as a duplicate until `expires_at`. Written whatever the
+    /// fence says (the record's effect landed either way), in the commit's
+    /// request when they fit.
+    pub done: Vec<DedupClaim>,
 }
 
 impl Settled {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.quarantine.is_empty() && self.released.is_empty()
+        self.quarantine.is_empty() && self.released.is_empty() && self.done.is_empty()
     }
 }
 
@@ -149,6 +154,13 @@ pub enum CommitOutcome {
 }
 
 /// A claim on a dedup key, made before the record is handled.
+///
+/// A claim has two lives. Made by [`StateStore::claim_dedup_keys`] it is *in
+/// flight*: a lease for as long as the invocation may run, so that a copy of
+/// the record met meanwhile waits for Lambda's retry instead of being skipped
+/// (the first copy may still fail, time out, or be discarded by Lambda).
+/// Written again by the commit ([`Settled::done`]) it is *done*: a later copy
+/// is a duplicate until the dedup window ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DedupClaim {
     /// The key from the payload.
@@ -165,8 +177,12 @@ pub struct DedupClaim {
 pub enum ClaimOutcome {
     /// The key is this record's (newly, or from an earlier attempt of it).
     Won,
-    /// Another record holds the key: this one is a duplicate.
+    /// Another record holds the key and its effect landed: this one is a
+    /// duplicate.
     HeldBy(String),
+    /// Another record holds the key and has not finished (its claim is in
+    /// flight): this one waits for Lambda's retry.
+    InFlight(String),
 }
 
 /// Why a state operation failed.
@@ -260,9 +276,11 @@ pub trait StateStore: Send + Sync {
     /// [`StateError`] when the store cannot be read.
     async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError>;
 
-    /// Claims dedup keys for records about to be handled, all in one call. A key
-    /// held by another owner and not expired at `now` is lost; an expired one is
-    /// taken over. Returns one outcome per claim, in order. The keys of one call
+    /// Claims dedup keys for records about to be handled, all in one call: each
+    /// claim won is in flight until its `expires_at` (see [`DedupClaim`]). A key
+    /// held by another owner and not expired at `now` is lost
+    /// ([`ClaimOutcome::HeldBy`] when that claim is done,
+    /// [`ClaimOutcome::InFlight`] when not); an expired one is taken over. Returns one outcome per claim, in order. The keys of one call
     /// are distinct (the engine settles repeats within a batch itself).
     ///
     /// # Errors

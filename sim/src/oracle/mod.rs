@@ -306,13 +306,14 @@ fn story(world: &Record) -> Vec<String> {
         .iter()
         .map(|(n, log)| {
             format!(
-                "#{n} {}{} called {:?} handled {:?} cut off {:?} clean {} retry from {:?}",
+                "#{n} {}{} delivered {:?} called {:?} handled {:?} cut off {:?} clean {} retry from {:?}",
                 log.shard,
                 if log.duplicate {
                     " (duplicate delivery)"
                 } else {
                     ""
                 },
+                log.delivered,
                 log.called,
                 log.handled,
                 log.cut_off.iter().map(|c| c.2).collect::<Vec<_>>(),

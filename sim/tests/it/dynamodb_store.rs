@@ -194,7 +194,7 @@ async fn dedup_claims_are_won_held_taken_over_and_released() {
     );
     assert_eq!(
         claim_one(claim("order-1", "b", 60), now).await,
-        [ClaimOutcome::HeldBy("a".into())]
+        [ClaimOutcome::InFlight("a".into())]
     );
     let later = now + Duration::from_secs(61);
     assert_eq!(
@@ -208,7 +208,7 @@ async fn dedup_claims_are_won_held_taken_over_and_released() {
     let outcomes = store.claim_dedup_keys(CONSUMER, &mixed, now).await.unwrap();
     assert_eq!(
         outcomes,
-        [ClaimOutcome::HeldBy("b".into()), ClaimOutcome::Won]
+        [ClaimOutcome::InFlight("b".into()), ClaimOutcome::Won]
     );
     assert_eq!(
         counts(&sim),
@@ -219,6 +219,7 @@ async fn dedup_claims_are_won_held_taken_over_and_released() {
     let released = Settled {
         quarantine: vec![quarantined(40, 1)],
         released: vec![claim("order-1", "b", 60), claim("order-2", "not-c", 60)],
+        ..Settled::default()
     };
     store
         .commit(&key("release"), 0, &checkpoint(40), &released)
@@ -236,7 +237,7 @@ async fn dedup_claims_are_won_held_taken_over_and_released() {
     );
     assert_eq!(
         claim_one(claim("order-2", "d", 60), now).await,
-        [ClaimOutcome::HeldBy("c".into())]
+        [ClaimOutcome::InFlight("c".into())]
     );
 }
 

@@ -73,6 +73,7 @@ async fn seed(store: &dyn QuarantineStore, records: Vec<QuarantinedRecord>) {
                 .cloned()
                 .collect(),
             released: Vec::new(),
+            ..Settled::default()
         };
         let read = store.load_shard(&key).await.unwrap();
         store

@@ -15,8 +15,14 @@ use shardline::state::{
 use shardline::{Position, ShardRef};
 use shardline_tests::{Emulators, unique_name};
 
+#[path = "state_contract/dedup.rs"]
+mod dedup;
 #[path = "state_contract/settled.rs"]
 mod settled;
+use dedup::{
+    a_claim_is_in_flight_until_its_commit_marks_it_done,
+    dedup_claims_respect_owners_expiry_and_release,
+};
 use settled::{
     a_superseded_commit_writes_none_of_what_it_settled,
     quarantining_a_record_again_keeps_its_entry_and_replay_claim,
@@ -150,6 +156,7 @@ async fn quarantine_goes_with_the_commit_and_keeps_payloads(store: &dyn StateSto
     let settled = Settled {
         quarantine: vec![quarantined(1, 10), quarantined(2, 900 * 1024)],
         released: vec![],
+        ..Settled::default()
     };
     let progress = Progress {
         checkpoint: Some(pos(2, 0)),
@@ -253,79 +260,6 @@ async fn many_keys_round_trip_and_unknown_keys_are_left_out(store: &dyn StateSto
     }
 }
 
-async fn dedup_claims_respect_owners_expiry_and_release(store: &dyn StateStore) {
-    let now = SystemTime::now();
-    let name = unique_name("order");
-    let won = store
-        .claim_dedup_keys("contract", &[claim(&name, "a", 60)], now)
-        .await
-        .unwrap();
-    assert_eq!(won, [ClaimOutcome::Won]);
-    let again = store
-        .claim_dedup_keys("contract", &[claim(&name, "a", 60)], now)
-        .await
-        .unwrap();
-    assert_eq!(again, [ClaimOutcome::Won], "the same owner keeps its claim");
-    let lost = store
-        .claim_dedup_keys("contract", &[claim(&name, "b", 60)], now)
-        .await
-        .unwrap();
-    assert_eq!(lost, [ClaimOutcome::HeldBy("a".into())]);
-    let later = now + Duration::from_secs(61);
-    let taken = store
-        .claim_dedup_keys("contract", &[claim(&name, "b", 120)], later)
-        .await
-        .unwrap();
-    assert_eq!(taken, [ClaimOutcome::Won], "an expired claim is taken over");
-
-    // A quarantined record gives its claim back with the commit; a claim of
-    // another owner is left alone.
-    let k = key("dedup-release");
-    let released = Settled {
-        quarantine: vec![quarantined(40, 1)],
-        released: vec![claim(&name, "b", 60)],
-    };
-    let progress = Progress {
-        checkpoint: Some(pos(40, 0)),
-        ..Progress::default()
-    };
-    store.commit(&k, 0, &progress, &released).await.unwrap();
-    let fresh = store
-        .claim_dedup_keys("contract", &[claim(&name, "c", 60)], now)
-        .await
-        .unwrap();
-    assert_eq!(fresh, [ClaimOutcome::Won], "b's claim was given back");
-
-    let other = unique_name("order");
-    store
-        .claim_dedup_keys("contract", &[claim(&other, "x", 60)], now)
-        .await
-        .unwrap();
-    let wrong_owner = KeyCommit {
-        partition_key: "y".into(),
-        read_version: 0,
-        progress: Progress {
-            checkpoint: Some(pos(41, 0)),
-            ..Progress::default()
-        },
-        settled: Settled {
-            quarantine: vec![quarantined(41, 1)],
-            released: vec![claim(&other, "y", 60)],
-        },
-    };
-    store.commit_key_progress(&k, &[wrong_owner]).await.unwrap();
-    store.commit_key_progress(&k, &[]).await.unwrap();
-    let held = store
-        .claim_dedup_keys("contract", &[claim(&other, "z", 60)], now)
-        .await
-        .unwrap();
-    assert_eq!(
-        held,
-        [ClaimOutcome::HeldBy("x".into())],
-        "only the owner's claim is released"
-    );
-}
-
 async fn lineage_moves_forward_and_shard_ends_are_kept(store: &dyn StateStore) {
     let k = key("lineage");
     let parents = vec!["shardId-000000000001".to_owned()];
@@ -418,6 +352,7 @@ contract!(
     racing_key_commits_lose_no_attempt,
     many_keys_round_trip_and_unknown_keys_are_left_out,
     dedup_claims_respect_owners_expiry_and_release,
+    a_claim_is_in_flight_until_its_commit_marks_it_done,
     lineage_moves_forward_and_shard_ends_are_kept,
     a_superseded_commit_writes_none_of_what_it_settled,
     quarantining_a_record_again_keeps_its_entry_and_replay_claim,

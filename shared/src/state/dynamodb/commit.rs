@@ -14,6 +14,11 @@
 //! there or a claim not ours drops that item, a throttle or a conflict sends
 //! the rest again after a pause, any other reason is an error.
 //!
+//! The dedup claims of the records a batch handled are marked done by
+//! unconditional `Put`s packed into the same transactions as groups of their
+//! own: a failed fence leaves them to the next request, since their records'
+//! effects landed whoever commits.
+//!
 //! The parts of a large payload (past its first 300 KB) are written first, on
 //! their own: parts without their entry are never read (the entry names how
 //! many parts it has and readers match parts to their entry).
@@ -41,6 +46,8 @@ enum Role {
     Entry,
     /// A dedup claim given back, if still ours.
     Release,
+    /// A dedup claim marked done: on its own, whatever the fences say.
+    Done,
 }
 
 /// One unit's write: every item lands, or none.
@@ -61,6 +68,17 @@ impl Group {
                 Role::Fence,
                 TransactWriteItem::builder().update(fence).build(),
             )],
+            bytes: ITEM_OVERHEAD,
+        }
+    }
+
+    /// A dedup claim marked done, as a group of its own: it lands whatever
+    /// the fences of the transaction it shares say (its record's effect
+    /// landed), and fills the room the units' groups leave.
+    pub fn done(put: Put) -> Self {
+        Group {
+            unit: String::new(),
+            items: vec![(Role::Done, TransactWriteItem::builder().put(put).build())],
             bytes: ITEM_OVERHEAD,
         }
     }
@@ -187,7 +205,7 @@ fn settle(
             at += 1;
             match (fate(reason, operation)?, role) {
                 (Fate::ConditionFailed, Role::Fence) => fenced_out = true,
-                (Fate::ConditionFailed, Role::Entry | Role::Release) => {}
+                (Fate::ConditionFailed, Role::Entry | Role::Release | Role::Done) => {}
                 (Fate::Passing, _) => {
                     passing = true;
                     items.push((role, item));
@@ -197,7 +215,7 @@ fn settle(
         }
         if fenced_out {
             superseded.push(group.unit);
-        } else {
+        } else if !items.is_empty() {
             group.items = items;
             kept.push(group);
         }
@@ -277,6 +295,23 @@ mod tests {
             "test",
         );
         assert!(error.is_err(), "a reason no retry mends");
+    }
+
+    #[test]
+    fn done_claims_outlive_a_failed_fence() {
+        let mut batch = vec![Group::new("shard", update()), Group::done(put())];
+        let mut superseded = Vec::new();
+        let passing = settle(
+            &mut batch,
+            &[reason("ConditionalCheckFailed"), reason("None")],
+            &mut superseded,
+            "test",
+        )
+        .unwrap();
+        assert!(!passing);
+        assert_eq!(superseded, ["shard"]);
+        assert_eq!(batch.len(), 1, "the done claim goes again alone");
+        assert_eq!(batch[0].items[0].0, Role::Done);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{
     Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -56,6 +57,8 @@ use crate::time::epoch_millis;
 
 /// The TTL attribute of the state table.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// The mark of a dedup claim whose record has not finished (absent: done).
+const IN_FLIGHT: &str = "in_flight";
 /// The state table's key schema.
 pub const KEY_SCHEMA: KeySchema<'static> = KeySchema {
     hash_key: PK,
@@ -148,6 +151,32 @@ impl DynamoDbStore {
         }
         self.put_quarantine(parts).await?;
         Ok(group)
+    }
+
+    /// A dedup claim's item, done (an in-flight claim adds its mark).
+    fn claim_put(&self, consumer: &str, claim: &DedupClaim) -> PutBuilder {
+        let expires_ms = epoch_millis(claim.expires_at);
+        Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(dedup_pk(consumer, &claim.key)))
+            .item(SK, s("claim"))
+            .item("owner", s(claim.owner.clone()))
+            .item("expires_ms", n(expires_ms))
+            .item(TTL_ATTRIBUTE, n(expires_ms / 1000 + 1))
+    }
+
+    /// The claims of handled records marked done (no in-flight mark), a
+    /// group each ([`Group::done`]).
+    fn done_groups(&self, consumer: &str, done: &[DedupClaim]) -> Result<Vec<Group>, StateError> {
+        done.iter()
+            .map(|claim| {
+                let put = self
+                    .claim_put(consumer, claim)
+                    .build()
+                    .map_err(|e| DynamoError::build("mark a dedup claim done", e))?;
+                Ok(Group::done(put))
+            })
+            .collect()
     }
 
     /// One UpdateItem under `condition`; `false` when the condition failed
@@ -276,14 +305,8 @@ impl StateStore for DynamoDbStore {
     ) -> Result<Vec<ClaimOutcome>, StateError> {
         let operation = "claim dedup keys";
         let build = |claim: &DedupClaim| {
-            let expires_ms = epoch_millis(claim.expires_at);
-            Put::builder()
-                .table_name(&self.table)
-                .item(PK, s(dedup_pk(consumer, &claim.key)))
-                .item(SK, s("claim"))
-                .item("owner", s(claim.owner.clone()))
-                .item("expires_ms", n(expires_ms))
-                .item(TTL_ATTRIBUTE, n(expires_ms / 1000 + 1))
+            self.claim_put(consumer, claim)
+                .item(IN_FLIGHT, n(1))
                 .condition_expression(
                     "attribute_not_exists(pk) OR #owner = :owner OR expires_ms < :now",
                 )
@@ -298,19 +321,27 @@ impl StateStore for DynamoDbStore {
                 .map_err(|e| DynamoError::build(operation, e))
         };
         let lost = transact_conditional(&self.client, claims, build, operation).await?;
-        let mut holders: HashMap<&str, String> = HashMap::new();
+        let mut holders: HashMap<&str, ClaimOutcome> = HashMap::new();
         for (claim, item) in lost {
             let holder = item
                 .as_ref()
                 .and_then(|item| get_s(item, "owner"))
-                .unwrap_or("another record");
-            holders.insert(claim.key.as_str(), holder.to_owned());
+                .unwrap_or("another record")
+                .to_owned();
+            let in_flight = item.as_ref().is_some_and(|i| i.contains_key(IN_FLIGHT));
+            let outcome = if in_flight {
+                ClaimOutcome::InFlight(holder)
+            } else {
+                ClaimOutcome::HeldBy(holder)
+            };
+            holders.insert(claim.key.as_str(), outcome);
         }
         Ok(claims
             .iter()
-            .map(|claim| match holders.remove(claim.key.as_str()) {
-                Some(holder) => ClaimOutcome::HeldBy(holder),
-                None => ClaimOutcome::Won,
+            .map(|claim| {
+                holders
+                    .remove(claim.key.as_str())
+                    .unwrap_or(ClaimOutcome::Won)
             })
             .collect())
     }
@@ -331,11 +362,13 @@ impl StateStore for DynamoDbStore {
                 .await?
         } else {
             let fence = update.build(&self.table, item_key)?;
-            let group = self
-                .group(&key.consumer, shard_pk(key), fence, settled)
-                .await?;
-            let operation = "commit a checkpoint with quarantined records";
-            write_groups(&self.client, vec![group], operation)
+            let mut groups = vec![
+                self.group(&key.consumer, shard_pk(key), fence, settled)
+                    .await?,
+            ];
+            groups.extend(self.done_groups(&key.consumer, &settled.done)?);
+            let operation = "commit a checkpoint with what its batch settled";
+            write_groups(&self.client, groups, operation)
                 .await?
                 .is_empty()
         };
@@ -427,6 +460,9 @@ impl StateStore for DynamoDbStore {
                 self.group(&key.consumer, unit, fence, &commit.settled)
                     .await?,
             );
+        }
+        for commit in commits {
+            groups.extend(self.done_groups(&key.consumer, &commit.settled.done)?);
         }
         write_groups(&self.client, groups, "commit key progress").await
     }

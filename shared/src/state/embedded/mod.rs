@@ -26,7 +26,7 @@ const KEY_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id", "partition_key
 
 use self::rows::{
     PROGRESS_COLUMNS, PROGRESS_WIDTH, ProgressRow, as_i64, corrupt, lineage_columns, millis,
-    upsert_progress, write_settled,
+    upsert_progress, write_done, write_settled,
 };
 use self::schema::{SCHEMA, add_missing_columns};
 use super::{
@@ -156,18 +156,27 @@ impl StateStore for EmbeddedStore {
             let mut outcomes = Vec::with_capacity(claims.len());
             {
                 let mut read =
-                    tx.prepare_cached("SELECT owner, expires_at FROM dedup WHERE consumer = ?1 AND key = ?2")?;
+                    tx.prepare_cached("SELECT owner, expires_at, in_flight FROM dedup WHERE consumer = ?1 AND key = ?2")?;
                 let mut write = tx.prepare_cached(
-                    "INSERT INTO dedup (consumer, key, owner, expires_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (consumer, key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+                    "INSERT INTO dedup (consumer, key, owner, expires_at, in_flight) VALUES (?1, ?2, ?3, ?4, 1)
+                     ON CONFLICT (consumer, key) DO UPDATE SET owner = excluded.owner,
+                        expires_at = excluded.expires_at, in_flight = 1",
                 )?;
                 for claim in claims {
-                    let held: Option<(String, i64)> = read
-                        .query_row(params![consumer, claim.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let held: Option<(String, i64, bool)> = read
+                        .query_row(params![consumer, claim.key], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
                         .optional()?;
                     match held {
-                        Some((owner, expires_at)) if owner != claim.owner && expires_at > now => {
-                            outcomes.push(ClaimOutcome::HeldBy(owner));
+                        Some((owner, expires_at, in_flight))
+                            if owner != claim.owner && expires_at > now =>
+                        {
+                            outcomes.push(if in_flight {
+                                ClaimOutcome::InFlight(owner)
+                            } else {
+                                ClaimOutcome::HeldBy(owner)
+                            });
                         }
                         _ => {
                             write.execute(params![
@@ -197,6 +206,7 @@ impl StateStore for EmbeddedStore {
         let row = ProgressRow::of(progress, new_version);
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            write_done(&tx, &key.consumer, &settled.done)?;
             let stored: Option<i64> = tx
                 .query_row(
                     "SELECT version FROM shard WHERE consumer = ?1 AND stream_arn = ?2 AND shard_id = ?3",
@@ -321,6 +331,7 @@ impl StateStore for EmbeddedStore {
                         &*key.shard.shard_id,
                         commit.partition_key
                     ];
+                    write_done(&tx, &key.consumer, &commit.settled.done)?;
                     let stored: Option<i64> = read.query_row(ids, |r| r.get(0)).optional()?;
                     if stored.unwrap_or(0) != as_i64(commit.read_version) {
                         superseded.push(commit.partition_key.clone());

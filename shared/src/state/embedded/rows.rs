@@ -9,7 +9,8 @@ use rusqlite::params;
 use crate::record::{Position, SequenceNumber};
 use crate::state::progress::MAX_DONE_BYTES;
 use crate::state::{
-    ConsumerShard, Delivered, HeadAttempts, Lineage, PositionRanges, Progress, Settled, StateError,
+    ConsumerShard, DedupClaim, Delivered, HeadAttempts, Lineage, PositionRanges, Progress, Settled,
+    StateError,
 };
 use crate::time::epoch_millis;
 
@@ -212,6 +213,29 @@ pub(super) fn write_settled(
         tx.prepare_cached("DELETE FROM dedup WHERE consumer = ?1 AND key = ?2 AND owner = ?3")?;
     for claim in &settled.released {
         release.execute(params![consumer, claim.key, claim.owner])?;
+    }
+    Ok(())
+}
+
+/// Marks the claims of handled records done (whatever the fence says: their
+/// effect landed).
+pub(super) fn write_done(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    done: &[DedupClaim],
+) -> Result<(), rusqlite::Error> {
+    let mut write = tx.prepare_cached(
+        "INSERT INTO dedup (consumer, key, owner, expires_at, in_flight) VALUES (?1, ?2, ?3, ?4, 0)
+         ON CONFLICT (consumer, key) DO UPDATE SET owner = excluded.owner,
+            expires_at = excluded.expires_at, in_flight = 0",
+    )?;
+    for claim in done {
+        write.execute(params![
+            consumer,
+            claim.key,
+            claim.owner,
+            millis(claim.expires_at)
+        ])?;
     }
     Ok(())
 }

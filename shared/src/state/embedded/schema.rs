@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS dedup (
     key         TEXT    NOT NULL,
     owner       TEXT    NOT NULL,
     expires_at  INTEGER NOT NULL,
+    in_flight   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (consumer, key)
 );
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -79,6 +80,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("key_progress", "failing_heads", "TEXT NOT NULL DEFAULT ''"),
     ("quarantine", "explicit_hash_key", "TEXT"),
     ("quarantine", "replay_started_at", "INTEGER"),
+    ("dedup", "in_flight", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 pub(super) fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {

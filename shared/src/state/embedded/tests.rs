@@ -75,7 +75,7 @@ async fn dedup_claims_respect_owner_and_expiry() {
         .claim_dedup_keys("c", &[claim("b", 60)], now)
         .await
         .unwrap();
-    assert_eq!(lost, [ClaimOutcome::HeldBy("a".into())]);
+    assert_eq!(lost, [ClaimOutcome::InFlight("a".into())]);
     let later = now + Duration::from_secs(61);
     let taken = store
         .claim_dedup_keys("c", &[claim("b", 120)], later)

@@ -64,6 +64,7 @@ async fn a_lost_answer_after_a_landed_commit_reads_as_superseded_on_the_retry() 
     let settled = Settled {
         quarantine: vec![quarantined(3, 10)],
         released: vec![],
+        ..Settled::default()
     };
     let outcome = store.commit(&k, 1, &checkpoint(3), &settled).await.unwrap();
     assert_eq!(outcome, CommitOutcome::Committed { version: 2 });
@@ -131,6 +132,7 @@ async fn cancelled_transactions_are_retried_or_reported_as_transient() {
     let settled = Settled {
         quarantine: vec![quarantined(1, 10)],
         released: vec![],
+        ..Settled::default()
     };
     let k = key("cancelled");
     let outcome = store.commit(&k, 0, &checkpoint(1), &settled).await.unwrap();
@@ -207,6 +209,7 @@ async fn unprocessed_keys_and_items_are_sent_again() {
     let large = Settled {
         quarantine: vec![quarantined(7, 3 * 1024 * 1024)],
         released: vec![],
+        ..Settled::default()
     };
     store
         .commit(&key("large"), 0, &checkpoint(7), &large)

@@ -13,6 +13,7 @@ async fn quarantined_records_go_with_the_commit_and_come_back_whole() {
     let settled = Settled {
         quarantine: vec![quarantined(1, 10), quarantined(2, 1500 * 1024)],
         released: vec![],
+        ..Settled::default()
     };
     let committed = store.commit(&k, 0, &checkpoint(2), &settled).await.unwrap();
     assert_eq!(committed, CommitOutcome::Committed { version: 1 });
@@ -45,6 +46,7 @@ async fn quarantined_records_go_with_the_commit_and_come_back_whole() {
     let late = Settled {
         quarantine: vec![quarantined(3, 10)],
         released: vec![],
+        ..Settled::default()
     };
     let stale = store.commit(&k, 0, &checkpoint(3), &late).await.unwrap();
     assert_eq!(stale, CommitOutcome::Superseded);
@@ -56,6 +58,7 @@ async fn quarantined_records_go_with_the_commit_and_come_back_whole() {
             .map(|n| quarantined(n, 100))
             .collect(),
         released: vec![],
+        ..Settled::default()
     };
     sim.take_request_counts();
     store
@@ -66,6 +69,7 @@ async fn quarantined_records_go_with_the_commit_and_come_back_whole() {
     let too_many = Settled {
         quarantine: (100..200).map(|n| quarantined(n, 1)).collect(),
         released: vec![],
+        ..Settled::default()
     };
     let error = store
         .commit(&key("huge"), 0, &checkpoint(200), &too_many)
@@ -84,6 +88,7 @@ async fn the_quarantine_store_claims_requeues_and_removes() {
     let settled = Settled {
         quarantine: vec![big.clone()],
         released: vec![],
+        ..Settled::default()
     };
     store
         .commit(&key("ops"), 0, &checkpoint(5), &settled)
@@ -172,6 +177,7 @@ async fn a_superseded_commit_writes_none_of_what_it_settled() {
     let settled = Settled {
         quarantine: (61..65).map(|n| quarantined(n, 900_000)).collect(),
         released: held.to_vec(),
+        ..Settled::default()
     };
     let outcome = store
         .commit(&k, 0, &checkpoint(64), &settled)
@@ -186,7 +192,7 @@ async fn a_superseded_commit_writes_none_of_what_it_settled() {
     let claimed = store.claim_dedup_keys(CONSUMER, &other, now).await.unwrap();
     assert_eq!(
         claimed,
-        [shardline::state::ClaimOutcome::HeldBy("held".into())]
+        [shardline::state::ClaimOutcome::InFlight("held".into())]
     );
     let state = store.load_shard(&k).await.unwrap();
     assert_eq!(state.progress.checkpoint, checkpoint(60).checkpoint);
@@ -200,6 +206,7 @@ async fn a_record_quarantined_again_keeps_its_entry_and_replay_claim() {
     let first = Settled {
         quarantine: vec![record.clone()],
         released: vec![],
+        ..Settled::default()
     };
     store.commit(&k, 0, &checkpoint(70), &first).await.unwrap();
     assert!(
@@ -216,6 +223,7 @@ async fn a_record_quarantined_again_keeps_its_entry_and_replay_claim() {
     let second = Settled {
         quarantine: vec![again],
         released: vec![],
+        ..Settled::default()
     };
     let outcome = store.commit(&k, 1, &checkpoint(70), &second).await.unwrap();
     assert_eq!(outcome, CommitOutcome::Committed { version: 2 });

@@ -26,6 +26,7 @@ pub(super) async fn a_superseded_commit_writes_none_of_what_it_settled(store: &d
     let settled = Settled {
         quarantine: (61..65).map(|n| quarantined(n, 900_000)).collect(),
         released: vec![claim(&name, "held", 60)],
+        ..Settled::default()
     };
     let stale = Progress {
         checkpoint: Some(pos(64, 0)),
@@ -49,7 +50,7 @@ pub(super) async fn a_superseded_commit_writes_none_of_what_it_settled(store: &d
         .unwrap();
     assert_eq!(
         held,
-        [ClaimOutcome::HeldBy("held".into())],
+        [ClaimOutcome::InFlight("held".into())],
         "the claim stays"
     );
     assert_eq!(
@@ -70,6 +71,7 @@ pub(super) async fn quarantining_a_record_again_keeps_its_entry_and_replay_claim
     let first = Settled {
         quarantine: vec![record.clone()],
         released: vec![],
+        ..Settled::default()
     };
     let progress = Progress {
         checkpoint: Some(pos(70, 0)),
@@ -87,6 +89,7 @@ pub(super) async fn quarantining_a_record_again_keeps_its_entry_and_replay_claim
     let second = Settled {
         quarantine: vec![again],
         released: vec![],
+        ..Settled::default()
     };
     store.commit(&k, 1, &progress, &second).await.unwrap();
     let stolen = store
