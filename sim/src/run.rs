@@ -264,9 +264,11 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
     drain(setup, &mapping).await;
     let budget = 60 + 4 * total as u64;
     if !mapping.run_until(|| true, budget).await {
-        return Verdict::fail(format!(
+        let mut verdict = Verdict::fail(format!(
             "a stall: the mapping did not drain in {budget} invocations after the faults stopped"
         ));
+        verdict.story = oracle::story(&setup.world.lock());
+        return verdict;
     }
     // Duplicate deliveries still running end within Lambda's timeout.
     tokio::time::sleep(scenario.faults.timeout * 2).await;

@@ -300,7 +300,7 @@ impl Judge<'_> {
 
 /// One line per invocation: its shard, the records it called the handler on
 /// (and which of them went well), what it answered.
-fn story(world: &Record) -> Vec<String> {
+pub fn story(world: &Record) -> Vec<String> {
     let mut lines: Vec<String> = world
         .invocations
         .iter()

@@ -51,7 +51,7 @@ impl Judge<'_> {
     /// `earlier` succeed, or a duplicate delivery of an older batch applied
     /// `earlier` late. Each attempt keeps its key's order; two together cannot
     /// (the README says so under Ordering and failures).
-    fn decided_otherwise(&self, earlier: u64, later: u64) -> bool {
+    pub(super) fn decided_otherwise(&self, earlier: u64, later: u64) -> bool {
         let invocations = &self.world.invocations;
         let by_duplicate = self
             .world
