@@ -145,6 +145,9 @@ impl<H: Handler> ShardRun<'_, H> {
                         .released
                         .extend(claims.won.get(&record.position).cloned());
                     unit.advance(&record.position);
+                    if self.config.skip.handle_checkpointed && *attempts > 0 {
+                        unit.keep_quarantined(&record.position, *attempts);
+                    }
                 }
                 Outcome::Failed { attempts } => {
                     report.failed += 1;

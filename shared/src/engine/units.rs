@@ -68,6 +68,20 @@ impl Unit {
         }
     }
 
+    /// The record at `position` was quarantined after `attempts`, in a
+    /// function that handles checkpointed records again (a window, when
+    /// Lambda resends an aggregate or older state): its attempts are kept
+    /// past the checkpoint, so a resend quarantines it again at once instead
+    /// of counting from one while the records after it wait.
+    pub fn keep_quarantined(&mut self, position: &Position, attempts: u32) {
+        self.failed_again.insert(position.clone());
+        self.heads.retain(|h| h.position != *position);
+        self.heads.push(HeadAttempts {
+            position: position.clone(),
+            attempts,
+        });
+    }
+
     /// The record at `position` failed on attempt `attempts`.
     pub fn fail(&mut self, position: &Position, attempts: u32) {
         if self.read.is_done(position) {

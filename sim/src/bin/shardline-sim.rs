@@ -27,6 +27,14 @@ fn main() -> ExitCode {
                 eprintln!("run needs --seed N");
                 return ExitCode::from(2);
             };
+            if let Ok(spec) = std::env::var("SHARDLINE_SIM_LOG") {
+                // The engine's own log lines, for a scenario being read closely.
+                let level = spec.parse().unwrap_or(tracing::Level::WARN);
+                tracing_subscriber::fmt()
+                    .with_max_level(level)
+                    .without_time()
+                    .init();
+            }
             let scenario = Scenario::draw(seed);
             println!("{scenario}");
             let verdict = run(&scenario);
