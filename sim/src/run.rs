@@ -180,8 +180,12 @@ type Stores = (
 async fn store(scenario: &Scenario, dials: &Dials) -> Result<Stores, String> {
     match scenario.features.store {
         StoreKind::Embedded => {
+            // One folder per run: two runs of one seed at once (tests run
+            // side by side in one process) must not share a database.
+            static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!(
-                "shardline-sim-{}-{}",
+                "shardline-sim-{}-{}-{run}",
                 std::process::id(),
                 scenario.seed
             ));
@@ -262,7 +266,7 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
         _ = driving => {}
     }
     drain(setup, &mapping).await;
-    let budget = 60 + 4 * total as u64;
+    let budget = 60 + 4 * total as u64 + held_by_age(scenario);
     if !mapping.run_until(|| true, budget).await {
         let mut verdict = Verdict::fail(format!(
             "a stall: the mapping did not drain in {budget} invocations after the faults stopped"
@@ -278,6 +282,24 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
         return Verdict::fail(error);
     }
     oracle::judge(setup, trace).await
+}
+
+/// Invocations the drain may spend on the README's caveat ("The parent-shard
+/// guard and retry settings"): with a record age on the mapping, Lambda can
+/// discard a parent's last records, and the guard then holds its children
+/// until Lambda discards their batches too. Each held invocation waits out
+/// its timeout, for as long as the record age, in every lane of every shard.
+fn held_by_age(scenario: &Scenario) -> u64 {
+    let Some(age) = scenario.mapping.max_record_age else {
+        return 0;
+    };
+    if !scenario.features.guard || scenario.reshards.is_empty() {
+        return 0;
+    }
+    let shards = u64::from(scenario.shards) + 2 * scenario.reshards.len() as u64;
+    let lanes = shards * scenario.mapping.parallelization as u64;
+    let timeout = scenario.faults.timeout.as_secs().max(1);
+    lanes * (age.as_secs() / timeout + 2)
 }
 
 /// Every fault stops.
