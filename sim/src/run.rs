@@ -180,8 +180,7 @@ type Stores = (
 async fn store(scenario: &Scenario, dials: &Dials) -> Result<Stores, String> {
     match scenario.features.store {
         StoreKind::Embedded => {
-            // One folder per run: two runs of one seed at once (tests run
-            // side by side in one process) must not share a database.
+            // One folder per run: runs of one seed may go at once (tests).
             static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!(
@@ -284,11 +283,9 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
     oracle::judge(setup, trace).await
 }
 
-/// Invocations the drain may spend on the README's caveat ("The parent-shard
-/// guard and retry settings"): with a record age on the mapping, Lambda can
-/// discard a parent's last records, and the guard then holds its children
-/// until Lambda discards their batches too. Each held invocation waits out
-/// its timeout, for as long as the record age, in every lane of every shard.
+/// Invocations the drain may spend on the README's guard caveat: with a record
+/// age on the mapping, children wait (each invocation its timeout) until
+/// Lambda discards their records too, in every lane of every shard.
 fn held_by_age(scenario: &Scenario) -> u64 {
     let Some(age) = scenario.mapping.max_record_age else {
         return 0;

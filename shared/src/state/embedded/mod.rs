@@ -215,6 +215,8 @@ impl StateStore for EmbeddedStore {
                 )
                 .optional()?;
             if stored.unwrap_or(0) != as_i64(read_version) {
+                // The claims marked done stay: their records' effects landed.
+                tx.commit()?;
                 return Ok(CommitOutcome::Superseded);
             }
             write_settled(&tx, &key.consumer, settled)?;
