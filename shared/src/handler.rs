@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Mutex;
 
 pub use crate::error::BoxError;
+use crate::metrics::Counts;
 use crate::record::{Position, Record, ShardRef};
 use crate::time::Deadline;
 
@@ -275,9 +276,16 @@ pub struct Batch<'a> {
     pub(crate) shard: &'a ShardRef,
     pub(crate) deadline: Deadline,
     pub(crate) deliveries: &'a Deliveries,
+    pub(crate) counts: &'a Counts,
 }
 
 impl<'a> Batch<'a> {
+    /// Adds `value` to the count `name` of this batch, reported with its
+    /// invocation's metrics line ([`BatchReport::counts`](crate::BatchReport)).
+    pub fn add_count(&self, name: &'static str, value: u64) {
+        self.counts.add(name, value);
+    }
+
     /// The consumer's name (the key of its state).
     pub fn consumer(&self) -> &'a str {
         self.consumer

@@ -147,23 +147,63 @@ fn valid_namespace(namespace: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || " .-_/#:".contains(c))
 }
 
-static CUSTOM: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+/// Counts added during one invocation, by name: a handler's own
+/// ([`add_count`]) and, in [`BatchReport::counts`], a batch's sink's.
+#[derive(Debug, Default)]
+pub(crate) struct Counts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl Counts {
+    /// Adds `value` to `name`.
+    pub(crate) fn add(&self, name: &'static str, value: u64) {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry(name).or_default() += value;
+    }
+
+    /// Takes (and clears) what was added.
+    pub(crate) fn take(&self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+tokio::task_local! {
+    /// The counts of the invocation the current task runs (see [`counted`]).
+    static INVOCATION_COUNTS: Counts;
+}
 
 /// Adds `value` to the function's own count `name` (unit Count), printed with
-/// this invocation's metrics line. Names of Shardline's own metrics, and
+/// the metrics line of the invocation whose task calls it: overlapping
+/// invocations in one process (Lambda Managed Instances) keep their counts
+/// apart. A count added outside an invocation's task (a task the handler
+/// spawned, say) is not reported. Names of Shardline's own metrics, and
 /// `Function` and `RequestId`, are refused there with a warning.
 ///
 /// ```
 /// shardline::metrics::add_count("UsersWritten", 3);
 /// ```
 pub fn add_count(name: &'static str, value: u64) {
-    let mut counts = CUSTOM.lock().unwrap_or_else(|p| p.into_inner());
-    *counts.entry(name).or_default() += value;
+    if INVOCATION_COUNTS
+        .try_with(|counts| counts.add(name, value))
+        .is_err()
+    {
+        tracing::debug!(
+            name,
+            value,
+            "a count added outside an invocation is not reported"
+        );
+    }
 }
 
-/// Takes (and clears) the counts added with [`add_count`] since the last take.
-pub(crate) fn take_counts() -> BTreeMap<&'static str, u64> {
-    std::mem::take(&mut *CUSTOM.lock().unwrap_or_else(|p| p.into_inner()))
+/// Runs `invocation` with counts of its own ([`add_count`]); returns its
+/// output and what it counted.
+pub(crate) async fn counted<F: std::future::Future>(
+    invocation: F,
+) -> (F::Output, BTreeMap<&'static str, u64>) {
+    INVOCATION_COUNTS
+        .scope(Counts::default(), async move {
+            let output = invocation.await;
+            (output, INVOCATION_COUNTS.with(Counts::take))
+        })
+        .await
 }
 
 /// What one invocation did, as the metrics line reports it.
@@ -259,12 +299,23 @@ pub(crate) fn document(
     Value::Object(root)
 }
 
-/// Prints this invocation's EMF line on stdout (with the counts added by
-/// [`add_count`] since the last flush), unless metrics are off.
-pub(crate) fn flush(config: &MetricsConfig, invocation: &Invocation<'_>) {
-    let custom = take_counts();
+/// Prints this invocation's EMF line on stdout, with the counts its batch's
+/// sinks added ([`BatchReport::counts`]) and `added` (its [`add_count`]s),
+/// unless metrics are off.
+pub(crate) fn flush(
+    config: &MetricsConfig,
+    invocation: &Invocation<'_>,
+    added: BTreeMap<&'static str, u64>,
+) {
     if !config.enabled {
         return;
+    }
+    let mut custom = invocation
+        .report
+        .map(|report| report.counts.clone())
+        .unwrap_or_default();
+    for (name, value) in added {
+        *custom.entry(name).or_default() += value;
     }
     let line = document(config, invocation, &custom, SystemTime::now()).to_string();
     // One write of one line: log lines of other threads cannot cut into it.
@@ -422,13 +473,30 @@ mod tests {
         assert_eq!(count("Function"), 0);
     }
 
-    #[test]
-    fn added_counts_accumulate_until_taken() {
-        add_count("TestOnlyCounter", 2);
-        add_count("TestOnlyCounter", 3);
-        let taken = take_counts();
-        assert_eq!(taken.get("TestOnlyCounter"), Some(&5));
-        assert_eq!(take_counts().get("TestOnlyCounter"), None);
+    #[tokio::test]
+    async fn added_counts_stay_with_their_invocation() {
+        // Two invocations at once on one task set (as under Lambda Managed
+        // Instances), each adding its own counts between awaits.
+        let one = counted(async {
+            add_count("TestOnlyCounter", 2);
+            tokio::task::yield_now().await;
+            add_count("TestOnlyCounter", 3);
+        });
+        let other = counted(async {
+            add_count("TestOnlyCounter", 10);
+            tokio::task::yield_now().await;
+            add_count("OtherCounter", 1);
+        });
+        let ((_, one), (_, other)) = tokio::join!(one, other);
+        assert_eq!(one, BTreeMap::from([("TestOnlyCounter", 5)]));
+        assert_eq!(
+            other,
+            BTreeMap::from([("OtherCounter", 1), ("TestOnlyCounter", 10)])
+        );
+        // Outside an invocation nothing is kept.
+        add_count("TestOnlyCounter", 7);
+        let (_, none) = counted(async {}).await;
+        assert!(none.is_empty());
     }
 
     #[test]

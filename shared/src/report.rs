@@ -1,5 +1,6 @@
 //! What one batch did, counted: the local `invoke` summary and the metrics.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ pub struct BatchReport {
     pub kpl: KplCounts,
     /// Now minus the oldest record's arrival: how far behind the consumer is.
     pub iterator_age: Option<Duration>,
+    /// Counts the batch's handler and sinks added through
+    /// [`Batch::add_count`](crate::handler::Batch::add_count) (the fan-out's
+    /// requests, retries and aggregates), by metric name: printed with the
+    /// invocation's metrics line.
+    pub counts: BTreeMap<&'static str, u64>,
 }
 
 impl BatchReport {

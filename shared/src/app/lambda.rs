@@ -141,7 +141,7 @@ async fn invocation<H: Consumer>(
         deadline: Deadline::from_epoch_millis(context.deadline),
         decode: &DecodeOptions::default(),
     };
-    let result = shared.handler.consume(body, invocation).await;
+    let (result, added) = crate::metrics::counted(shared.handler.consume(body, invocation)).await;
     // One metrics line per invocation, failed ones included.
     crate::metrics::flush(
         &shared.metrics,
@@ -150,6 +150,7 @@ async fn invocation<H: Consumer>(
             report: result.as_ref().ok().map(|consumed| &consumed.report),
             duration: started.elapsed(),
         },
+        added,
     );
     let consumed = result?;
     log_batch(&request_id, &consumed, started.elapsed());

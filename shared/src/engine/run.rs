@@ -17,6 +17,7 @@ use super::{EngineConfig, EngineError};
 use crate::decode::Item;
 use crate::guard::Verdict;
 use crate::handler::{Batch, Deliveries, FailureKind, Handler, HandlerError};
+use crate::metrics::Counts;
 use crate::quarantine::QuarantineReason;
 use crate::record::{Position, Record};
 use crate::report::BatchReport;
@@ -96,11 +97,13 @@ impl<H: Handler> ShardRun<'_, H> {
         };
         let claims = self.claim_dedup_keys(items, &units).await?;
         let deliveries = Deliveries::new(units.held(items));
+        let counts = Counts::default();
         let batch = Batch {
             consumer: &self.key.consumer,
             shard: &self.key.shard,
             deadline: self.deadline.reserve(self.config.time_reserve),
             deliveries: &deliveries,
+            counts: &counts,
         };
         self.handler.begin(&batch).await;
         let mut outcomes = self.run_records(items, &units, &claims).await;
@@ -109,6 +112,9 @@ impl<H: Handler> ShardRun<'_, H> {
             tracing::warn!(shard = %self.key.shard.shard_id, error = %error, "the handler's flush did not write everything");
             self.settle_flush(items, &mut outcomes, &units, error);
             claims.after_flush(items, &mut outcomes);
+        }
+        for (name, value) in counts.take() {
+            *report.counts.entry(name).or_default() += value;
         }
         let noted = deliveries.into_noted();
         let folded = self.fold(items, &outcomes, units, &claims, report);

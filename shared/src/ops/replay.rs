@@ -338,11 +338,14 @@ async fn run_handler<H: Handler>(
     timeout: Duration,
 ) -> Ran {
     let deliveries = Deliveries::default();
+    // A replay prints no metrics line: what the sinks count is not kept.
+    let counts = crate::metrics::Counts::default();
     let batch = Batch {
         consumer,
         shard: &record.shard,
         deadline: Deadline::after(timeout),
         deliveries: &deliveries,
+        counts: &counts,
     };
     let work = async {
         handler.begin(&batch).await;

@@ -259,8 +259,11 @@ impl FanOut {
         self.requests.fetch_add(outcome.requests, Ordering::Relaxed);
         self.retried_entries
             .fetch_add(outcome.retried_entries, Ordering::Relaxed);
-        crate::metrics::add_count("FanoutRequests", outcome.requests);
-        crate::metrics::add_count("FanoutRetries", outcome.retried_entries);
+        batch.add_count("FanoutRequests", outcome.requests);
+        batch.add_count("FanoutRetries", outcome.retried_entries);
+        for (name, value) in &outcome.counts {
+            batch.add_count(name, *value);
+        }
         for (&index, delivered) in todo.iter().zip(&outcome.delivered) {
             if *delivered {
                 batch.deliveries().note(destination, &records[index].source);

@@ -145,6 +145,10 @@ pub struct SendOutcome {
     pub retried_entries: u64,
     /// Why the other undelivered records were not delivered, if any are left.
     pub error: Option<SinkError>,
+    /// Counts of its own the sink reports with the batch's metrics (the
+    /// Kinesis sink's `FanoutAggregates`, `FanoutAggregatedRecords`,
+    /// `FanoutWrongShard`), by metric name.
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl SendOutcome {

@@ -202,3 +202,30 @@ async fn a_destination_that_keeps_failing_counts_attempts_until_the_record_is_qu
         "a was written once"
     );
 }
+
+/// The fan-out's counts (requests, retries) travel with the batch into its
+/// report, not through a process-wide counter: two invocations run at once
+/// in one process each get their own.
+#[tokio::test]
+async fn the_fan_outs_counts_travel_in_each_batchs_report() {
+    let env = Env::new("fanout-counts");
+    let fanout = FanOut::new(StaticDestinations(sinks(&env, &["a", "b"])), 1 << 20);
+    let batch = |first: u64, count: u64| {
+        let recs: Vec<Rec> = (first..first + count)
+            .map(|n| Rec::new(seq(n), format!("r{n}").as_bytes()).key(&format!("k{n}")))
+            .collect();
+        event(&recs)
+    };
+    let (small, large) = (batch(1, 2), batch(10, 5));
+    let run = |event: &[u8]| {
+        let decoded = decode_event(event).unwrap();
+        process_event(decoded, &fanout, &env.store, &env.config, Deadline::none())
+    };
+    let (one, other) = tokio::join!(run(&small), run(&large));
+    let (one, other) = (one.unwrap(), other.unwrap());
+    // The file sink writes a destination's records in one request a flush:
+    // two destinations, two requests, in each batch.
+    assert_eq!(one.report.counts.get("FanoutRequests"), Some(&2));
+    assert_eq!(other.report.counts.get("FanoutRequests"), Some(&2));
+    assert_eq!(one.report.counts.get("FanoutRetries"), Some(&0));
+}

@@ -134,8 +134,8 @@ impl super::KinesisSink {
         outcome: &mut SendOutcome,
     ) -> Vec<usize> {
         let (aggregates, carried) = packed.counts();
-        crate::metrics::add_count("FanoutAggregates", aggregates);
-        crate::metrics::add_count("FanoutAggregatedRecords", carried);
+        *outcome.counts.entry("FanoutAggregates").or_default() += aggregates;
+        *outcome.counts.entry("FanoutAggregatedRecords").or_default() += carried;
         let mut misplaced = 0;
         for (entry, members) in packed.members.iter().enumerate() {
             for &member in members {
@@ -150,7 +150,7 @@ impl super::KinesisSink {
         if misplaced > 0 {
             // The destination was resharded: list its shards again next time.
             tracing::warn!(destination = %self.stream, misplaced, "aggregates landed on other shards than the shard map said; listing the shards again");
-            crate::metrics::add_count("FanoutWrongShard", misplaced);
+            *outcome.counts.entry("FanoutWrongShard").or_default() += misplaced;
             self.shards.invalidate();
         }
         for &entry in &put.not_tried {
