@@ -43,7 +43,7 @@ pub struct BatchReport {
     /// Now minus the oldest record's arrival: how far behind the consumer is.
     pub iterator_age: Option<Duration>,
     /// Counts the batch's handler and sinks added through
-    /// [`Batch::add_count`](crate::handler::Batch::add_count) (the fan-out's
+    /// `Batch::add_count` (the fan-out's
     /// requests, retries and aggregates), by metric name: printed with the
     /// invocation's metrics line.
     pub counts: BTreeMap<&'static str, u64>,

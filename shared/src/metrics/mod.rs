@@ -59,13 +59,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
 use crate::config::{ConfigError, Switch, parse_var};
 use crate::report::BatchReport;
+
+mod counts;
+pub use self::counts::add_count;
+pub(crate) use self::counts::{Counts, counted};
 
 /// The variable that turns the metrics line on or off.
 pub const METRICS_VAR: &str = "SHARDLINE_METRICS";
@@ -145,65 +148,6 @@ fn valid_namespace(namespace: &str) -> bool {
         && namespace
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || " .-_/#:".contains(c))
-}
-
-/// Counts added during one invocation, by name: a handler's own
-/// ([`add_count`]) and, in [`BatchReport::counts`], a batch's sink's.
-#[derive(Debug, Default)]
-pub(crate) struct Counts(Mutex<BTreeMap<&'static str, u64>>);
-
-impl Counts {
-    /// Adds `value` to `name`.
-    pub(crate) fn add(&self, name: &'static str, value: u64) {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *counts.entry(name).or_default() += value;
-    }
-
-    /// Takes (and clears) what was added.
-    pub(crate) fn take(&self) -> BTreeMap<&'static str, u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-tokio::task_local! {
-    /// The counts of the invocation the current task runs (see [`counted`]).
-    static INVOCATION_COUNTS: Counts;
-}
-
-/// Adds `value` to the function's own count `name` (unit Count), printed with
-/// the metrics line of the invocation whose task calls it: overlapping
-/// invocations in one process (Lambda Managed Instances) keep their counts
-/// apart. A count added outside an invocation's task (a task the handler
-/// spawned, say) is not reported. Names of Shardline's own metrics, and
-/// `Function` and `RequestId`, are refused there with a warning.
-///
-/// ```
-/// shardline::metrics::add_count("UsersWritten", 3);
-/// ```
-pub fn add_count(name: &'static str, value: u64) {
-    if INVOCATION_COUNTS
-        .try_with(|counts| counts.add(name, value))
-        .is_err()
-    {
-        tracing::debug!(
-            name,
-            value,
-            "a count added outside an invocation is not reported"
-        );
-    }
-}
-
-/// Runs `invocation` with counts of its own ([`add_count`]); returns its
-/// output and what it counted.
-pub(crate) async fn counted<F: std::future::Future>(
-    invocation: F,
-) -> (F::Output, BTreeMap<&'static str, u64>) {
-    INVOCATION_COUNTS
-        .scope(Counts::default(), async move {
-            let output = invocation.await;
-            (output, INVOCATION_COUNTS.with(Counts::take))
-        })
-        .await
 }
 
 /// What one invocation did, as the metrics line reports it.
