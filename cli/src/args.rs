@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use crate::event::EventArgs;
-pub use crate::new::NewArgs;
+pub(crate) use crate::event::EventArgs;
+pub(crate) use crate::new::NewArgs;
 
 /// Shardline's command-line tools.
 #[derive(Debug, Parser)]
 #[command(name = "shardline-cli", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -21,7 +21,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a function against a live Kinesis stream, locally, as Lambda's event
     /// source mapping would: polls the stream shard by shard and invokes the
     /// function, unmodified, through its own Lambda Runtime API.
@@ -40,7 +40,7 @@ pub enum Command {
 
 /// `shardline-cli invoke`'s options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct InvokeArgs {
+pub(crate) struct InvokeArgs {
     /// An event file (JSON); repeat for several invocations of one warm process.
     #[arg(long = "event", value_name = "FILE", required = true)]
     pub events: Vec<PathBuf>,
@@ -57,7 +57,7 @@ pub struct InvokeArgs {
 
 impl InvokeArgs {
     /// The function's name.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         function_name(self.function_name.as_ref(), &self.command)
     }
 }
@@ -78,7 +78,7 @@ fn function_name(given: Option<&String>, command: &[String]) -> String {
 /// Where reading a shard starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StartingPosition {
+pub(crate) enum StartingPosition {
     /// The oldest record still in the stream.
     TrimHorizon,
     /// Only records put after the mapping starts.
@@ -89,7 +89,7 @@ pub enum StartingPosition {
 
 /// `shardline-cli source`'s options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SourceArgs {
+pub(crate) struct SourceArgs {
     /// The stream: a name, or an ARN.
     #[arg(long, value_name = "NAME_OR_ARN")]
     pub stream: String,
@@ -177,27 +177,27 @@ fn share(text: &str) -> Result<f64, String> {
 
 impl SourceArgs {
     /// The batching window.
-    pub fn batching_window(&self) -> Duration {
+    pub(crate) fn batching_window(&self) -> Duration {
         Duration::from_secs(self.maximum_batching_window_in_seconds)
     }
 
     /// The function's timeout.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         Duration::from_secs(self.function_timeout)
     }
 
     /// The retry limit (`None`: retry until the records expire).
-    pub fn retry_limit(&self) -> Option<u32> {
+    pub(crate) fn retry_limit(&self) -> Option<u32> {
         u32::try_from(self.maximum_retry_attempts).ok()
     }
 
     /// The tumbling window's length in seconds (`None`: no windows).
-    pub fn tumbling_window(&self) -> Option<u64> {
+    pub(crate) fn tumbling_window(&self) -> Option<u64> {
         Some(self.tumbling_window_in_seconds).filter(|&seconds| seconds > 0)
     }
 
     /// The record age limit (`None`: none).
-    pub fn max_record_age(&self) -> Option<Duration> {
+    pub(crate) fn max_record_age(&self) -> Option<Duration> {
         u64::try_from(self.maximum_record_age_in_seconds)
             .ok()
             .map(Duration::from_secs)
@@ -207,7 +207,7 @@ impl SourceArgs {
     ///
     /// # Errors
     /// A message when AT_TIMESTAMP comes without a timestamp, or a timestamp without it.
-    pub fn start_timestamp(&self) -> Result<Option<SystemTime>, String> {
+    pub(crate) fn start_timestamp(&self) -> Result<Option<SystemTime>, String> {
         match (self.starting_position, self.starting_position_timestamp) {
             (StartingPosition::AtTimestamp, Some(seconds)) if seconds.is_finite() && seconds >= 0.0 => {
                 Ok(Some(UNIX_EPOCH + Duration::from_secs_f64(seconds)))
@@ -221,7 +221,7 @@ impl SourceArgs {
     }
 
     /// The function's name.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         function_name(self.function_name.as_ref(), &self.command)
     }
 }

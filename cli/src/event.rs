@@ -23,7 +23,7 @@ use shardline::sample::{
 
 /// `shardline-cli event`'s options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct EventArgs {
+pub(crate) struct EventArgs {
     /// Files of payloads, one per line (`-` or none: standard input).
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
@@ -72,7 +72,7 @@ pub struct EventArgs {
 
 /// Why no event was made.
 #[derive(Debug, thiserror::Error)]
-pub enum EventError {
+pub(crate) enum EventError {
     /// An input could not be read.
     #[error("{input}: {source}")]
     Read {
@@ -262,7 +262,7 @@ fn records(args: &EventArgs, now: SystemTime) -> Result<Vec<SampleRecord>, Event
 ///
 /// # Errors
 /// See [`EventError`].
-pub fn make(args: &EventArgs, now: SystemTime) -> Result<Value, EventError> {
+pub(crate) fn make(args: &EventArgs, now: SystemTime) -> Result<Value, EventError> {
     let records = records(args, now)?;
     let Some(start) = &args.window_start else {
         return Ok(event_json(&records));

@@ -21,7 +21,7 @@ use crate::sandbox::{FunctionSpec, Outcome, Pool};
 use shardline_esm::MAX_PAYLOAD;
 
 /// Runs every event of `args` and prints one line each.
-pub async fn run(args: InvokeArgs) -> ExitCode {
+pub(crate) async fn run(args: InvokeArgs) -> ExitCode {
     let pool = Pool::new(FunctionSpec::new(args.command.clone(), args.name()));
     let timeout = Duration::from_secs(args.function_timeout);
     let mut all_answered = true;

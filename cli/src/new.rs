@@ -14,7 +14,7 @@ use shardline::sample::{SampleRecord, event_json, sequence_number};
 
 /// `shardline-cli new`'s options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct NewArgs {
+pub(crate) struct NewArgs {
     /// The function's name: its folder, package, binary and Lambda name
     /// (a-z, 0-9, - and _, starting with a letter).
     pub name: String,
@@ -26,7 +26,7 @@ pub struct NewArgs {
 
 /// Why a function crate was not written.
 #[derive(Debug, thiserror::Error)]
-pub enum NewError {
+pub(crate) enum NewError {
     /// A name Cargo, Lambda or CloudFormation would not take.
     #[error("{name:?} is not a usable function name: {why}")]
     Name {
@@ -69,7 +69,7 @@ fn version_requirement() -> String {
 
 /// What a generated crate's templates are filled with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
+pub(crate) struct Names {
     /// The package, binary, folder and function name (`order-audit`).
     pub name: String,
     /// The crate's Rust name, as log targets show it (`order_audit`).
@@ -102,7 +102,7 @@ impl Names {
     /// [`NewError::Name`] for a name that is empty, too long, does not start
     /// with a lower-case letter, holds anything but `a-z`, `0-9`, `-` and `_`,
     /// or is a crate name the function itself uses.
-    pub fn new(name: &str) -> Result<Self, NewError> {
+    pub(crate) fn new(name: &str) -> Result<Self, NewError> {
         let bad = |why| NewError::Name {
             name: name.to_owned(),
             why,
@@ -149,7 +149,7 @@ impl Names {
 
 /// Where the framework comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Framework {
+pub(crate) enum Framework {
     /// The crate registry's `shardline-lambda` (once it is published).
     Registry,
     /// A checkout's `shared/` folder (absolute).
@@ -162,7 +162,7 @@ impl Framework {
     /// # Errors
     /// [`NewError::NotACheckout`] when `PATH/shared/Cargo.toml` is missing or
     /// is not the framework's.
-    pub fn from_local(path: Option<&Path>) -> Result<Self, NewError> {
+    pub(crate) fn from_local(path: Option<&Path>) -> Result<Self, NewError> {
         let Some(path) = path else {
             return Ok(Framework::Registry);
         };
@@ -179,7 +179,7 @@ impl Framework {
     }
 
     /// The dependency line of the generated `Cargo.toml`.
-    pub fn dependency(&self) -> String {
+    pub(crate) fn dependency(&self) -> String {
         match self {
             Framework::Registry => format!(
                 "shardline = {{ package = \"shardline-lambda\", version = \"{}\" }}",
@@ -271,7 +271,7 @@ fn events() -> [(&'static str, String); 2] {
 }
 
 /// Every file of the crate, path and contents, filled in.
-pub fn files(names: &Names, framework: &Framework) -> Vec<(String, String)> {
+pub(crate) fn files(names: &Names, framework: &Framework) -> Vec<(String, String)> {
     let fill = |text: &str| {
         text.replace("{{name}}", &names.name)
             .replace("{{crate}}", &names.crate_name)
@@ -296,7 +296,7 @@ pub fn files(names: &Names, framework: &Framework) -> Vec<(String, String)> {
 /// # Errors
 /// [`NewError::Exists`] when `dir` exists, [`NewError::Io`] when a file
 /// cannot be written.
-pub fn write(dir: &Path, files: &[(String, String)]) -> Result<(), NewError> {
+pub(crate) fn write(dir: &Path, files: &[(String, String)]) -> Result<(), NewError> {
     if dir.exists() {
         return Err(NewError::Exists(dir.to_owned()));
     }
@@ -318,7 +318,7 @@ pub fn write(dir: &Path, files: &[(String, String)]) -> Result<(), NewError> {
 ///
 /// # Errors
 /// See [`NewError`].
-pub fn run(args: &NewArgs) -> Result<PathBuf, NewError> {
+pub(crate) fn run(args: &NewArgs) -> Result<PathBuf, NewError> {
     let names = Names::new(&args.name)?;
     let framework = Framework::from_local(args.local.as_deref())?;
     let dir = PathBuf::from(&names.name);

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 /// What the function answered.
 #[derive(Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// `invocation/{id}/response`: the response body.
     Response(Bytes),
     /// `invocation/{id}/error`: the error body (`errorType`, `errorMessage`).
@@ -31,7 +31,7 @@ pub enum Answer {
 
 /// One invocation on its way to the function.
 #[derive(Debug)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     /// `Lambda-Runtime-Aws-Request-Id`.
     pub request_id: String,
     /// The event.
@@ -51,7 +51,7 @@ struct Shared {
 }
 
 /// A Runtime API for one function process; stops when dropped.
-pub struct RuntimeApi {
+pub(crate) struct RuntimeApi {
     /// Its address, for `AWS_LAMBDA_RUNTIME_API`.
     pub address: SocketAddr,
     invocations: mpsc::Sender<Invocation>,
@@ -70,7 +70,7 @@ impl RuntimeApi {
     ///
     /// # Errors
     /// The I/O error when no port can be bound.
-    pub async fn start(function_arn: String) -> std::io::Result<Self> {
+    pub(crate) async fn start(function_arn: String) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let address = listener.local_addr()?;
         let (invocations, next) = mpsc::channel(1);
@@ -101,7 +101,7 @@ impl RuntimeApi {
     }
 
     /// When the process first asked for an event, if it has.
-    pub fn first_next(&self) -> Option<Instant> {
+    pub(crate) fn first_next(&self) -> Option<Instant> {
         self.shared.first_next.get().copied()
     }
 
@@ -109,7 +109,7 @@ impl RuntimeApi {
     ///
     /// # Errors
     /// The invocation back when the API has stopped.
-    pub async fn send(&self, invocation: Invocation) -> Result<(), Invocation> {
+    pub(crate) async fn send(&self, invocation: Invocation) -> Result<(), Invocation> {
         self.invocations.send(invocation).await.map_err(|e| e.0)
     }
 }

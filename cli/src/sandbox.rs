@@ -15,7 +15,7 @@ use crate::runtime::{Answer, Invocation, RuntimeApi};
 
 /// How to start the function.
 #[derive(Debug, Clone)]
-pub struct FunctionSpec {
+pub(crate) struct FunctionSpec {
     /// The command and its arguments.
     pub command: Vec<String>,
     /// `AWS_LAMBDA_FUNCTION_NAME`.
@@ -26,7 +26,7 @@ pub struct FunctionSpec {
 
 impl FunctionSpec {
     /// The function `name`, run by `command`.
-    pub fn new(command: Vec<String>, name: String) -> Self {
+    pub(crate) fn new(command: Vec<String>, name: String) -> Self {
         let arn = format!("arn:aws:lambda:us-east-1:000000000000:function:{name}");
         FunctionSpec { command, name, arn }
     }
@@ -34,7 +34,7 @@ impl FunctionSpec {
 
 /// What an invocation came to.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The function answered; the body.
     Response(Bytes),
     /// The function reported an error (`invocation/{id}/error`).
@@ -46,7 +46,7 @@ pub enum Outcome {
 }
 
 /// A running function process.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     api: RuntimeApi,
     child: Child,
     started: Instant,
@@ -61,7 +61,7 @@ impl Sandbox {
     ///
     /// # Errors
     /// The I/O error when the API or the process cannot start.
-    pub async fn start(spec: &FunctionSpec) -> std::io::Result<Sandbox> {
+    pub(crate) async fn start(spec: &FunctionSpec) -> std::io::Result<Sandbox> {
         let api = RuntimeApi::start(spec.arn.clone()).await?;
         let (program, args) = spec
             .command
@@ -95,17 +95,17 @@ impl Sandbox {
 
     /// From the process's start to its first `invocation/next`: its init, once
     /// it has asked for an event.
-    pub fn init_time(&self) -> Option<Duration> {
+    pub(crate) fn init_time(&self) -> Option<Duration> {
         Some(self.api.first_next()? - self.started)
     }
 
     /// Invocations this process has served (answered or not).
-    pub fn invocations(&self) -> u64 {
+    pub(crate) fn invocations(&self) -> u64 {
         self.invocations
     }
 
     /// The process's peak resident memory so far, in KiB (`VmHWM`; Linux only).
-    pub fn peak_rss_kib(&self) -> Option<u64> {
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
@@ -114,7 +114,7 @@ impl Sandbox {
     /// Invokes the function with `event`. A process that answers is handed
     /// back for the next invocation; one that died, timed out or was killed
     /// (`kill_after`: chaos) is not.
-    pub async fn invoke(
+    pub(crate) async fn invoke(
         mut self,
         event: Bytes,
         timeout: Duration,
@@ -176,7 +176,7 @@ impl Sandbox {
 }
 
 /// Idle sandboxes, reused; a new one is started (a cold start) when none is idle.
-pub struct Pool {
+pub(crate) struct Pool {
     spec: FunctionSpec,
     idle: Mutex<Vec<Sandbox>>,
     cold_starts: AtomicU64,
@@ -184,7 +184,7 @@ pub struct Pool {
 
 impl Pool {
     /// An empty pool for `spec`.
-    pub fn new(spec: FunctionSpec) -> Arc<Self> {
+    pub(crate) fn new(spec: FunctionSpec) -> Arc<Self> {
         Arc::new(Pool {
             spec,
             idle: Mutex::new(Vec::new()),
@@ -196,7 +196,7 @@ impl Pool {
     ///
     /// # Errors
     /// The I/O error when a new process cannot start.
-    pub async fn take(&self) -> std::io::Result<Sandbox> {
+    pub(crate) async fn take(&self) -> std::io::Result<Sandbox> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(sandbox) => Ok(sandbox),
@@ -208,7 +208,7 @@ impl Pool {
     }
 
     /// Gives a live sandbox back.
-    pub fn give_back(&self, sandbox: Sandbox) {
+    pub(crate) fn give_back(&self, sandbox: Sandbox) {
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -216,7 +216,7 @@ impl Pool {
     }
 
     /// Processes started so far.
-    pub fn cold_starts(&self) -> u64 {
+    pub(crate) fn cold_starts(&self) -> u64 {
         self.cold_starts.load(Ordering::Relaxed)
     }
 }

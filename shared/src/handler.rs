@@ -271,6 +271,7 @@ impl fmt::Display for FlushError {
 
 /// What the flush of one batch knows: its shard, its deadline, and what each
 /// destination already holds.
+#[derive(Debug)]
 pub struct Batch<'a> {
     pub(crate) consumer: &'a str,
     pub(crate) shard: &'a ShardRef,
@@ -367,7 +368,7 @@ impl Deliveries {
 }
 
 /// A [`Handler`] made from a closure; see [`handler_fn`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HandlerFn<F>(F);
 
 /// Makes a [`Handler`] from an async closure that takes the record by value.

@@ -9,7 +9,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// `warn`, with the crate that defines the handler `H` (the user's own) at
 /// `info`, so that its `tracing::info!` lines show and the framework's and
 /// the SDK's stay quiet.
-pub fn default_filter<H>(lambda: bool) -> String {
+pub(crate) fn default_filter<H>(lambda: bool) -> String {
     if lambda {
         return "info".to_owned();
     }
@@ -35,7 +35,7 @@ fn filter(spec: &str) -> Targets {
 }
 
 /// Readable logs on stderr, for local runs (stdout is kept for command output).
-pub fn init_local(spec: &str) {
+pub(crate) fn init_local(spec: &str) {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -49,7 +49,7 @@ pub fn init_local(spec: &str) {
 }
 
 /// JSON logs for Lambda: one object per line, fields flattened.
-pub fn init_lambda(spec: &str) {
+pub(crate) fn init_lambda(spec: &str) {
     let layer = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)

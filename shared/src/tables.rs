@@ -43,6 +43,7 @@ pub struct TableSpec {
 }
 
 /// Where a function's table lives.
+#[derive(Debug)]
 pub enum TableBackend {
     /// SQLite in the state folder.
     Embedded(rusqlite::Connection),

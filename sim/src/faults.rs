@@ -97,6 +97,7 @@ fn request_ids(request: &serde_json::Value) -> Vec<u64> {
 /// Faults of the simulated Kinesis: reads of the source stream fail (the
 /// guard's ListShards, GetShardIterator, GetRecords); puts to destinations
 /// fail, come back late, or lose their answer, and single entries fail.
+#[derive(Debug)]
 pub struct KinesisFaults {
     /// The dials.
     pub dials: Dials,
@@ -180,6 +181,7 @@ pub fn dynamodb_fault(dials: &Dials, request: &Request<'_>) -> DynamoFault {
 /// The embedded store with faults: a call that fails before it is made, or a
 /// write whose answer is lost after it landed. SQLite's errors are not
 /// transient, so each fails the invocation (Lambda retries it).
+#[derive(Debug)]
 pub struct FaultyStore<S> {
     /// The store.
     pub inner: S,

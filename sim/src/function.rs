@@ -160,6 +160,7 @@ impl Drop for CallGuard<'_> {
 
 /// The plain function's handler: applies each record's effect once (more
 /// calls only count), with a fan-out behind it when the scenario has one.
+#[derive(Debug)]
 pub struct SimHandler {
     calls: Calls,
     fan_out: Option<FanOut>,
@@ -227,6 +228,7 @@ pub struct Folded {
 }
 
 /// The windowed function's handler: folds record ids, closes into the world.
+#[derive(Debug)]
 pub struct SimWindow {
     calls: Calls,
 }
@@ -268,6 +270,7 @@ impl WindowHandler for SimWindow {
 
 /// One function process: its handlers (a fan-out's buffers and shard maps
 /// live in the process, as they do in a Lambda execution environment).
+#[derive(Debug)]
 pub struct Instance {
     /// The plain handler.
     pub handler: Arc<SimHandler>,
@@ -283,6 +286,14 @@ pub struct Function {
     pub store: Arc<dyn StateStore>,
     /// Starts a process (a cold start).
     pub start: Box<dyn Fn() -> Instance>,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Function {

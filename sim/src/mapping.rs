@@ -41,6 +41,7 @@ enum Phase {
 }
 
 /// One shard of the source stream, as the mapping tracks it.
+#[derive(Debug)]
 struct ShardRun {
     parents: Vec<String>,
     phase: Phase,
@@ -51,6 +52,7 @@ struct ShardRun {
 }
 
 /// The mapping of the source stream to the function.
+#[derive(Debug)]
 pub struct Mapping {
     /// Lambda's settings.
     pub config: MappingConfig,

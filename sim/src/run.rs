@@ -49,7 +49,16 @@ pub struct Setup {
 }
 
 /// A scratch folder, removed when dropped.
+#[derive(Debug)]
 struct Scratch(std::path::PathBuf);
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("scenario", &self.scenario)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -265,7 +274,7 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
         _ = driving => {}
     }
     drain(setup, &mapping).await;
-    let budget = 60 + 4 * total as u64 + held_by_age(scenario);
+    let budget = 60 + 4 * total as u64 + scenario.held_by_age();
     if !mapping.run_until(|| true, budget).await {
         let mut verdict = Verdict::fail(format!(
             "a stall: the mapping did not drain in {budget} invocations after the faults stopped"
@@ -281,22 +290,6 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
         return Verdict::fail(error);
     }
     oracle::judge(setup, trace).await
-}
-
-/// Invocations the drain may spend on the README's guard caveat: with a record
-/// age on the mapping, children wait (each invocation its timeout) until
-/// Lambda discards their records too, in every lane of every shard.
-fn held_by_age(scenario: &Scenario) -> u64 {
-    let Some(age) = scenario.mapping.max_record_age else {
-        return 0;
-    };
-    if !scenario.features.guard || scenario.reshards.is_empty() {
-        return 0;
-    }
-    let shards = u64::from(scenario.shards) + 2 * scenario.reshards.len() as u64;
-    let lanes = shards * scenario.mapping.parallelization as u64;
-    let timeout = scenario.faults.timeout.as_secs().max(1);
-    lanes * (age.as_secs() / timeout + 2)
 }
 
 /// Every fault stops.

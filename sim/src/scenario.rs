@@ -179,6 +179,23 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Invocations the drain may spend on the README's guard caveat: with a record
+    /// age on the mapping, children wait (each invocation its timeout) until
+    /// Lambda discards their records too, in every lane of every shard.
+    pub fn held_by_age(&self) -> u64 {
+        let scenario = self;
+        let Some(age) = scenario.mapping.max_record_age else {
+            return 0;
+        };
+        if !scenario.features.guard || scenario.reshards.is_empty() {
+            return 0;
+        }
+        let shards = u64::from(scenario.shards) + 2 * scenario.reshards.len() as u64;
+        let lanes = shards * scenario.mapping.parallelization as u64;
+        let timeout = scenario.faults.timeout.as_secs().max(1);
+        lanes * (age.as_secs() / timeout + 2)
+    }
+
     /// The scenario of `seed`.
     pub fn draw(seed: u64) -> Scenario {
         let mut rng = Rng::with_seed(seed);

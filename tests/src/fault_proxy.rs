@@ -48,6 +48,7 @@ pub struct Faults {
 }
 
 /// A running proxy; stopped when dropped.
+#[derive(Debug)]
 pub struct FaultProxy {
     /// The proxy's endpoint URL.
     pub endpoint: String,

@@ -199,6 +199,7 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// A fresh folder under the system temp dir, removed on drop.
+#[derive(Debug)]
 pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {

@@ -28,6 +28,15 @@ pub struct Probe {
     fails: Box<dyn Fn(&str) -> bool + Send + Sync>,
 }
 
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("steps", &self.steps)
+            .field("most", &self.most)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Probe {
     pub fn new(delay: impl Fn(u64) -> Duration + Send + Sync + 'static) -> Self {
         Probe {

@@ -14,7 +14,7 @@ use crate::lambda::{EventRecord, event, stream_arn};
 use crate::{Emulators, RequestCounter, unique_name};
 
 /// A handler that records the payloads it saw (as text) and fails as told.
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 pub struct Recorder {
     pub seen: Arc<Mutex<Vec<String>>>,
     /// Payloads that fail with a retryable error.

@@ -93,6 +93,7 @@ pub fn source_command(stream: &str, until_idle: u32, seed: u64) -> Command {
 }
 
 /// A running `shardline-cli source`.
+#[derive(Debug)]
 pub struct Running {
     child: Child,
     started: Instant,

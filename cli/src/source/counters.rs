@@ -6,7 +6,7 @@ use serde::Serialize;
 
 /// Counts, updated by every lane and reader.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     read: AtomicU64,
     invocations: AtomicU64,
     delivered: AtomicU64,
@@ -21,7 +21,7 @@ pub struct Counters {
 
 /// The counts at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Records read from the stream.
     pub records_read: u64,
     /// Invocations of the function.
@@ -49,37 +49,37 @@ fn add(counter: &AtomicU64, n: usize) {
 }
 
 impl Counters {
-    pub fn read(&self, n: usize) {
+    pub(crate) fn read(&self, n: usize) {
         add(&self.read, n);
     }
-    pub fn invocation(&self, records: usize) {
+    pub(crate) fn invocation(&self, records: usize) {
         add(&self.invocations, 1);
         add(&self.delivered, records);
     }
-    pub fn done(&self, n: usize) {
+    pub(crate) fn done(&self, n: usize) {
         add(&self.done, n);
     }
-    pub fn retry(&self) {
+    pub(crate) fn retry(&self) {
         add(&self.retries, 1);
     }
-    pub fn bisect(&self) {
+    pub(crate) fn bisect(&self) {
         add(&self.bisects, 1);
     }
-    pub fn function_error(&self) {
+    pub(crate) fn function_error(&self) {
         add(&self.function_errors, 1);
     }
-    pub fn crash(&self) {
+    pub(crate) fn crash(&self) {
         add(&self.crashes, 1);
     }
-    pub fn timeout(&self) {
+    pub(crate) fn timeout(&self) {
         add(&self.timeouts, 1);
     }
-    pub fn discarded(&self, n: usize) {
+    pub(crate) fn discarded(&self, n: usize) {
         add(&self.discarded, n);
     }
 
     /// The counts now.
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
             records_read: get(&self.read),

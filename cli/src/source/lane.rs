@@ -16,7 +16,7 @@ use crate::sandbox::Outcome;
 
 /// The records waiting for one lane, and the lane's model.
 #[derive(Debug, Default)]
-pub struct LaneQueue {
+pub(crate) struct LaneQueue {
     model: Mutex<LaneModel>,
     arrived: Notify,
     /// What the batch in flight waits on (for the progress line).
@@ -29,30 +29,30 @@ impl LaneQueue {
     }
 
     /// Adds records read from the shard.
-    pub fn push(&self, records: impl IntoIterator<Item = StreamRecord>) {
+    pub(crate) fn push(&self, records: impl IntoIterator<Item = StreamRecord>) {
         self.model().push(records);
         self.arrived.notify_one();
     }
 
     /// Records waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.model().queued()
     }
 
     /// Nothing waiting, nothing in flight, no window open. A batch is taken
     /// from the queue and marked in flight under one lock
     /// ([`LaneModel::take_batch`]): it is always seen in one place or the other.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.model().is_idle()
     }
 
     /// Whether a batch is in flight.
-    pub fn in_flight(&self) -> bool {
+    pub(crate) fn in_flight(&self) -> bool {
         self.model().in_flight()
     }
 
     /// What the batch in flight waits on, and since when.
-    pub fn phase(&self) -> Option<(&'static str, Instant)> {
+    pub(crate) fn phase(&self) -> Option<(&'static str, Instant)> {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -62,7 +62,7 @@ impl LaneQueue {
 }
 
 /// One lane of one shard.
-pub struct Lane {
+pub(crate) struct Lane {
     pub mapping: Arc<Mapping>,
     pub shard_id: Arc<str>,
     pub queue: Arc<LaneQueue>,
@@ -73,7 +73,7 @@ const FINAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl Lane {
     /// Runs until aborted: batches from the queue, one at a time.
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         loop {
             self.wait_for_work().await;
             self.drive().await;

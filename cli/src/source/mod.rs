@@ -9,10 +9,10 @@
 //! - [`lane`]: one batch in flight at a time, driven in real time;
 //! - [`crate::sandbox`]: the function processes behind their Runtime APIs.
 
-pub mod counters;
-pub mod lane;
-pub mod reader;
-pub mod shards;
+pub(crate) mod counters;
+pub(crate) mod lane;
+pub(crate) mod reader;
+pub(crate) mod shards;
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use crate::sandbox::Pool;
 
 /// The mapping's settings, checked.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// What Lambda's rules read.
     pub mapping: MappingConfig,
     pub timeout: Duration,
@@ -36,7 +36,7 @@ pub struct Config {
 
 impl Config {
     /// From the command line.
-    pub fn from_args(args: &SourceArgs) -> Self {
+    pub(crate) fn from_args(args: &SourceArgs) -> Self {
         Config {
             mapping: MappingConfig {
                 batch_size: args.batch_size as usize,
@@ -56,7 +56,7 @@ impl Config {
 }
 
 /// What every shard, lane and reader of one mapping shares.
-pub struct Mapping {
+pub(crate) struct Mapping {
     pub config: Config,
     pub stream_name: String,
     pub stream_arn: String,
@@ -75,7 +75,7 @@ impl Mapping {
     ///
     /// # Errors
     /// The I/O error when the on-failure file cannot be opened.
-    pub fn new(
+    pub(crate) fn new(
         args: &SourceArgs,
         stream_name: String,
         stream_arn: String,
@@ -109,12 +109,12 @@ impl Mapping {
     }
 
     /// Notes that something happened (a read, an invocation).
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     /// How long nothing has happened.
-    pub fn quiet_for(&self) -> Duration {
+    pub(crate) fn quiet_for(&self) -> Duration {
         self.last_activity
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -122,7 +122,7 @@ impl Mapping {
     }
 
     /// Whether to kill this invocation's process, and when (`--kill-rate`).
-    pub fn chaos_kill(&self) -> Option<Duration> {
+    pub(crate) fn chaos_kill(&self) -> Option<Duration> {
         if self.config.kill_rate <= 0.0 {
             return None;
         }
@@ -138,14 +138,14 @@ impl Mapping {
     }
 
     /// Notes how long an invocation took (for the chaos kills' timing).
-    pub fn took(&self, took: Duration) {
+    pub(crate) fn took(&self, took: Duration) {
         let mut typical = self.typical_ms.lock().unwrap_or_else(|p| p.into_inner());
         *typical = *typical * 0.8 + took.as_secs_f64() * 1000.0 * 0.2;
     }
 
     /// Discards records of `shard_id`: counted, and written to the
     /// on-failure destination as Lambda writes it for a Kinesis source.
-    pub fn discard(&self, shard_id: &str, discard: &Discard) {
+    pub(crate) fn discard(&self, shard_id: &str, discard: &Discard) {
         let Some(first) = discard.records.first() else {
             return;
         };

@@ -31,7 +31,7 @@ use super::lane::LaneQueue;
 
 /// Where a shard's reading starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Start {
+pub(crate) enum Start {
     TrimHorizon,
     Latest,
     AtTimestamp(SystemTime),
@@ -50,7 +50,7 @@ const ITERATOR_RENEW_AGE: Duration = Duration::from_secs(4 * 60);
 
 /// What the reader of one shard shares with the rest of the mapping.
 #[derive(Debug, Default)]
-pub struct ReadState {
+pub(crate) struct ReadState {
     /// The shard ended and every record of it was handed to a lane.
     pub ended: AtomicBool,
     /// The last read found nothing new (MillisBehindLatest 0).
@@ -76,7 +76,7 @@ enum ReadError {
 }
 
 /// Reads `shard_id` from `start` into `lanes` until it ends.
-pub async fn read_shard(
+pub(crate) async fn read_shard(
     mapping: Arc<Mapping>,
     client: Client,
     shard_id: Arc<str>,

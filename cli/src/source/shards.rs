@@ -57,7 +57,7 @@ struct Known {
 }
 
 /// The shards of one mapping.
-pub struct Shards {
+pub(crate) struct Shards {
     mapping: Arc<Mapping>,
     client: Client,
     known: BTreeMap<String, Known>,
@@ -73,7 +73,7 @@ struct Listed {
 
 impl Shards {
     /// The shards of the mapping's stream, before the first listing.
-    pub fn new(mapping: Arc<Mapping>, client: Client) -> Self {
+    pub(crate) fn new(mapping: Arc<Mapping>, client: Client) -> Self {
         Shards {
             mapping,
             client,
@@ -124,7 +124,7 @@ impl Shards {
     /// Lists the shards (at most once a second) and learns the new ones: those
     /// of the first listing start at `start` (a closed one with LATEST has
     /// nothing left to read), later ones at their start.
-    pub async fn refresh(&mut self, start: Start) -> Result<(), String> {
+    pub(crate) async fn refresh(&mut self, start: Start) -> Result<(), String> {
         if self
             .listed_at
             .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
@@ -156,7 +156,7 @@ impl Shards {
 
     /// Starts the waiting shards that may start, and finishes the running ones
     /// that are done.
-    pub fn advance(&mut self) {
+    pub(crate) fn advance(&mut self) {
         let finished: Vec<String> = self
             .known
             .iter()
@@ -228,7 +228,7 @@ impl Shards {
 
     /// Nothing left to do now: no shard waits to start, every running shard
     /// is read to its end or caught up, and no lane holds a record.
-    pub fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&self) -> bool {
         self.known.values().all(|known| match &known.phase {
             Phase::Waiting(_) => false,
             Phase::Running(run) => run.is_quiet(),
@@ -237,7 +237,7 @@ impl Shards {
     }
 
     /// Stops every running shard.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         for known in self.known.values_mut() {
             if let Phase::Running(run) = std::mem::replace(&mut known.phase, Phase::Finished) {
                 run.stop();
@@ -246,7 +246,7 @@ impl Shards {
     }
 
     /// The progress line.
-    pub fn progress(&self) -> String {
+    pub(crate) fn progress(&self) -> String {
         let (mut waiting, mut running, mut finished) = (0, 0, 0);
         let mut behind = Vec::new();
         for (id, known) in &self.known {
@@ -300,7 +300,7 @@ impl Shards {
     }
 
     /// How many shards were finished.
-    pub fn finished(&self) -> usize {
+    pub(crate) fn finished(&self) -> usize {
         self.known
             .values()
             .filter(|k| matches!(k.phase, Phase::Finished))

@@ -50,6 +50,7 @@ pub const LAST_SEEN_ATTRIBUTE: &str = "last_seen";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The active-users DynamoDB store.
+#[derive(Debug)]
 pub struct DynamoActiveUsers {
     client: Client,
     table: String,

@@ -60,6 +60,7 @@ pub fn window_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Duration, 
 }
 
 /// The handler: buffers each shard's latest heartbeat per user, writes them on flush.
+#[derive(Debug)]
 pub struct ActiveUsers {
     store: ActiveUsersStore,
     window: Duration,

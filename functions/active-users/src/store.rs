@@ -37,6 +37,7 @@ pub struct Advanced {
 }
 
 /// The users' last-seen times: embedded locally, DynamoDB with `ACTIVE_USERS_TABLE`.
+#[derive(Debug)]
 pub enum ActiveUsersStore {
     /// SQLite in the state folder.
     Embedded(EmbeddedActiveUsers),
@@ -100,6 +101,7 @@ impl ActiveUsersStore {
 }
 
 /// The embedded store.
+#[derive(Debug)]
 pub struct EmbeddedActiveUsers {
     conn: Mutex<Connection>,
 }

@@ -14,18 +14,18 @@ use shardline::aws::dynamodb::read;
 use shardline::sink::{Destinations, Sink};
 
 /// Makes the sink for a destination name.
-pub type SinkFactory = Box<dyn Fn(&str) -> Arc<dyn Sink> + Send + Sync>;
+pub(crate) type SinkFactory = Box<dyn Fn(&str) -> Arc<dyn Sink> + Send + Sync>;
 
 /// The configuration table: hash key `source_arn`, range key `destination`,
 /// optional boolean `enabled` (default true).
-pub struct ConfigTable {
+pub(crate) struct ConfigTable {
     pub client: Client,
     pub table: String,
     pub ttl: Duration,
 }
 
 /// Fixed destinations plus those of the configuration table.
-pub struct ConfiguredDestinations {
+pub(crate) struct ConfiguredDestinations {
     fixed: Vec<String>,
     table: Option<ConfigTable>,
     make: SinkFactory,
@@ -34,7 +34,7 @@ pub struct ConfiguredDestinations {
 }
 
 impl ConfiguredDestinations {
-    pub fn new(fixed: Vec<String>, table: Option<ConfigTable>, make: SinkFactory) -> Self {
+    pub(crate) fn new(fixed: Vec<String>, table: Option<ConfigTable>, make: SinkFactory) -> Self {
         ConfiguredDestinations {
             fixed,
             table,

@@ -21,7 +21,7 @@ use shardline::sink::kinesis::{DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT}
 use shardline::tables::TableSpec;
 
 /// The configuration table: hash key `source_arn`, range key `destination`.
-pub const CONFIG_TABLE: TableSpec = TableSpec {
+pub(crate) const CONFIG_TABLE: TableSpec = TableSpec {
     env_var: "FANOUT_CONFIG_TABLE",
     local_name: "fanout-config",
     hash_key: "source_arn",
@@ -31,7 +31,7 @@ pub const CONFIG_TABLE: TableSpec = TableSpec {
 
 /// Where records are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     /// Kinesis streams.
     Kinesis,
     /// JSON-lines files in this folder, one per destination (local runs).
@@ -40,7 +40,7 @@ pub enum SinkKind {
 
 /// The fan-out's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FanoutSettings {
+pub(crate) struct FanoutSettings {
     /// `FANOUT_DESTINATIONS`.
     pub destinations: Vec<String>,
     /// `FANOUT_CONFIG_TABLE`.
@@ -72,7 +72,7 @@ impl FanoutSettings {
     /// # Errors
     /// [`ConfigError`] naming the first invalid variable, or
     /// `FANOUT_DESTINATIONS` when no destination is configured at all.
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         lookup: &dyn Fn(&str) -> Option<String>,
         in_lambda: bool,
         state_dir: &Path,

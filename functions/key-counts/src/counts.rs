@@ -9,16 +9,16 @@ use shardline::Record;
 /// One key's count: `[records, bytes]` in the state's JSON, to keep the state
 /// small (Lambda carries at most 1 MB; about 40,000 keys of 10 characters fit).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyCount(pub u64, pub u64);
+pub(crate) struct KeyCount(pub u64, pub u64);
 
 impl KeyCount {
     /// Records counted.
-    pub fn records(self) -> u64 {
+    pub(crate) fn records(self) -> u64 {
         self.0
     }
 
     /// Payload bytes counted.
-    pub fn bytes(self) -> u64 {
+    pub(crate) fn bytes(self) -> u64 {
         self.1
     }
 }
@@ -26,7 +26,7 @@ impl KeyCount {
 /// The state of one window of one shard, as it travels between invocations:
 /// `{"first": "<position>", "keys": {"<partition key>": [records, bytes]}}`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// The position (`sequence/subsequence`) of the first record counted in
     /// this state: it names this part of the window, so writing the same part
     /// twice adds nothing, while the parts of a window ended early add up.
@@ -39,7 +39,7 @@ pub struct Counts {
 
 impl Counts {
     /// Counts `record`: one more record and its payload's bytes for its key.
-    pub fn add(&mut self, record: &Record) {
+    pub(crate) fn add(&mut self, record: &Record) {
         let count = self.keys.entry(record.partition_key.clone()).or_default();
         count.0 += 1;
         count.1 += record.data.len() as u64;

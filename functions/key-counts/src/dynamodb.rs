@@ -22,19 +22,19 @@ use crate::store::Row;
 const WRITES_IN_FLIGHT: usize = 16;
 
 /// The counts' DynamoDB store.
-pub struct DynamoCounts {
+pub(crate) struct DynamoCounts {
     client: Client,
     table: String,
 }
 
 impl DynamoCounts {
     /// The counts in `table` (hash key `pk`, range key `sk`, both strings).
-    pub fn new(client: Client, table: String) -> Self {
+    pub(crate) fn new(client: Client, table: String) -> Self {
         DynamoCounts { client, table }
     }
 
     /// Adds each key's counts of `part` of `window`, unless already added.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         window: &WindowInfo,
         part: &str,
@@ -101,7 +101,7 @@ impl DynamoCounts {
     }
 
     /// Every row (a full scan: for the `counts` command).
-    pub async fn rows(&self) -> Result<Vec<Row>, StoreError> {
+    pub(crate) async fn rows(&self) -> Result<Vec<Row>, StoreError> {
         let scan = self
             .client
             .scan()

@@ -18,7 +18,7 @@ use crate::counts::Counts;
 
 /// The function's table: `KEY_COUNTS_TABLE` in DynamoDB (`pk` = `window#{start}`,
 /// `sk` = `{shard}#{partition key}`), else `key-counts.sqlite`.
-pub const KEY_COUNTS_TABLE: TableSpec = TableSpec {
+pub(crate) const KEY_COUNTS_TABLE: TableSpec = TableSpec {
     env_var: "KEY_COUNTS_TABLE",
     local_name: "key-counts",
     hash_key: "pk",
@@ -28,7 +28,7 @@ pub const KEY_COUNTS_TABLE: TableSpec = TableSpec {
 
 /// One row: a key's counts in one window of one shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// The window's start (RFC 3339, as Lambda gives it).
     pub window_start: String,
     /// The window's end.
@@ -46,7 +46,7 @@ pub struct Row {
 }
 
 /// Where the counts live.
-pub enum CountStore {
+pub(crate) enum CountStore {
     /// SQLite in the state folder.
     Embedded(EmbeddedCounts),
     /// The `KEY_COUNTS_TABLE` table.
@@ -55,7 +55,7 @@ pub enum CountStore {
 
 impl CountStore {
     /// Opens the store the environment names (see [`KEY_COUNTS_TABLE`]).
-    pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+    pub(crate) async fn open(settings: &Settings) -> Result<Self, StoreError> {
         Ok(match KEY_COUNTS_TABLE.open(settings).await? {
             TableBackend::DynamoDb { client, table } => {
                 CountStore::DynamoDb(crate::dynamodb::DynamoCounts::new(client, table))
@@ -66,7 +66,11 @@ impl CountStore {
 
     /// Adds the counts of one part of `window` (named by `counts.first`),
     /// unless that part was written before. Nothing to write for no keys.
-    pub async fn write(&self, window: &WindowInfo, counts: &Counts) -> Result<(), StoreError> {
+    pub(crate) async fn write(
+        &self,
+        window: &WindowInfo,
+        counts: &Counts,
+    ) -> Result<(), StoreError> {
         let Some(part) = counts.first.as_deref() else {
             return Ok(());
         };
@@ -77,7 +81,7 @@ impl CountStore {
     }
 
     /// Every row, by window start, shard and key.
-    pub async fn rows(&self) -> Result<Vec<Row>, StoreError> {
+    pub(crate) async fn rows(&self) -> Result<Vec<Row>, StoreError> {
         let mut rows = match self {
             CountStore::Embedded(store) => store.rows()?,
             CountStore::DynamoDb(store) => store.rows().await?,
@@ -94,13 +98,13 @@ impl CountStore {
 }
 
 /// The counts in SQLite.
-pub struct EmbeddedCounts {
+pub(crate) struct EmbeddedCounts {
     conn: Mutex<Connection>,
 }
 
 impl EmbeddedCounts {
     /// The counts in the SQLite database `conn` (tables created if needed).
-    pub fn new(conn: Connection) -> Result<Self, StoreError> {
+    pub(crate) fn new(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS key_count (
                 window_start TEXT NOT NULL, window_end TEXT NOT NULL,

@@ -22,7 +22,7 @@ use crate::rules::{Account, Applied, Decision, Origin, Txn, decide, now_us};
 const MAX_RACES: u32 = 5;
 
 /// The ledger's DynamoDB store.
-pub struct DynamoLedger {
+pub(crate) struct DynamoLedger {
     client: Client,
     table: String,
 }
@@ -36,7 +36,7 @@ fn account_key(account: &str) -> Attributes {
 
 impl DynamoLedger {
     /// A ledger in `table` (hash key `pk`, range key `sk`, both strings).
-    pub fn new(client: Client, table: String) -> Self {
+    pub(crate) fn new(client: Client, table: String) -> Self {
         DynamoLedger { client, table }
     }
 
@@ -109,7 +109,7 @@ impl DynamoLedger {
     }
 
     /// Applies `txn` and says what it did.
-    pub async fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
+    pub(crate) async fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
         for _ in 0..MAX_RACES {
             let account = self.account(&txn.account).await?;
             let decision = decide(account, txn);
@@ -152,7 +152,7 @@ impl DynamoLedger {
     }
 
     /// Every applied (or rejected) transaction (a full scan: for the `txns` command).
-    pub async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+    pub(crate) async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
         let scan = self
             .client
             .scan()
@@ -180,7 +180,7 @@ impl DynamoLedger {
     }
 
     /// Every account's balance in cents (a full scan: for the `balances` command).
-    pub async fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+    pub(crate) async fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let scan = self
             .client
             .scan()

@@ -6,7 +6,7 @@ use serde::Deserialize;
 /// `{"account": "A1", "seq": 1, "amount": 250, "txn": "t-1"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Txn {
+pub(crate) struct Txn {
     /// The account.
     pub account: String,
     /// The account's transaction number: 1, 2, 3... with no gaps.
@@ -20,7 +20,7 @@ pub struct Txn {
 /// Where a transaction was applied from, and when: kept with the applied
 /// transaction, for audits (the fault tests read it back).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// The txn id.
     pub txn: String,
     /// The account.
@@ -41,7 +41,7 @@ pub struct Applied {
 
 /// The source record of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The shard.
     pub shard_id: String,
     /// The record's sequence number.
@@ -49,7 +49,7 @@ pub struct Origin {
 }
 
 /// Microseconds since the epoch, now.
-pub fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -57,7 +57,7 @@ pub fn now_us() -> u64 {
 
 /// An account as stored: the last applied `seq` and the balance in cents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Account {
+pub(crate) struct Account {
     /// The last `seq` applied (or rejected); 0 before the first.
     pub last_seq: u64,
     /// Balance in cents, never negative.
@@ -66,7 +66,7 @@ pub struct Account {
 
 /// What a transaction does to its account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Applied: the account moves to this state.
     Apply(Account),
     /// A debit that would overdraw: recorded, `last_seq` moves on, balance unchanged.
@@ -81,7 +81,7 @@ pub enum Decision {
 }
 
 /// Decides what `txn` does to `account`.
-pub fn decide(account: Account, txn: &Txn) -> Decision {
+pub(crate) fn decide(account: Account, txn: &Txn) -> Decision {
     if txn.seq <= account.last_seq {
         return Decision::Duplicate;
     }

@@ -14,7 +14,7 @@ use shardline::tables::{StoreError, TableBackend, TableSpec};
 use crate::rules::{Account, Applied, Decision, Origin, Txn, decide, now_us};
 
 /// The ledger's own table: `LEDGER_TABLE` in DynamoDB, else `ledger.sqlite`.
-pub const LEDGER_TABLE: TableSpec = TableSpec {
+pub(crate) const LEDGER_TABLE: TableSpec = TableSpec {
     env_var: "LEDGER_TABLE",
     local_name: "ledger",
     hash_key: "pk",
@@ -23,7 +23,7 @@ pub const LEDGER_TABLE: TableSpec = TableSpec {
 };
 
 /// Where the ledger lives: embedded locally, DynamoDB with `LEDGER_TABLE`.
-pub enum LedgerStore {
+pub(crate) enum LedgerStore {
     /// SQLite in the state folder.
     Embedded(EmbeddedLedger),
     /// The `LEDGER_TABLE` table.
@@ -32,7 +32,7 @@ pub enum LedgerStore {
 
 impl LedgerStore {
     /// Opens the store the environment names (see [`LEDGER_TABLE`]).
-    pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+    pub(crate) async fn open(settings: &Settings) -> Result<Self, StoreError> {
         Ok(match LEDGER_TABLE.open(settings).await? {
             TableBackend::DynamoDb { client, table } => {
                 LedgerStore::DynamoDb(crate::dynamodb::DynamoLedger::new(client, table))
@@ -42,7 +42,7 @@ impl LedgerStore {
     }
 
     /// Applies `txn` (from `origin`) and says what it did.
-    pub async fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
+    pub(crate) async fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
         match self {
             LedgerStore::Embedded(store) => store.apply(txn, origin),
             LedgerStore::DynamoDb(store) => store.apply(txn, origin).await,
@@ -50,7 +50,7 @@ impl LedgerStore {
     }
 
     /// Every applied (or rejected) transaction, in the order applied.
-    pub async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+    pub(crate) async fn applied(&self) -> Result<Vec<Applied>, StoreError> {
         let mut applied = match self {
             LedgerStore::Embedded(store) => store.applied()?,
             LedgerStore::DynamoDb(store) => store.applied().await?,
@@ -60,7 +60,7 @@ impl LedgerStore {
     }
 
     /// Every account's balance in cents.
-    pub async fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+    pub(crate) async fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         match self {
             LedgerStore::Embedded(store) => store.balances(),
             LedgerStore::DynamoDb(store) => store.balances().await,
@@ -69,13 +69,13 @@ impl LedgerStore {
 }
 
 /// The ledger's embedded store.
-pub struct EmbeddedLedger {
+pub(crate) struct EmbeddedLedger {
     conn: Mutex<Connection>,
 }
 
 impl EmbeddedLedger {
     /// The ledger in the SQLite database `conn`.
-    pub fn new(conn: Connection) -> Result<Self, StoreError> {
+    pub(crate) fn new(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS account (
                  account TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, balance INTEGER NOT NULL,
@@ -100,7 +100,7 @@ impl EmbeddedLedger {
     }
 
     /// Applies `txn` atomically and says what it did.
-    pub fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
+    pub(crate) fn apply(&self, txn: &Txn, origin: &Origin) -> Result<Decision, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let known: Option<String> = tx
@@ -165,7 +165,7 @@ impl EmbeddedLedger {
     }
 
     /// Every applied (or rejected) transaction.
-    pub fn applied(&self) -> Result<Vec<Applied>, StoreError> {
+    pub(crate) fn applied(&self) -> Result<Vec<Applied>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare(
             "SELECT txn, account, seq, amount, outcome, shard_id, sequence_number, applied_us FROM txn",
@@ -186,7 +186,7 @@ impl EmbeddedLedger {
     }
 
     /// Every account's balance in cents.
-    pub fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+    pub(crate) fn balances(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare("SELECT account, balance FROM account ORDER BY account")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;

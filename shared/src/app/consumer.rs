@@ -29,6 +29,15 @@ pub struct Invocation<'a> {
     pub(crate) decode: &'a DecodeOptions,
 }
 
+impl std::fmt::Debug for Invocation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("consumer", &self.config.consumer)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The response Lambda reads: a batch response, or a window's.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -40,6 +49,7 @@ pub enum Response {
 }
 
 /// What one invocation produced.
+#[derive(Debug)]
 pub struct Consumed {
     pub(crate) response: Response,
     pub(crate) report: BatchReport,
@@ -138,6 +148,7 @@ impl<W: WindowHandler> Consumer for Windowed<W> {
 
 /// The replay handler of a function whose records cannot be replayed alone;
 /// never made.
+#[derive(Debug)]
 pub struct NoReplay(std::convert::Infallible);
 
 impl Handler for NoReplay {

@@ -177,6 +177,7 @@ fn log_batch(request_id: &str, consumed: &Consumed, took: Duration) {
 }
 
 /// The shards and the sequence range of a batch, for its log line (never the payloads).
+#[derive(Debug)]
 pub(crate) struct BatchRange {
     shards: String,
     first: String,

@@ -177,6 +177,17 @@ pub struct App<H> {
     commands: Vec<Command<H>>,
 }
 
+impl<H> std::fmt::Debug for App<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("max_record_age", &self.max_record_age)
+            .field("parent_guard", &self.parent_guard)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: Consumer> App<H> {
     /// A function named `name` (the default consumer name of its state).
     pub fn new(name: impl Into<String>, handler: H) -> Self {

@@ -35,7 +35,7 @@ impl Bodies {
     /// # Errors
     /// [`Error::Runtime`] if no body was kept for it (a runtime not wrapped in
     /// [`RawBody`]).
-    pub fn take(&self, request_id: &str) -> Result<Bytes, Error> {
+    pub(super) fn take(&self, request_id: &str) -> Result<Bytes, Error> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

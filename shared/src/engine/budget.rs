@@ -20,7 +20,7 @@ pub(super) struct Carried {
 
 impl Carried {
     /// Takes one more record of `bytes` if it fits; whether it did.
-    pub fn admit(&mut self, bytes: usize) -> bool {
+    pub(super) fn admit(&mut self, bytes: usize) -> bool {
         let fits = self.records == 0
             || (self.records < MAX_QUARANTINED_PER_COMMIT
                 && self.bytes + bytes <= MAX_QUARANTINED_BYTES_PER_COMMIT);
@@ -41,7 +41,7 @@ pub(super) struct QuarantineBudget {
 
 impl QuarantineBudget {
     /// Takes a record of `bytes` into `unit`'s commit if it fits.
-    pub fn admit(&self, unit: &str, bytes: usize) -> bool {
+    pub(super) fn admit(&self, unit: &str, bytes: usize) -> bool {
         let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
         units.entry(unit.to_owned()).or_default().admit(bytes)
     }

@@ -46,7 +46,7 @@ pub(super) struct Claims {
 impl Claims {
     /// What the dedup rule says of the record at `position` now (`None`: it
     /// may run).
-    pub fn verdict(&self, position: &Position) -> Option<ClaimVerdict> {
+    pub(super) fn verdict(&self, position: &Position) -> Option<ClaimVerdict> {
         if let Some(first) = self.copies.get(position) {
             // A later copy in this batch: a duplicate once the first copy was
             // handled (or is one itself), else it waits for the retry.
@@ -64,7 +64,7 @@ impl Claims {
     }
 
     /// Notes that the record at `position` was handled.
-    pub fn handled(&self, position: &Position) {
+    pub(super) fn handled(&self, position: &Position) {
         if self.won.contains_key(position) {
             self.lock().insert(position.clone());
         }
@@ -73,7 +73,7 @@ impl Claims {
     /// After a failed flush: a later copy skipped because its first copy was
     /// handled, where the flush then did not write that copy, is left for the
     /// retry instead (the first copy may yet fail for good).
-    pub fn after_flush(&self, items: &[Item], outcomes: &mut [Outcome]) {
+    pub(super) fn after_flush(&self, items: &[Item], outcomes: &mut [Outcome]) {
         if self.copies.is_empty() {
             return;
         }

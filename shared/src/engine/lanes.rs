@@ -24,7 +24,7 @@ pub(super) struct Lanes {
 
 impl Lanes {
     /// Lanes for records whose keys are `keys`, in batch order.
-    pub fn new<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
+    pub(super) fn new<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
         let mut ids: HashMap<&str, usize> = HashMap::new();
         let mut lane_of = Vec::new();
         let mut waiting: Vec<VecDeque<usize>> = Vec::new();
@@ -56,7 +56,7 @@ impl Lanes {
 
     /// The next record to start: the earliest waiting one of a free lane. Its
     /// lane is busy until [`Lanes::finished`].
-    pub fn start(&mut self) -> Option<usize> {
+    pub(super) fn start(&mut self) -> Option<usize> {
         let Reverse((index, lane)) = self.free.pop()?;
         self.waiting[lane].pop_front();
         Some(index)
@@ -64,7 +64,7 @@ impl Lanes {
 
     /// Record `index` finished: its lane is free again if `go_on`, else it
     /// stops (its other records do not start in this batch).
-    pub fn finished(&mut self, index: usize, go_on: bool) {
+    pub(super) fn finished(&mut self, index: usize, go_on: bool) {
         let lane = self.lane_of[index];
         if !go_on {
             self.waiting[lane].clear();

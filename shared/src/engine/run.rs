@@ -87,7 +87,7 @@ impl<H: Handler> ShardRun<'_, H> {
     }
 
     /// Runs one shard's records; returns the position to retry from, if any.
-    pub async fn process(
+    pub(super) async fn process(
         &self,
         items: &[Item],
         report: &mut BatchReport,

@@ -56,7 +56,7 @@ impl Unit {
     }
 
     /// The record at `position` is done (processed, skipped or quarantined).
-    pub fn advance(&mut self, position: &Position) {
+    pub(super) fn advance(&mut self, position: &Position) {
         if !self.read.is_done(position) {
             self.first_done.get_or_insert_with(|| position.clone());
         }
@@ -73,7 +73,7 @@ impl Unit {
     /// Lambda resends an aggregate or older state): its attempts are kept
     /// past the checkpoint, so a resend quarantines it again at once instead
     /// of counting from one while the records after it wait.
-    pub fn keep_quarantined(&mut self, position: &Position, attempts: u32) {
+    pub(super) fn keep_quarantined(&mut self, position: &Position, attempts: u32) {
         self.failed_again.insert(position.clone());
         self.heads.retain(|h| h.position != *position);
         self.heads.push(HeadAttempts {
@@ -83,7 +83,7 @@ impl Unit {
     }
 
     /// The record at `position` failed on attempt `attempts`.
-    pub fn fail(&mut self, position: &Position, attempts: u32) {
+    pub(super) fn fail(&mut self, position: &Position, attempts: u32) {
         if self.read.is_done(position) {
             self.failed_again.insert(position.clone());
         }
@@ -97,13 +97,13 @@ impl Unit {
 
     /// The record at `position` was not done (not started, or not written by
     /// the flush): left for Lambda's retry.
-    pub fn leave(&mut self) {
+    pub(super) fn leave(&mut self) {
         self.gap = true;
     }
 
     /// The progress to store after this batch, with `noted` (what destinations
     /// received in this attempt) merged into what they held before.
-    pub fn progress(&self, noted: &HashMap<String, HashSet<Position>>) -> Progress {
+    pub(super) fn progress(&self, noted: &HashMap<String, HashSet<Position>>) -> Progress {
         let after = |p: &Position| self.checkpoint.as_ref().is_none_or(|cp| p > cp);
         let mut heads: Vec<HeadAttempts> = self
             .heads
@@ -122,7 +122,7 @@ impl Unit {
     }
 
     /// Whether the batch changed anything of the unit.
-    pub fn changed(&self, progress: &Progress) -> bool {
+    pub(super) fn changed(&self, progress: &Progress) -> bool {
         progress.checkpoint != self.read.checkpoint
             || progress.heads != self.read.heads
             || progress.done != self.read.done
@@ -195,12 +195,12 @@ pub(super) enum Units {
 
 impl Units {
     /// The shard as one unit.
-    pub fn shard(read: Progress) -> Self {
+    pub(super) fn shard(read: Progress) -> Self {
         Units::Shard(Box::new(Unit::from_read(read)))
     }
 
     /// One unit per partition key, from what was read of them.
-    pub fn keys(read: HashMap<String, Progress>) -> Self {
+    pub(super) fn keys(read: HashMap<String, Progress>) -> Self {
         Units::Keys(
             read.into_iter()
                 .map(|(key, progress)| (key, Unit::from_read(progress)))
@@ -208,7 +208,7 @@ impl Units {
         )
     }
 
-    pub fn mode(&self) -> ProgressMode {
+    pub(super) fn mode(&self) -> ProgressMode {
         match self {
             Units::Shard(_) => ProgressMode::Shard,
             Units::Keys(_) => ProgressMode::PartitionKey,
@@ -216,7 +216,7 @@ impl Units {
     }
 
     /// The name of the unit `record` belongs to.
-    pub fn key_of<'r>(&self, record: &'r Record) -> &'r str {
+    pub(super) fn key_of<'r>(&self, record: &'r Record) -> &'r str {
         match self {
             Units::Shard(_) => "",
             Units::Keys(_) => record.ordering_key(),
@@ -232,19 +232,19 @@ impl Units {
 
     /// Done by earlier invocations: at or below the checkpoint read at the
     /// start of the batch, or in the ranges done past it.
-    pub fn is_done(&self, record: &Record) -> bool {
+    pub(super) fn is_done(&self, record: &Record) -> bool {
         self.read_of(record)
             .is_some_and(|p| p.is_done(&record.position))
     }
 
     /// Attempts made on `record` by earlier invocations.
-    pub fn prior_attempts(&self, record: &Record) -> u32 {
+    pub(super) fn prior_attempts(&self, record: &Record) -> u32 {
         self.read_of(record)
             .map_or(0, |p| p.attempts(&record.position))
     }
 
     /// Per destination, the records of `records` it held before this batch.
-    pub fn held(&self, items: &[Item]) -> HashMap<String, HashSet<Position>> {
+    pub(super) fn held(&self, items: &[Item]) -> HashMap<String, HashSet<Position>> {
         let mut held: HashMap<String, HashSet<Position>> = HashMap::new();
         let reads = |unit: &Unit| unit.read.delivered.iter().next().is_some();
         let any = match self {
@@ -270,7 +270,7 @@ impl Units {
     }
 
     /// The unit of `record`, made if this batch is its first.
-    pub fn unit_mut(&mut self, record: &Record) -> &mut Unit {
+    pub(super) fn unit_mut(&mut self, record: &Record) -> &mut Unit {
         match self {
             Units::Shard(unit) => unit,
             Units::Keys(units) => units.entry(record.ordering_key().to_owned()).or_default(),
@@ -278,7 +278,7 @@ impl Units {
     }
 
     /// Every unit, by name.
-    pub fn into_units(self) -> Vec<(String, Unit)> {
+    pub(super) fn into_units(self) -> Vec<(String, Unit)> {
         match self {
             Units::Shard(unit) => vec![(String::new(), *unit)],
             Units::Keys(units) => units.into_iter().collect(),

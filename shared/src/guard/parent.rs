@@ -37,10 +37,10 @@ use crate::state::{
 /// How many generations of ancestors a check follows at most.
 const MAX_DEPTH: usize = 16;
 /// Records read per page when checking a parent's records key by key.
-pub const VERIFY_PAGE: usize = 1_000;
+pub(super) const VERIFY_PAGE: usize = 1_000;
 /// Reads (of up to [`VERIFY_PAGE`] records, or a directory's page limit) one
 /// per-key check makes at most before it polls again; the next poll reads on.
-pub const VERIFY_PAGES: usize = 10;
+pub(super) const VERIFY_PAGES: usize = 10;
 /// How long a kept cursor is used: Kinesis shard iterators expire 5 minutes
 /// after they are issued; an older cursor would only cost a failed call.
 const CURSOR_LIFE: Duration = Duration::from_secs(4 * 60);
@@ -156,7 +156,7 @@ impl Checker<'_> {
     }
 
     /// The stream's shards.
-    pub async fn list(&self) -> Result<Vec<ListedShard>, GuardError> {
+    pub(super) async fn list(&self) -> Result<Vec<ListedShard>, GuardError> {
         self.directory
             .list_shards(self.stream_arn)
             .await
@@ -164,7 +164,7 @@ impl Checker<'_> {
     }
 
     /// The first of `parents` that is not finished, with what it still has to do.
-    pub async fn first_unfinished(
+    pub(super) async fn first_unfinished(
         &self,
         parents: &[String],
         listed: &[ListedShard],

@@ -85,6 +85,14 @@ pub struct FanOut {
     flush_reserve: AtomicU64,
 }
 
+impl std::fmt::Debug for FanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanOut")
+            .field("max_record_bytes", &self.max_record_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FanOut {
     /// A fan-out to `destinations`, refusing records over `max_record_bytes`
     /// (payload plus partition key; the smallest limit of the destinations).

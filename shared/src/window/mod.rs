@@ -175,6 +175,7 @@ pub trait WindowHandler: Send + Sync + 'static {
 /// let windowed = Windowed::new(Counter);
 /// let _counter: &Counter = &windowed;
 /// ```
+#[derive(Debug)]
 pub struct Windowed<W> {
     handler: Arc<W>,
 }

@@ -227,7 +227,7 @@ fn empty_key(name: &str) -> ApiError {
 ///
 /// # Errors
 /// A `ValidationException`.
-pub fn check_size(item: &Item) -> Result<(), ApiError> {
+pub(super) fn check_size(item: &Item) -> Result<(), ApiError> {
     if item_size(item) > MAX_ITEM_BYTES {
         return Err(ApiError::validation(
             "Item size has exceeded the maximum allowed size",

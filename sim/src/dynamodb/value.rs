@@ -250,7 +250,7 @@ fn set<T: Ord + Clone>(
 ///
 /// # Errors
 /// As [`Attr::from_json`].
-pub fn map_from_json(object: &Map<String, Value>) -> Result<Item, ApiError> {
+pub(super) fn map_from_json(object: &Map<String, Value>) -> Result<Item, ApiError> {
     object
         .iter()
         .map(|(name, value)| Ok((name.clone(), Attr::from_json(value)?)))
@@ -261,7 +261,7 @@ pub fn map_from_json(object: &Map<String, Value>) -> Result<Item, ApiError> {
 ///
 /// # Errors
 /// As [`Attr::from_json`].
-pub fn item_from_json(value: &Value) -> Result<Item, ApiError> {
+pub(super) fn item_from_json(value: &Value) -> Result<Item, ApiError> {
     match value.as_object() {
         Some(object) => map_from_json(object),
         None => Err(ApiError::serialization("an item must be an object")),
@@ -269,7 +269,7 @@ pub fn item_from_json(value: &Value) -> Result<Item, ApiError> {
 }
 
 /// A map of attribute values in the wire format.
-pub fn map_to_json(map: &BTreeMap<String, Attr>) -> Value {
+pub(super) fn map_to_json(map: &BTreeMap<String, Attr>) -> Value {
     Value::Object(
         map.iter()
             .map(|(name, value)| (name.clone(), value.to_json()))
@@ -278,7 +278,7 @@ pub fn map_to_json(map: &BTreeMap<String, Attr>) -> Value {
 }
 
 /// An item's size: each attribute's name and value.
-pub fn item_size(item: &Item) -> usize {
+pub(super) fn item_size(item: &Item) -> usize {
     item.iter()
         .map(|(name, value)| name.len() + value.size())
         .sum()

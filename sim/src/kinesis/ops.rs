@@ -22,7 +22,7 @@ const DEFAULT_MAX_RESULTS: usize = 1000;
 
 /// A parsed, validated request.
 #[derive(Debug)]
-pub enum Request {
+pub(super) enum Request {
     ListShards(ListShards),
     DescribeStreamSummary {
         stream: String,
@@ -35,7 +35,7 @@ pub enum Request {
 
 impl Request {
     /// Parses the request of `operation`.
-    pub fn parse(operation: &str, body: &Value) -> Result<Request, ApiError> {
+    pub(super) fn parse(operation: &str, body: &Value) -> Result<Request, ApiError> {
         match operation {
             "ListShards" => parse_list_shards(body).map(Request::ListShards),
             "DescribeStreamSummary" => {
@@ -57,7 +57,7 @@ impl Request {
     }
 
     /// The request as the fault hook sees it.
-    pub fn call<'a>(&'a self, operation: &'a str, request: &'a Value) -> Call<'a> {
+    pub(super) fn call<'a>(&'a self, operation: &'a str, request: &'a Value) -> Call<'a> {
         let (stream, shard, entries) = match self {
             Request::ListShards(list) => (&list.stream, None, 0),
             Request::DescribeStreamSummary { stream } => (stream, None, 0),
@@ -76,7 +76,11 @@ impl Request {
 }
 
 /// Executes `request`; `call` is what the fault hook saw of it.
-pub fn execute(shared: &Shared, request: &Request, call: &Call<'_>) -> Result<Value, ApiError> {
+pub(super) fn execute(
+    shared: &Shared,
+    request: &Request,
+    call: &Call<'_>,
+) -> Result<Value, ApiError> {
     match request {
         Request::ListShards(list) => list_shards(shared, list),
         Request::DescribeStreamSummary { stream } => describe_stream_summary(shared, stream),
@@ -87,7 +91,7 @@ pub fn execute(shared: &Shared, request: &Request, call: &Call<'_>) -> Result<Va
 }
 
 /// The input of an operation from its JSON.
-pub fn input<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+pub(super) fn input<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
     T::deserialize(body)
         .map_err(|e| ApiError::serialization(format!("cannot read the request: {e}")))
 }
@@ -124,7 +128,7 @@ struct ShardFilterInput {
 /// Which shards ListShards lists (`ShardFilter`). Without retention, the
 /// trim horizon is the stream's creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Filter {
+pub(super) enum Filter {
     /// Every shard (no filter, `FROM_TRIM_HORIZON`, `AFTER_SHARD_ID`).
     All,
     /// The shards open at the stream's creation (`AT_TRIM_HORIZON`).
@@ -161,7 +165,7 @@ struct ListToken {
 
 /// A parsed ListShards.
 #[derive(Debug)]
-pub struct ListShards {
+pub(super) struct ListShards {
     stream: String,
     /// List the shards after this id.
     after: Option<String>,
@@ -294,7 +298,7 @@ fn list_shards(shared: &Shared, list: &ListShards) -> Result<Value, ApiError> {
 }
 
 /// A shard as ListShards writes it.
-pub fn shard_json(shard: &Shard) -> Value {
+pub(super) fn shard_json(shard: &Shard) -> Value {
     let mut json = json!({
         "ShardId": shard.id,
         "HashKeyRange": hash_range_json(shard),
@@ -313,7 +317,7 @@ pub fn shard_json(shard: &Shard) -> Value {
 }
 
 /// A shard's `HashKeyRange`.
-pub fn hash_range_json(shard: &Shard) -> Value {
+pub(super) fn hash_range_json(shard: &Shard) -> Value {
     json!({
         "StartingHashKey": shard.start_hash.to_string(),
         "EndingHashKey": shard.end_hash.to_string(),

@@ -22,11 +22,11 @@ use super::wire::{self, ApiError, violation, violations};
 use super::{PutResult, Shared, SimError, lock};
 
 /// Entries a PutRecords request takes at most.
-pub const MAX_ENTRIES: usize = 500;
+pub(super) const MAX_ENTRIES: usize = 500;
 /// Bytes of a record, partition key included.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Bytes of a PutRecords request, partition keys included.
-pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+pub(super) const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 /// Characters of a partition key.
 const MAX_PARTITION_KEY_CHARS: usize = 256;
 
@@ -60,7 +60,7 @@ struct PutRecordInput {
 
 /// A valid record to put.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(super) struct Entry {
     pub partition_key: String,
     pub explicit_hash_key: Option<String>,
     /// The hash key it is routed by.
@@ -70,7 +70,7 @@ pub struct Entry {
 
 /// A valid PutRecords (or PutRecord, `single`) request.
 #[derive(Debug, Clone)]
-pub struct PutRecords {
+pub(super) struct PutRecords {
     pub stream: String,
     pub entries: Vec<Entry>,
     pub single: bool,
@@ -78,7 +78,11 @@ pub struct PutRecords {
 
 impl Entry {
     /// A record checked as PutRecord checks it.
-    pub fn new(key: &str, explicit_hash_key: Option<&str>, data: Bytes) -> Result<Entry, ApiError> {
+    pub(super) fn new(
+        key: &str,
+        explicit_hash_key: Option<&str>,
+        data: Bytes,
+    ) -> Result<Entry, ApiError> {
         let input = EntryInput {
             data: None,
             partition_key: Some(key.to_owned()),
@@ -94,7 +98,7 @@ impl Entry {
     }
 
     /// Appends it to `stream`.
-    pub fn put_into(
+    pub(super) fn put_into(
         &self,
         stream: &mut Stream,
         arrival: SystemTime,
@@ -106,7 +110,7 @@ impl Entry {
 }
 
 /// Parses and validates a PutRecords request.
-pub fn parse_put_records(body: &Value) -> Result<PutRecords, ApiError> {
+pub(super) fn parse_put_records(body: &Value) -> Result<PutRecords, ApiError> {
     let input: PutRecordsInput = super::ops::input(body)?;
     let stream = wire::stream_name(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     let Some(records) = input.records else {
@@ -151,7 +155,7 @@ pub fn parse_put_records(body: &Value) -> Result<PutRecords, ApiError> {
 }
 
 /// Parses and validates a PutRecord request.
-pub fn parse_put_record(body: &Value) -> Result<PutRecords, ApiError> {
+pub(super) fn parse_put_record(body: &Value) -> Result<PutRecords, ApiError> {
     let input: PutRecordInput = super::ops::input(body)?;
     let stream = wire::stream_name(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     let decoded = decode(input.entry, "data")?;
@@ -263,7 +267,11 @@ fn matches_hash_key_pattern(key: &str) -> bool {
 
 /// Writes the entries the fault hook lets through; answers per entry (or, for
 /// PutRecord, as a whole).
-pub fn execute(shared: &Shared, call: &Call<'_>, put: &PutRecords) -> Result<Value, ApiError> {
+pub(super) fn execute(
+    shared: &Shared,
+    call: &Call<'_>,
+    put: &PutRecords,
+) -> Result<Value, ApiError> {
     let shards = shared.with_stream(&put.stream, |stream| {
         let route = |e: &Entry| {
             stream

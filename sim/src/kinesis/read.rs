@@ -14,16 +14,16 @@ use super::wire::{self, ApiError, constraint};
 use super::{Shared, SimError};
 
 /// How long a shard iterator may be used.
-pub const ITERATOR_LIFETIME: Duration = Duration::from_secs(300);
+pub(super) const ITERATOR_LIFETIME: Duration = Duration::from_secs(300);
 /// Records a GetRecords call returns at most.
-pub const MAX_LIMIT: usize = 10_000;
+pub(super) const MAX_LIMIT: usize = 10_000;
 /// Bytes of data (and partition keys) a GetRecords call returns at most
 /// (beyond its first record).
-pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+pub(super) const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 
 /// What a shard iterator holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IteratorToken {
+pub(super) struct IteratorToken {
     pub stream: String,
     pub shard: String,
     /// The read starts at the first record whose counter is at least this.
@@ -56,13 +56,13 @@ enum Start {
 
 /// A parsed GetShardIterator.
 #[derive(Debug)]
-pub struct GetShardIterator {
+pub(super) struct GetShardIterator {
     pub stream: String,
     pub shard: String,
     start: Start,
 }
 
-pub fn parse_get_shard_iterator(body: &Value) -> Result<GetShardIterator, ApiError> {
+pub(super) fn parse_get_shard_iterator(body: &Value) -> Result<GetShardIterator, ApiError> {
     let input: GetShardIteratorInput = input(body)?;
     let stream = wire::stream_name(input.stream_name.as_deref(), input.stream_arn.as_deref())?;
     let shard = input
@@ -140,7 +140,10 @@ fn latest(stream: &Stream, shard: &Shard) -> u64 {
     }
 }
 
-pub fn get_shard_iterator(shared: &Shared, get: &GetShardIterator) -> Result<Value, ApiError> {
+pub(super) fn get_shard_iterator(
+    shared: &Shared,
+    get: &GetShardIterator,
+) -> Result<Value, ApiError> {
     let streams = shared.streams();
     let (stream, shard) = find(&streams, &get.stream, &get.shard)?;
     let from = match &get.start {
@@ -190,12 +193,12 @@ struct GetRecordsInput {
 
 /// A parsed GetRecords.
 #[derive(Debug)]
-pub struct GetRecords {
+pub(super) struct GetRecords {
     pub token: IteratorToken,
     limit: usize,
 }
 
-pub fn parse_get_records(body: &Value) -> Result<GetRecords, ApiError> {
+pub(super) fn parse_get_records(body: &Value) -> Result<GetRecords, ApiError> {
     let input: GetRecordsInput = input(body)?;
     let iterator = input
         .shard_iterator
@@ -220,7 +223,7 @@ pub fn parse_get_records(body: &Value) -> Result<GetRecords, ApiError> {
     Ok(GetRecords { token, limit })
 }
 
-pub fn get_records(shared: &Shared, get: &GetRecords) -> Result<Value, ApiError> {
+pub(super) fn get_records(shared: &Shared, get: &GetRecords) -> Result<Value, ApiError> {
     let now = shared.ticks();
     let token = &get.token;
     let age = Duration::from_nanos(now.saturating_sub(token.issued));

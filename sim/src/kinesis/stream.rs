@@ -9,9 +9,9 @@ use bytes::Bytes;
 use super::{PutResult, ShardInfo, ShardRecord, SimError};
 
 /// The simulated account.
-pub const ACCOUNT: &str = "000000000000";
+pub(super) const ACCOUNT: &str = "000000000000";
 /// The simulated region.
-pub const REGION: &str = "us-east-1";
+pub(super) const REGION: &str = "us-east-1";
 /// Digits of the stream-wide counter inside a sequence number.
 const COUNTER_DIGITS: usize = 38;
 /// Digits of the shard number inside a sequence number.
@@ -20,12 +20,12 @@ const SHARD_DIGITS: usize = 16;
 const SEQUENCE_PREFIX: &str = "49";
 
 /// The ARN of stream `name`.
-pub fn stream_arn(name: &str) -> String {
+pub(super) fn stream_arn(name: &str) -> String {
     format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}")
 }
 
 /// The id of shard number `index`: `shardId-000000000007`.
-pub fn shard_id(index: u64) -> String {
+pub(super) fn shard_id(index: u64) -> String {
     format!("shardId-{index:012}")
 }
 
@@ -33,7 +33,7 @@ pub fn shard_id(index: u64) -> String {
 /// written as 56 decimal digits (`49`, the counter in 38 digits, the shard
 /// number in 16), so text order, number order and this type's order agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Seq {
+pub(super) struct Seq {
     /// The stream-wide counter: increases with every number handed out.
     pub counter: u64,
     /// The shard number.
@@ -43,7 +43,7 @@ pub struct Seq {
 impl Seq {
     /// Parses a sequence number this service handed out; `None` for any other
     /// text (other digits, another length).
-    pub fn parse(text: &str) -> Option<Seq> {
+    pub(super) fn parse(text: &str) -> Option<Seq> {
         let rest = text.strip_prefix(SEQUENCE_PREFIX)?;
         if rest.len() != COUNTER_DIGITS + SHARD_DIGITS || !rest.bytes().all(|b| b.is_ascii_digit())
         {
@@ -72,7 +72,7 @@ impl std::fmt::Display for Seq {
 
 /// One stored record.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(super) struct Record {
     pub seq: Seq,
     pub partition_key: String,
     pub explicit_hash_key: Option<String>,
@@ -82,7 +82,7 @@ pub struct Record {
 
 impl Record {
     /// The record as the direct API shows it.
-    pub fn to_public(&self) -> ShardRecord {
+    pub(super) fn to_public(&self) -> ShardRecord {
         ShardRecord {
             sequence_number: self.seq.to_string(),
             partition_key: self.partition_key.clone(),
@@ -95,7 +95,7 @@ impl Record {
 
 /// One shard.
 #[derive(Debug, Clone)]
-pub struct Shard {
+pub(super) struct Shard {
     pub index: u64,
     pub id: String,
     pub parent: Option<String>,
@@ -113,17 +113,17 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         self.end_seq.is_none()
     }
 
     /// Whether the shard's hash key range holds `hash`.
-    pub fn holds(&self, hash: u128) -> bool {
+    pub(super) fn holds(&self, hash: u128) -> bool {
         self.start_hash <= hash && hash <= self.end_hash
     }
 
     /// The parents: none, one (split) or two (merge).
-    pub fn parents(&self) -> Vec<String> {
+    pub(super) fn parents(&self) -> Vec<String> {
         [&self.parent, &self.adjacent_parent]
             .into_iter()
             .flatten()
@@ -132,22 +132,22 @@ impl Shard {
     }
 
     /// The index of the first record whose counter is at least `counter`.
-    pub fn first_at(&self, counter: u64) -> usize {
+    pub(super) fn first_at(&self, counter: u64) -> usize {
         self.records.partition_point(|r| r.seq.counter < counter)
     }
 
     /// Whether the shard was open at `time` (opened at or before it, closed after).
-    pub fn open_at(&self, time: SystemTime) -> bool {
+    pub(super) fn open_at(&self, time: SystemTime) -> bool {
         self.opened <= time && self.closed.is_none_or(|closed| closed > time)
     }
 
     /// Whether the shard was open at `time` or opened after it.
-    pub fn open_from(&self, time: SystemTime) -> bool {
+    pub(super) fn open_from(&self, time: SystemTime) -> bool {
         self.closed.is_none_or(|closed| closed > time)
     }
 
     /// The shard as the direct API shows it.
-    pub fn info(&self) -> ShardInfo {
+    pub(super) fn info(&self) -> ShardInfo {
         ShardInfo {
             shard_id: self.id.clone(),
             parent_shard_id: self.parent.clone(),
@@ -163,7 +163,7 @@ impl Shard {
 
 /// One stream.
 #[derive(Debug, Clone)]
-pub struct Stream {
+pub(super) struct Stream {
     pub name: String,
     pub created: SystemTime,
     /// The next counter a sequence number takes.
@@ -174,7 +174,7 @@ pub struct Stream {
 
 impl Stream {
     /// A stream of `shard_count` shards splitting the hash key space evenly.
-    pub fn new(name: &str, shard_count: u32, now: SystemTime) -> Stream {
+    pub(super) fn new(name: &str, shard_count: u32, now: SystemTime) -> Stream {
         let mut stream = Stream {
             name: name.to_owned(),
             created: now,
@@ -190,7 +190,7 @@ impl Stream {
 
     /// The counter the next sequence number takes: records put from now on
     /// have at least this one.
-    pub fn next_counter(&self) -> u64 {
+    pub(super) fn next_counter(&self) -> u64 {
         self.next_counter
     }
 
@@ -243,7 +243,7 @@ impl Stream {
     }
 
     /// The shard `id`, if the stream has it.
-    pub fn shard(&self, id: &str) -> Option<&Shard> {
+    pub(super) fn shard(&self, id: &str) -> Option<&Shard> {
         let index: usize = id.strip_prefix("shardId-")?.parse().ok()?;
         self.shards.get(index).filter(|shard| shard.id == id)
     }
@@ -264,12 +264,12 @@ impl Stream {
     }
 
     /// The open shard whose hash key range holds `hash`.
-    pub fn route(&self, hash: u128) -> Option<&Shard> {
+    pub(super) fn route(&self, hash: u128) -> Option<&Shard> {
         self.shards.iter().find(|s| s.is_open() && s.holds(hash))
     }
 
     /// Appends a record to the open shard holding `hash`.
-    pub fn put(
+    pub(super) fn put(
         &mut self,
         hash: u128,
         partition_key: &str,
@@ -309,7 +309,7 @@ impl Stream {
 
     /// Splits open shard `id` at `new_starting_hash_key`: the children hold
     /// `start..new_starting_hash_key` and `new_starting_hash_key..=end`.
-    pub fn split(
+    pub(super) fn split(
         &mut self,
         id: &str,
         new_starting_hash_key: u128,
@@ -337,7 +337,7 @@ impl Stream {
     }
 
     /// Merges open shards `id` and `adjacent_id`, whose ranges must touch.
-    pub fn merge(
+    pub(super) fn merge(
         &mut self,
         id: &str,
         adjacent_id: &str,
@@ -365,7 +365,7 @@ impl Stream {
 
 /// `count` hash key ranges splitting `0..=2^128-1` evenly, as CreateStream
 /// does: each `2^128 / count` wide, the last one up to the end.
-pub fn even_ranges(count: u32) -> Vec<(u128, u128)> {
+pub(super) fn even_ranges(count: u32) -> Vec<(u128, u128)> {
     let count = u128::from(count.max(1));
     if count == 1 {
         return vec![(0, u128::MAX)];

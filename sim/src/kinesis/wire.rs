@@ -14,7 +14,7 @@ use crate::http::Reply;
 
 /// An error answer: HTTP status, `__type` and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub(super) struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
@@ -22,7 +22,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// A `400` with `code`.
-    pub fn client(code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn client(code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status: 400,
             code,
@@ -31,22 +31,22 @@ impl ApiError {
     }
 
     /// A request breaking a constraint of the API model.
-    pub fn validation(message: impl Into<String>) -> Self {
+    pub(super) fn validation(message: impl Into<String>) -> Self {
         Self::client("ValidationException", message)
     }
 
     /// A request the service refuses for what its arguments mean.
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::client("InvalidArgumentException", message)
     }
 
     /// A body that is not the JSON of the operation.
-    pub fn serialization(message: impl Into<String>) -> Self {
+    pub(super) fn serialization(message: impl Into<String>) -> Self {
         Self::client("SerializationException", message)
     }
 
     /// The stream `name` does not exist.
-    pub fn stream_not_found(name: &str) -> Self {
+    pub(super) fn stream_not_found(name: &str) -> Self {
         Self::client(
             "ResourceNotFoundException",
             format!("Stream {name} under account {ACCOUNT} not found."),
@@ -54,7 +54,7 @@ impl ApiError {
     }
 
     /// The answer.
-    pub fn reply(&self) -> Reply {
+    pub(super) fn reply(&self) -> Reply {
         Reply::error(
             self.status,
             self.code,
@@ -83,12 +83,12 @@ impl From<SimError> for ApiError {
 }
 
 /// One failed constraint of the API model, as AWS words it.
-pub fn violation(value: &str, at: &str, rule: &str) -> String {
+pub(super) fn violation(value: &str, at: &str, rule: &str) -> String {
     format!("Value '{value}' at '{at}' failed to satisfy constraint: Member {rule}")
 }
 
 /// A `ValidationException` for `violations` (at least one).
-pub fn violations(violations: &[String]) -> ApiError {
+pub(super) fn violations(violations: &[String]) -> ApiError {
     let count = violations.len();
     let plural = if count == 1 { "" } else { "s" };
     ApiError::validation(format!(
@@ -98,60 +98,60 @@ pub fn violations(violations: &[String]) -> ApiError {
 }
 
 /// A `ValidationException` for one failed constraint.
-pub fn constraint(value: &str, at: &str, rule: &str) -> ApiError {
+pub(super) fn constraint(value: &str, at: &str, rule: &str) -> ApiError {
     violations(&[violation(value, at, rule)])
 }
 
 /// Encodes `token` as an opaque string (base64 of its JSON).
-pub fn encode_token<T: Serialize>(token: &T) -> String {
+pub(super) fn encode_token<T: Serialize>(token: &T) -> String {
     STANDARD.encode(serde_json::to_vec(token).unwrap_or_default())
 }
 
 /// Decodes a token [`encode_token`] made; `None` for any other text.
-pub fn decode_token<T: DeserializeOwned>(text: &str) -> Option<T> {
+pub(super) fn decode_token<T: DeserializeOwned>(text: &str) -> Option<T> {
     let bytes = STANDARD.decode(text).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Decodes a base64 blob.
-pub fn decode_blob(text: &str, at: &str) -> Result<Vec<u8>, ApiError> {
+pub(super) fn decode_blob(text: &str, at: &str) -> Result<Vec<u8>, ApiError> {
     STANDARD
         .decode(text)
         .map_err(|_| ApiError::serialization(format!("'{at}' is not valid base64")))
 }
 
 /// Encodes a blob as base64.
-pub fn encode_blob(data: &[u8]) -> String {
+pub(super) fn encode_blob(data: &[u8]) -> String {
     STANDARD.encode(data)
 }
 
 /// A time as JSON epoch seconds, to the millisecond.
-pub fn epoch_seconds(time: SystemTime) -> serde_json::Value {
+pub(super) fn epoch_seconds(time: SystemTime) -> serde_json::Value {
     let millis = epoch_millis(time);
     serde_json::json!(millis as f64 / 1000.0)
 }
 
 /// Milliseconds since the epoch (0 before it).
-pub fn epoch_millis(time: SystemTime) -> u64 {
+pub(super) fn epoch_millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
 /// `time` truncated to the millisecond.
-pub fn to_millis(time: SystemTime) -> SystemTime {
+pub(super) fn to_millis(time: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(epoch_millis(time))
 }
 
 /// Epoch seconds as a time; `None` for a negative, infinite or huge number.
-pub fn from_epoch_seconds(seconds: f64) -> Option<SystemTime> {
+pub(super) fn from_epoch_seconds(seconds: f64) -> Option<SystemTime> {
     let duration = Duration::try_from_secs_f64(seconds).ok()?;
     UNIX_EPOCH.checked_add(duration)
 }
 
 /// The stream a request names by `StreamName` or `StreamARN` (an ARN of this
 /// account and region; both may be given if they agree).
-pub fn stream_name(name: Option<&str>, arn: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn stream_name(name: Option<&str>, arn: Option<&str>) -> Result<String, ApiError> {
     let from_arn = arn.map(name_of_arn).transpose()?;
     match (name, from_arn) {
         (Some(name), Some(other)) if name != other => Err(ApiError::invalid(format!(
@@ -189,7 +189,7 @@ fn name_of_arn(arn: &str) -> Result<String, ApiError> {
 }
 
 /// Checks a stream name: 1 to 128 of `a-zA-Z0-9_.-`.
-pub fn check_stream_name(name: &str) -> Result<(), ApiError> {
+pub(super) fn check_stream_name(name: &str) -> Result<(), ApiError> {
     let valid = !name.is_empty()
         && name.len() <= 128
         && name

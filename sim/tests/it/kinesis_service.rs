@@ -19,12 +19,12 @@ use shardline_sim::kinesis::{KinesisService, ShardInfo};
 use tokio::time::advance;
 
 /// The wall clock the tests start at.
-pub fn start() -> SystemTime {
+pub(crate) fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
 
 /// A service with stream `s` of `shards` shards, and a client without retries.
-pub fn setup(shards: u32) -> (KinesisService, Client) {
+pub(crate) fn setup(shards: u32) -> (KinesisService, Client) {
     let service = KinesisService::new();
     service.create_stream("s", shards).unwrap();
     let client = service.client_with_retry(RetryConfig::disabled());
@@ -32,7 +32,7 @@ pub fn setup(shards: u32) -> (KinesisService, Client) {
 }
 
 /// A PutRecords entry.
-pub fn entry(key: &str, data: &[u8]) -> PutRecordsRequestEntry {
+pub(crate) fn entry(key: &str, data: &[u8]) -> PutRecordsRequestEntry {
     PutRecordsRequestEntry::builder()
         .partition_key(key)
         .data(Blob::new(data))
@@ -41,7 +41,7 @@ pub fn entry(key: &str, data: &[u8]) -> PutRecordsRequestEntry {
 }
 
 /// An iterator of shard `shard` of `s`.
-pub async fn iterator(client: &Client, shard: &str, kind: ShardIteratorType) -> String {
+pub(crate) async fn iterator(client: &Client, shard: &str, kind: ShardIteratorType) -> String {
     let out = client.get_shard_iterator().stream_name("s").shard_id(shard);
     let out = out.shard_iterator_type(kind).send().await.unwrap();
     out.shard_iterator().unwrap().to_owned()
@@ -49,7 +49,7 @@ pub async fn iterator(client: &Client, shard: &str, kind: ShardIteratorType) -> 
 
 /// Reads `shard` of `s` from its trim horizon to its end or its tip; returns
 /// every page.
-pub async fn read_pages(client: &Client, shard: &str, limit: i32) -> Vec<GetRecordsOutput> {
+pub(crate) async fn read_pages(client: &Client, shard: &str, limit: i32) -> Vec<GetRecordsOutput> {
     let mut next = Some(iterator(client, shard, ShardIteratorType::TrimHorizon).await);
     let mut pages = Vec::new();
     while let Some(current) = next {

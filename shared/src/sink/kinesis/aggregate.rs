@@ -69,12 +69,12 @@ impl Packed {
     }
 
     /// Whether entry `entry` is an aggregate.
-    pub fn is_aggregate(&self, entry: usize) -> bool {
+    pub(super) fn is_aggregate(&self, entry: usize) -> bool {
         self.expected[entry].is_some()
     }
 
     /// Aggregates made, and the user records they carry.
-    pub fn counts(&self) -> (u64, u64) {
+    pub(super) fn counts(&self) -> (u64, u64) {
         let aggregates = (0..self.entries.len()).filter(|&e| self.is_aggregate(e));
         aggregates.fold((0, 0), |(a, r), e| {
             (a + 1, r + self.members[e].len() as u64)

@@ -24,7 +24,7 @@ pub(super) struct Plan {
 impl Plan {
     /// A plan for `records[i]` for each `i` of `todo`, with `lanes` lanes in
     /// throughput order, ordered by each record's partition key.
-    pub fn new(
+    pub(super) fn new(
         records: &[OutRecord],
         todo: impl IntoIterator<Item = usize>,
         order: DeliveryOrder,
@@ -51,7 +51,7 @@ impl Plan {
     /// aggregates keyed by their destination shard: an aggregate carries many
     /// records (the throughput), and a shard's aggregates must not overtake one
     /// another when one of them fails, or a user key would be reordered.
-    pub fn ordered_by(keys: &[&str], todo: impl IntoIterator<Item = usize>) -> Self {
+    pub(super) fn ordered_by(keys: &[&str], todo: impl IntoIterator<Item = usize>) -> Self {
         Self::queued(
             DeliveryOrder::Ordered,
             keys,
@@ -84,12 +84,12 @@ impl Plan {
     }
 
     /// Whether everything was delivered (or given up).
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.queues.is_empty()
     }
 
     /// The requests of the next round.
-    pub fn round(&self, records: &[OutRecord]) -> Vec<Vec<usize>> {
+    pub(super) fn round(&self, records: &[OutRecord]) -> Vec<Vec<usize>> {
         match self.order {
             DeliveryOrder::Ordered => {
                 let heads: Vec<usize> = self
@@ -111,7 +111,7 @@ impl Plan {
     }
 
     /// Drops what is `settled` (delivered, or rejected for good) from the queues.
-    pub fn settle(&mut self, settled: impl Fn(usize) -> bool) {
+    pub(super) fn settle(&mut self, settled: impl Fn(usize) -> bool) {
         for queue in &mut self.queues {
             match self.order {
                 DeliveryOrder::Ordered => {

@@ -25,23 +25,23 @@ pub(super) struct ShardMap {
 }
 
 impl ShardMap {
-    pub fn new(mut shards: Vec<OpenShard>) -> Self {
+    pub(super) fn new(mut shards: Vec<OpenShard>) -> Self {
         shards.sort_by_key(|s| s.start);
         ShardMap { shards }
     }
 
     /// The index of the open shard whose range holds `hash_key`, if any.
-    pub fn find(&self, hash_key: u128) -> Option<usize> {
+    pub(super) fn find(&self, hash_key: u128) -> Option<usize> {
         let at = self.shards.partition_point(|s| s.start <= hash_key);
         let index = at.checked_sub(1)?;
         (self.shards[index].end >= hash_key).then_some(index)
     }
 
-    pub fn shard(&self, index: usize) -> &OpenShard {
+    pub(super) fn shard(&self, index: usize) -> &OpenShard {
         &self.shards[index]
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.shards.len()
     }
 }
@@ -58,19 +58,19 @@ pub(super) struct ShardCache {
 }
 
 impl ShardCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(super) fn new(ttl: Duration) -> Self {
         ShardCache {
             ttl,
             cached: Arc::default(),
         }
     }
 
-    pub fn set_ttl(&mut self, ttl: Duration) {
+    pub(super) fn set_ttl(&mut self, ttl: Duration) {
         self.ttl = ttl;
     }
 
     /// The map of `stream`, from the cache or ListShards.
-    pub async fn get(&self, client: &Client, stream: &str) -> Result<Arc<ShardMap>, String> {
+    pub(super) async fn get(&self, client: &Client, stream: &str) -> Result<Arc<ShardMap>, String> {
         let cached = self.lock().clone();
         if let Some((at, map)) = cached
             && at.elapsed() < self.ttl
@@ -83,7 +83,7 @@ impl ShardCache {
     }
 
     /// Forgets the map: the next [`get`](Self::get) lists the shards again.
-    pub fn invalidate(&self) {
+    pub(super) fn invalidate(&self) {
         *self.lock() = None;
     }
 

@@ -61,7 +61,7 @@ pub(super) struct Group {
 
 impl Group {
     /// A group for `unit` whose progress write is `fence`.
-    pub fn new(unit: impl Into<String>, fence: Update) -> Self {
+    pub(super) fn new(unit: impl Into<String>, fence: Update) -> Self {
         Group {
             unit: unit.into(),
             items: vec![(
@@ -75,7 +75,7 @@ impl Group {
     /// A dedup claim marked done, as a group of its own: it lands whatever
     /// the fences of the transaction it shares say (its record's effect
     /// landed), and fills the room the units' groups leave.
-    pub fn done(put: Put) -> Self {
+    pub(super) fn done(put: Put) -> Self {
         Group {
             unit: String::new(),
             items: vec![(Role::Done, TransactWriteItem::builder().put(put).build())],
@@ -84,14 +84,14 @@ impl Group {
     }
 
     /// Adds a quarantine entry carrying `bytes` of payload.
-    pub fn entry(&mut self, put: Put, bytes: usize) {
+    pub(super) fn entry(&mut self, put: Put, bytes: usize) {
         self.bytes += bytes.min(PART_BYTES) + ITEM_OVERHEAD;
         let item = TransactWriteItem::builder().put(put).build();
         self.items.insert(self.items.len() - 1, (Role::Entry, item));
     }
 
     /// Adds a dedup claim given back.
-    pub fn release(&mut self, delete: Delete) {
+    pub(super) fn release(&mut self, delete: Delete) {
         self.bytes += ITEM_OVERHEAD;
         let item = TransactWriteItem::builder().delete(delete).build();
         self.items

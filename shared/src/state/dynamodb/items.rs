@@ -71,7 +71,7 @@ pub(super) struct ProgressUpdate {
 impl ProgressUpdate {
     /// Writes `progress` as version `read_version + 1` if the item is still at
     /// `read_version` (and its checkpoint not beyond), with `also` set beside it.
-    pub fn new(
+    pub(super) fn new(
         progress: &Progress,
         read_version: u64,
         also: &[(&'static str, AttributeValue)],
@@ -135,7 +135,7 @@ impl ProgressUpdate {
     }
 
     /// As one item of a transaction on `key` of `table`.
-    pub fn build(self, table: &str, key: Attributes) -> Result<Update, DynamoError> {
+    pub(super) fn build(self, table: &str, key: Attributes) -> Result<Update, DynamoError> {
         Update::builder()
             .table_name(table)
             .set_key(Some(key))

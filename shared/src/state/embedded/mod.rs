@@ -36,6 +36,7 @@ use super::{
 use crate::quarantine::QuarantinedRecord;
 
 /// Shardline's state in a local SQLite file (`shardline.sqlite` in the state folder).
+#[derive(Debug)]
 pub struct EmbeddedStore {
     conn: Mutex<Connection>,
     path: String,

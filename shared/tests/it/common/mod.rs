@@ -17,29 +17,29 @@ use shardline::{
     ShardRef, process_event,
 };
 
-pub use shardline::sample::{SAMPLE_SHARD as SHARD, SAMPLE_STREAM_ARN as STREAM};
+pub(crate) use shardline::sample::{SAMPLE_SHARD as SHARD, SAMPLE_STREAM_ARN as STREAM};
 
 /// A 56-digit sequence number that grows with `n` (n < 1,000,000).
-pub fn seq(n: u64) -> String {
+pub(crate) fn seq(n: u64) -> String {
     format!("49590338271490256608559692538361571095921575989136{n:06}")
 }
 
 /// Epoch seconds of `ago` before now.
-pub fn seconds_ago(ago: Duration) -> f64 {
+pub(crate) fn seconds_ago(ago: Duration) -> f64 {
     shardline::sample::epoch_seconds(SystemTime::now() - ago)
 }
 
 /// One record of a Lambda Kinesis event: the framework's sample builder.
-pub type Rec = shardline::sample::SampleRecord;
+pub(crate) type Rec = shardline::sample::SampleRecord;
 
 /// The JSON bytes of a Lambda Kinesis event holding `records`.
-pub fn event(records: &[Rec]) -> Vec<u8> {
+pub(crate) fn event(records: &[Rec]) -> Vec<u8> {
     shardline::sample::event_bytes(records)
 }
 
 /// What a handler was given.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub sequence: String,
     pub subsequence: u64,
     pub partition_key: String,
@@ -49,7 +49,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn position(&self) -> (String, u64) {
+    pub(crate) fn position(&self) -> (String, u64) {
         (self.sequence.clone(), self.subsequence)
     }
 }
@@ -59,14 +59,14 @@ type Script = dyn Fn(&Record) -> Result<(), HandlerError> + Send + Sync;
 /// A handler whose outcome per record is a closure, that records every record
 /// it is handed, and that can sleep before answering.
 #[derive(Clone)]
-pub struct Scripted {
+pub(crate) struct Scripted {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Script>,
     delay: Duration,
 }
 
 impl Scripted {
-    pub fn new(
+    pub(crate) fn new(
         script: impl Fn(&Record) -> Result<(), HandlerError> + Send + Sync + 'static,
     ) -> Self {
         Scripted {
@@ -77,34 +77,34 @@ impl Scripted {
     }
 
     /// Succeeds on every record.
-    pub fn ok() -> Self {
+    pub(crate) fn ok() -> Self {
         Scripted::new(|_| Ok(()))
     }
 
     /// Sleeps `delay` (tokio) in every call.
-    pub fn slow(mut self, delay: Duration) -> Self {
+    pub(crate) fn slow(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
     /// The sequence numbers handed over, in order (subsequences left out).
-    pub fn seen_sequences(&self) -> Vec<String> {
+    pub(crate) fn seen_sequences(&self) -> Vec<String> {
         self.seen().into_iter().map(|s| s.sequence).collect()
     }
 
     /// The payloads handed over, as text.
-    pub fn seen_texts(&self) -> Vec<String> {
+    pub(crate) fn seen_texts(&self) -> Vec<String> {
         self.seen()
             .into_iter()
             .map(|s| String::from_utf8_lossy(&s.data).into_owned())
             .collect()
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.seen.lock().unwrap().clear();
     }
 }
@@ -127,15 +127,15 @@ impl Handler for Scripted {
 }
 
 /// A retryable failure, as `?` on an I/O error makes it.
-pub fn retryable(what: &str) -> HandlerError {
+pub(crate) fn retryable(what: &str) -> HandlerError {
     std::io::Error::other(what.to_owned()).into()
 }
 
 /// A fresh folder under the system temp dir, removed on drop.
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -150,7 +150,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -162,7 +162,7 @@ impl Drop for TempDir {
 }
 
 /// A temporary embedded store and the engine's configuration.
-pub struct Env {
+pub(crate) struct Env {
     pub store: EmbeddedStore,
     pub config: EngineConfig,
     // Dropped last: the folder goes after the store is closed.
@@ -170,7 +170,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let dir = TempDir::new(tag);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         Env {
@@ -181,11 +181,11 @@ impl Env {
     }
 
     /// Decodes `event` and runs the engine on it with no deadline.
-    pub async fn run(&self, event: &[u8], handler: &Scripted) -> BatchOutcome {
+    pub(crate) async fn run(&self, event: &[u8], handler: &Scripted) -> BatchOutcome {
         self.run_until(event, handler, Deadline::none()).await
     }
 
-    pub async fn run_until(
+    pub(crate) async fn run_until(
         &self,
         event: &[u8],
         handler: &Scripted,
@@ -197,7 +197,7 @@ impl Env {
             .expect("the engine runs")
     }
 
-    pub fn key(&self) -> ConsumerShard {
+    pub(crate) fn key(&self) -> ConsumerShard {
         ConsumerShard {
             consumer: self.config.consumer.clone(),
             shard: ShardRef {
@@ -208,11 +208,11 @@ impl Env {
     }
 
     /// The stored state of the test shard.
-    pub async fn state(&self) -> ShardState {
+    pub(crate) async fn state(&self) -> ShardState {
         self.store.load_shard(&self.key()).await.unwrap()
     }
 
-    pub async fn checkpoint(&self) -> Option<(String, u64)> {
+    pub(crate) async fn checkpoint(&self) -> Option<(String, u64)> {
         self.state()
             .await
             .progress
@@ -220,13 +220,13 @@ impl Env {
             .map(|p| (p.sequence.to_string(), p.subsequence))
     }
 
-    pub async fn quarantined(&self) -> Vec<QuarantinedRecord> {
+    pub(crate) async fn quarantined(&self) -> Vec<QuarantinedRecord> {
         self.store.quarantined(&self.config.consumer).await.unwrap()
     }
 }
 
 /// The item identifiers of a response.
-pub fn failures(outcome: &BatchOutcome) -> Vec<String> {
+pub(crate) fn failures(outcome: &BatchOutcome) -> Vec<String> {
     outcome
         .response
         .batch_item_failures
@@ -235,6 +235,6 @@ pub fn failures(outcome: &BatchOutcome) -> Vec<String> {
         .collect()
 }
 
-pub fn pos(sequence: &str, subsequence: u64) -> Position {
+pub(crate) fn pos(sequence: &str, subsequence: u64) -> Position {
     Position::new(sequence.parse().unwrap(), subsequence)
 }

@@ -10,7 +10,7 @@ use crate::dynamodb::number::Number;
 use crate::dynamodb::value::{Attr, Item};
 
 /// The value at `path` in `item`, if there is one.
-pub fn get_path<'a>(item: &'a Item, path: &Path) -> Option<&'a Attr> {
+pub(super) fn get_path<'a>(item: &'a Item, path: &Path) -> Option<&'a Attr> {
     let mut steps = path.0.iter();
     let mut current = match steps.next()? {
         Step::Name(name) => item.get(name)?,
@@ -29,7 +29,7 @@ pub fn get_path<'a>(item: &'a Item, path: &Path) -> Option<&'a Attr> {
 impl Operand {
     /// Its value against `item` (`None`: a missing attribute, or `size` of
     /// something that has none).
-    pub fn eval<'a>(&'a self, item: &'a Item) -> Option<Cow<'a, Attr>> {
+    pub(crate) fn eval<'a>(&'a self, item: &'a Item) -> Option<Cow<'a, Attr>> {
         match self {
             Operand::Value(value) => Some(Cow::Borrowed(value)),
             Operand::Path(path) => get_path(item, path).map(Cow::Borrowed),
@@ -55,7 +55,7 @@ fn size(value: &Attr) -> Option<Attr> {
 
 impl Condition {
     /// Whether `item` meets the condition (an absent item is an empty one).
-    pub fn eval(&self, item: &Item) -> bool {
+    pub(crate) fn eval(&self, item: &Item) -> bool {
         match self {
             Condition::Compare(a, cmp, b) => compare(a.eval(item), *cmp, b.eval(item)),
             Condition::Between(a, low, high) => {
@@ -137,7 +137,7 @@ fn contains(value: &Attr, operand: &Attr) -> bool {
 ///
 /// # Errors
 /// DynamoDB's message when the path's parent is missing or of another type.
-pub fn set_path(item: &mut Item, path: &Path, value: Attr) -> Result<(), String> {
+pub(super) fn set_path(item: &mut Item, path: &Path, value: Attr) -> Result<(), String> {
     let invalid =
         || "The document path provided in the update expression is invalid for update".to_owned();
     let Some((last, parents)) = path.0.split_last() else {
@@ -174,7 +174,7 @@ pub fn set_path(item: &mut Item, path: &Path, value: Attr) -> Result<(), String>
 }
 
 /// Removes what is at `path`, if anything (a list element: the rest move up).
-pub fn remove_path(item: &mut Item, path: &Path) {
+pub(super) fn remove_path(item: &mut Item, path: &Path) {
     let Some((last, parents)) = path.0.split_last() else {
         return;
     };
@@ -208,7 +208,7 @@ pub fn remove_path(item: &mut Item, path: &Path) {
 }
 
 /// The parts of `item` that `paths` name (a `ProjectionExpression`).
-pub fn project(item: &Item, paths: &[Path]) -> Item {
+pub(crate) fn project(item: &Item, paths: &[Path]) -> Item {
     let mut out = Item::new();
     for path in paths {
         let Some(value) = get_path(item, path) else {

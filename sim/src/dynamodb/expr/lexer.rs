@@ -4,7 +4,7 @@ use super::Cmp;
 
 /// A token's kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tok {
+pub(super) enum Tok {
     /// A bare word: an attribute name, a keyword or a function name.
     Word(String),
     /// `#name`.
@@ -35,7 +35,7 @@ pub enum Tok {
 
 /// A token and where it is in the text (byte offsets).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
+pub(super) struct Token {
     /// What it is.
     pub tok: Tok,
     /// Its first byte.
@@ -46,7 +46,7 @@ pub struct Token {
 
 impl Token {
     /// Whether it is the keyword `word` (keywords are case-insensitive).
-    pub fn is_keyword(&self, word: &str) -> bool {
+    pub(super) fn is_keyword(&self, word: &str) -> bool {
         matches!(&self.tok, Tok::Word(w) if w.eq_ignore_ascii_case(word))
     }
 }
@@ -92,7 +92,7 @@ fn comparator(bytes: &[u8], at: usize) -> (Tok, usize) {
 }
 
 /// Splits `text` into tokens; on a character no token starts with, its offset.
-pub fn lex(text: &str) -> Result<Vec<Token>, usize> {
+pub(super) fn lex(text: &str) -> Result<Vec<Token>, usize> {
     let bytes = text.as_bytes();
     let mut tokens = Vec::new();
     let mut at = 0;

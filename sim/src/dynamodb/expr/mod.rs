@@ -22,15 +22,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-pub use self::eval::project;
-pub use self::parser::{parse_condition, parse_projection};
-pub use self::update::{Update, parse_update};
+pub(super) use self::eval::project;
+pub(super) use self::parser::{parse_condition, parse_projection};
+pub(super) use self::update::{Update, parse_update};
 use super::error::ApiError;
 use super::value::Attr;
 
 /// Which expression of a request, as DynamoDB names it in its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExprKind {
+pub(super) enum ExprKind {
     /// `ConditionExpression`.
     Condition,
     /// `KeyConditionExpression`.
@@ -45,7 +45,7 @@ pub enum ExprKind {
 
 impl ExprKind {
     /// The request field.
-    pub fn field(self) -> &'static str {
+    pub(super) fn field(self) -> &'static str {
         match self {
             ExprKind::Condition => "ConditionExpression",
             ExprKind::KeyCondition => "KeyConditionExpression",
@@ -56,14 +56,14 @@ impl ExprKind {
     }
 
     /// A `ValidationException` about an expression of this kind.
-    pub fn invalid(self, detail: impl std::fmt::Display) -> ApiError {
+    pub(super) fn invalid(self, detail: impl std::fmt::Display) -> ApiError {
         ApiError::validation(format!("Invalid {}: {detail}", self.field()))
     }
 }
 
 /// One step of a document path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(super) enum Step {
     /// An attribute (or map key).
     Name(String),
     /// A list index.
@@ -72,11 +72,11 @@ pub enum Step {
 
 /// A document path: an attribute, then map keys and list indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Path(pub Vec<Step>);
+pub(super) struct Path(pub Vec<Step>);
 
 impl Path {
     /// The top-level attribute it starts at.
-    pub fn attribute(&self) -> &str {
+    pub(super) fn attribute(&self) -> &str {
         match self.0.first() {
             Some(Step::Name(name)) => name,
             _ => "",
@@ -84,7 +84,7 @@ impl Path {
     }
 
     /// Whether one of the paths is the other or inside it.
-    pub fn overlaps(&self, other: &Path) -> bool {
+    pub(super) fn overlaps(&self, other: &Path) -> bool {
         self.0.iter().zip(&other.0).all(|(a, b)| a == b)
     }
 }
@@ -105,7 +105,7 @@ impl std::fmt::Display for Path {
 
 /// A value in a condition.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Operand {
+pub(super) enum Operand {
     /// An attribute of the item.
     Path(Path),
     /// A value from `ExpressionAttributeValues`.
@@ -116,7 +116,7 @@ pub enum Operand {
 
 /// A comparator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
+pub(super) enum Cmp {
     /// `=`
     Eq,
     /// `<>`
@@ -133,7 +133,7 @@ pub enum Cmp {
 
 /// A condition (also a key condition or a filter).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Condition {
+pub(super) enum Condition {
     /// `a <op> b`.
     Compare(Operand, Cmp, Operand),
     /// `a BETWEEN low AND high`.
@@ -160,7 +160,7 @@ pub enum Condition {
 
 /// The placeholders of one request, and which of them its expressions used.
 #[derive(Debug, Default)]
-pub struct Context {
+pub(super) struct Context {
     names: BTreeMap<String, String>,
     values: BTreeMap<String, Attr>,
     used_names: BTreeSet<String>,
@@ -172,7 +172,7 @@ impl Context {
     ///
     /// # Errors
     /// A `ValidationException` for an empty map or a malformed value.
-    pub fn from_request(request: &Value) -> Result<Self, ApiError> {
+    pub(super) fn from_request(request: &Value) -> Result<Self, ApiError> {
         let mut context = Context::default();
         if let Some(names) = request.get("ExpressionAttributeNames") {
             let names = names
@@ -230,7 +230,7 @@ impl Context {
     ///
     /// # Errors
     /// A `ValidationException` naming the unused placeholders.
-    pub fn check_all_used(&self) -> Result<(), ApiError> {
+    pub(super) fn check_all_used(&self) -> Result<(), ApiError> {
         let unused = |all: Vec<&String>, used: &BTreeSet<String>| -> Vec<String> {
             all.into_iter()
                 .filter(|p| !used.contains(*p))

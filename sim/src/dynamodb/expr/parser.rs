@@ -298,7 +298,7 @@ fn near(text: &str, from: usize, to: usize) -> &str {
 /// # Errors
 /// A `ValidationException` naming the expression: a syntax error, an
 /// undefined placeholder, a reserved word, an unknown function.
-pub fn parse_condition(
+pub(crate) fn parse_condition(
     text: &str,
     kind: ExprKind,
     ctx: &mut Context,
@@ -338,7 +338,7 @@ fn check_attribute_type(condition: &Condition, kind: ExprKind) -> Result<(), Api
 ///
 /// # Errors
 /// A `ValidationException` naming the expression.
-pub fn parse_projection(text: &str, ctx: &mut Context) -> Result<Vec<Path>, ApiError> {
+pub(crate) fn parse_projection(text: &str, ctx: &mut Context) -> Result<Vec<Path>, ApiError> {
     let mut parser = Parser::new(text, ExprKind::Projection, ctx)?;
     let mut paths = vec![parser.path()?];
     while parser.eat(&Tok::Comma) {

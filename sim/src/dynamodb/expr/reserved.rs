@@ -54,7 +54,7 @@ VALUE VALUED VALUES VARCHAR VARIABLE VARIANCE VARINT VARYING VIEW VIEWS VIRTUAL 
 WAIT WHEN WHENEVER WHERE WHILE WINDOW WITH WITHIN WITHOUT WORK WRAPPED WRITE YEAR ZONE";
 
 /// Whether `word` is reserved.
-pub fn is_reserved(word: &str) -> bool {
+pub(super) fn is_reserved(word: &str) -> bool {
     RESERVED
         .split_ascii_whitespace()
         .any(|reserved| reserved.eq_ignore_ascii_case(word))

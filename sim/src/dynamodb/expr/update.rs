@@ -12,7 +12,7 @@ use crate::dynamodb::value::{Attr, Item};
 
 /// A value on the right of `SET path = ...`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SetValue {
+pub(crate) enum SetValue {
     /// An operand.
     Operand(UpdateOperand),
     /// `a + b` (numbers).
@@ -23,7 +23,7 @@ pub enum SetValue {
 
 /// An operand of a `SET` value.
 #[derive(Debug, Clone, PartialEq)]
-pub enum UpdateOperand {
+pub(crate) enum UpdateOperand {
     /// An attribute of the item (before the update).
     Path(Path),
     /// A `:value`.
@@ -36,7 +36,7 @@ pub enum UpdateOperand {
 
 /// A parsed update expression.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Update {
+pub(crate) struct Update {
     /// `SET path = value, ...`
     pub set: Vec<(Path, SetValue)>,
     /// `REMOVE path, ...`
@@ -56,7 +56,11 @@ const WRONG_TYPE: &str = "An operand in the update expression has an incorrect d
 ///
 /// # Errors
 /// A `ValidationException` naming the expression.
-pub fn parse_update(text: &str, ctx: &mut Context, keys: &[&str]) -> Result<Update, ApiError> {
+pub(crate) fn parse_update(
+    text: &str,
+    ctx: &mut Context,
+    keys: &[&str],
+) -> Result<Update, ApiError> {
     let mut parser = Parser::new(text, ExprKind::Update, ctx)?;
     let mut update = Update::default();
     let mut seen = BTreeSet::new();
@@ -139,7 +143,7 @@ impl Update {
     }
 
     /// The top-level attributes it touches (for `UPDATED_OLD` and `UPDATED_NEW`).
-    pub fn touched(&self) -> BTreeSet<String> {
+    pub(crate) fn touched(&self) -> BTreeSet<String> {
         self.targets().map(|p| p.attribute().to_owned()).collect()
     }
 
@@ -181,7 +185,7 @@ impl Update {
     ///
     /// # Errors
     /// DynamoDB's message for a missing operand, a wrong type, a bad path.
-    pub fn apply(&self, old: &Item) -> Result<Item, String> {
+    pub(crate) fn apply(&self, old: &Item) -> Result<Item, String> {
         let values = self
             .set
             .iter()

@@ -13,11 +13,11 @@ use crate::dynamodb::table::{Key, Tables};
 use crate::dynamodb::value::{Item, item_from_json, item_size, map_to_json};
 
 /// Keys a `BatchGetItem` may ask for.
-pub const MAX_GET_KEYS: usize = 100;
+pub(super) const MAX_GET_KEYS: usize = 100;
 /// Requests a `BatchWriteItem` may hold.
-pub const MAX_WRITES: usize = 25;
+pub(super) const MAX_WRITES: usize = 25;
 /// The largest answer of a `BatchGetItem`, and request of a `BatchWriteItem`.
-pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// How many of `count` entries a fault leaves unprocessed; all of them is
 /// DynamoDB's throughput error.

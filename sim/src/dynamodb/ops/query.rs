@@ -15,7 +15,7 @@ use crate::dynamodb::table::{Key, Table};
 use crate::dynamodb::value::{Attr, Item, item_from_json, item_size, map_to_json};
 
 /// Bytes a page reads at most (DynamoDB's 1 MB).
-pub const PAGE_BYTES: usize = 1024 * 1024;
+pub(super) const PAGE_BYTES: usize = 1024 * 1024;
 
 /// What a page is read with.
 struct Page<'a> {

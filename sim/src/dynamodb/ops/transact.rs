@@ -15,9 +15,9 @@ use crate::dynamodb::error::ApiError;
 use crate::dynamodb::value::map_to_json;
 
 /// Items a transaction may hold.
-pub const MAX_ITEMS: usize = 100;
+pub(super) const MAX_ITEMS: usize = 100;
 /// A transaction's largest size.
-pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// How long a client request token makes a transaction idempotent.
 const TOKEN_WINDOW: Duration = Duration::from_secs(600);
 

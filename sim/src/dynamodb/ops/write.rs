@@ -73,7 +73,7 @@ impl Write {
     ///
     /// # Errors
     /// A `ResourceNotFoundException` or a `ValidationException`.
-    pub fn parse(tables: &Tables, body: &Value, kind: Kind) -> Result<Write, ApiError> {
+    pub(super) fn parse(tables: &Tables, body: &Value, kind: Kind) -> Result<Write, ApiError> {
         refuse_legacy(body)?;
         let name = required(body, "TableName")?;
         let table = tables.existing(name)?;
@@ -125,7 +125,7 @@ impl Write {
     ///
     /// # Errors
     /// [`Refusal`] when the condition fails or the result is invalid.
-    pub fn evaluate(&self, tables: &Tables) -> Result<Outcome, Refusal> {
+    pub(super) fn evaluate(&self, tables: &Tables) -> Result<Outcome, Refusal> {
         let table = tables
             .table(&self.table)
             .ok_or_else(|| Refusal::Invalid("Requested resource not found".into()))?;
@@ -163,7 +163,7 @@ impl Write {
     }
 
     /// Applies an evaluated write.
-    pub fn commit(&self, tables: &mut Tables, outcome: &Outcome) {
+    pub(super) fn commit(&self, tables: &mut Tables, outcome: &Outcome) {
         let Some(table) = tables.table_mut(&self.table) else {
             return;
         };
@@ -182,7 +182,7 @@ impl Write {
     ///
     /// # Errors
     /// A `ConditionalCheckFailedException` or a `ValidationException`.
-    pub fn run(&self, tables: &mut Tables) -> Result<Outcome, ApiError> {
+    pub(super) fn run(&self, tables: &mut Tables) -> Result<Outcome, ApiError> {
         match self.evaluate(tables) {
             Ok(outcome) => {
                 self.commit(tables, &outcome);

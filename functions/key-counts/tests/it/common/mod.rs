@@ -10,23 +10,23 @@ use serde_json::Value;
 use shardline_tests::{Emulators, unique_name};
 
 /// The workspace root: the sample events are addressed from there.
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The path of sample `name`, from the workspace root.
-pub fn sample(name: &str) -> String {
+pub(crate) fn sample(name: &str) -> String {
     format!("events/key-counts/{name}.json")
 }
 
 /// Sample `name` as JSON.
-pub fn sample_json(name: &str) -> Value {
+pub(crate) fn sample_json(name: &str) -> Value {
     let text = std::fs::read_to_string(workspace().join(sample(name))).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// The `counts` output as (shard, key, records, bytes), in its order.
-pub fn rows(stdout: &str) -> Vec<(String, String, u64, u64)> {
+pub(crate) fn rows(stdout: &str) -> Vec<(String, String, u64, u64)> {
     stdout
         .lines()
         .map(|line| {
@@ -44,14 +44,14 @@ pub fn rows(stdout: &str) -> Vec<(String, String, u64, u64)> {
 }
 
 /// A state folder and the environment of one test's runs.
-pub struct Run {
+pub(crate) struct Run {
     dir: PathBuf,
     env: Vec<(String, String)>,
 }
 
 impl Run {
     /// The embedded store in a fresh folder.
-    pub fn embedded(tag: &str) -> Run {
+    pub(crate) fn embedded(tag: &str) -> Run {
         let dir = std::env::temp_dir().join(unique_name(&format!("key-counts-{tag}")));
         std::fs::create_dir_all(&dir).unwrap();
         Run {
@@ -61,7 +61,7 @@ impl Run {
     }
 
     /// Fresh tables on the DynamoDB emulator (state and counts).
-    pub fn dynamodb(tag: &str) -> Run {
+    pub(crate) fn dynamodb(tag: &str) -> Run {
         let endpoint = Emulators::from_env().dynamodb_endpoint;
         let mut run = Run::embedded(tag);
         run.env = [
@@ -81,20 +81,20 @@ impl Run {
     }
 
     /// The value of `name` in this run's environment.
-    pub fn var(&self, name: &str) -> &str {
+    pub(crate) fn var(&self, name: &str) -> &str {
         let found = self.env.iter().find(|(k, _)| k == name);
         found.map_or("", |(_, v)| v.as_str())
     }
 
     /// Writes `event` to `name` in the state folder; returns its path.
-    pub fn write(&self, name: &str, event: &Value) -> String {
+    pub(crate) fn write(&self, name: &str, event: &Value) -> String {
         let path = self.dir.join(name);
         std::fs::write(&path, event.to_string()).unwrap();
         path.display().to_string()
     }
 
     /// Runs the binary with `args`.
-    pub fn output(&self, args: &[&str]) -> Output {
+    pub(crate) fn output(&self, args: &[&str]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_key-counts"));
         command.args(args).current_dir(workspace());
         // Nothing from the caller's environment may steer the run.
@@ -112,7 +112,7 @@ impl Run {
     }
 
     /// Runs the binary and expects success: (stdout, stderr).
-    pub fn ok(&self, args: &[&str]) -> (String, String) {
+    pub(crate) fn ok(&self, args: &[&str]) -> (String, String) {
         let out = self.output(args);
         let stdout = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
