@@ -25,8 +25,8 @@ const SHARD_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id"];
 const KEY_KEYS: &[&str] = &["consumer", "stream_arn", "shard_id", "partition_key"];
 
 use self::rows::{
-    PROGRESS_COLUMNS, PROGRESS_WIDTH, ProgressRow, as_i64, corrupt, lineage_columns, millis,
-    upsert_progress, write_done, write_settled,
+    PROGRESS_COLUMNS, PROGRESS_WIDTH, ProgressRow, UPSERT_CLAIM, as_i64, corrupt, lineage_columns,
+    millis, upsert_progress, write_done, write_settled,
 };
 use self::schema::{SCHEMA, add_missing_columns};
 use super::{
@@ -158,11 +158,7 @@ impl StateStore for EmbeddedStore {
             {
                 let mut read =
                     tx.prepare_cached("SELECT owner, expires_at, in_flight FROM dedup WHERE consumer = ?1 AND key = ?2")?;
-                let mut write = tx.prepare_cached(
-                    "INSERT INTO dedup (consumer, key, owner, expires_at, in_flight) VALUES (?1, ?2, ?3, ?4, 1)
-                     ON CONFLICT (consumer, key) DO UPDATE SET owner = excluded.owner,
-                        expires_at = excluded.expires_at, in_flight = 1",
-                )?;
+                let mut write = tx.prepare_cached(UPSERT_CLAIM)?;
                 for claim in claims {
                     let held: Option<(String, i64, bool)> = read
                         .query_row(params![consumer, claim.key], |r| {
@@ -180,12 +176,8 @@ impl StateStore for EmbeddedStore {
                             });
                         }
                         _ => {
-                            write.execute(params![
-                                consumer,
-                                claim.key,
-                                claim.owner,
-                                millis(claim.expires_at)
-                            ])?;
+                            let expires_at = millis(claim.expires_at);
+                            write.execute(params![consumer, claim.key, claim.owner, expires_at, true])?;
                             outcomes.push(ClaimOutcome::Won);
                         }
                     }

@@ -217,6 +217,13 @@ pub(super) fn write_settled(
     Ok(())
 }
 
+/// Writes a dedup claim (consumer, key, owner, expiry, in flight or done),
+/// over the one there.
+pub(super) const UPSERT_CLAIM: &str =
+    "INSERT INTO dedup (consumer, key, owner, expires_at, in_flight) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (consumer, key) DO UPDATE SET owner = excluded.owner,
+        expires_at = excluded.expires_at, in_flight = excluded.in_flight";
+
 /// Marks the claims of handled records done (whatever the fence says: their
 /// effect landed).
 pub(super) fn write_done(
@@ -224,18 +231,10 @@ pub(super) fn write_done(
     consumer: &str,
     done: &[DedupClaim],
 ) -> Result<(), rusqlite::Error> {
-    let mut write = tx.prepare_cached(
-        "INSERT INTO dedup (consumer, key, owner, expires_at, in_flight) VALUES (?1, ?2, ?3, ?4, 0)
-         ON CONFLICT (consumer, key) DO UPDATE SET owner = excluded.owner,
-            expires_at = excluded.expires_at, in_flight = 0",
-    )?;
+    let mut write = tx.prepare_cached(UPSERT_CLAIM)?;
     for claim in done {
-        write.execute(params![
-            consumer,
-            claim.key,
-            claim.owner,
-            millis(claim.expires_at)
-        ])?;
+        let expires_at = millis(claim.expires_at);
+        write.execute(params![consumer, claim.key, claim.owner, expires_at, false])?;
     }
     Ok(())
 }
