@@ -181,7 +181,8 @@ pub struct Scenario {
 impl Scenario {
     /// Invocations the drain may spend on the README's guard caveat: with a record
     /// age on the mapping, children wait (each invocation its timeout) until
-    /// Lambda discards their records too, in every lane of every shard.
+    /// Lambda discards their records too, in every lane of every shard, one
+    /// generation after another.
     pub fn held_by_age(&self) -> u64 {
         let scenario = self;
         let Some(age) = scenario.mapping.max_record_age else {
@@ -193,7 +194,8 @@ impl Scenario {
         let shards = u64::from(scenario.shards) + 2 * scenario.reshards.len() as u64;
         let lanes = shards * scenario.mapping.parallelization as u64;
         let timeout = scenario.faults.timeout.as_secs().max(1);
-        lanes * (age.as_secs() / timeout + 2)
+        let generations = scenario.reshards.len() as u64;
+        lanes * generations * (age.as_secs() / timeout + 2)
     }
 
     /// The scenario of `seed`.

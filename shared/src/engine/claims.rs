@@ -9,12 +9,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::EngineError;
-use super::run::{Outcome, ShardRun};
+use super::run::ShardRun;
 use super::units::Units;
 use crate::decode::Item;
 use crate::handler::Handler;
 use crate::record::{Position, Record};
-use crate::skip::SkipRule;
 use crate::state::{ClaimOutcome, DedupClaim};
 
 /// How long an in-flight claim outlives its invocation's deadline: a commit
@@ -70,37 +69,6 @@ impl Claims {
         }
     }
 
-    /// After a failed flush: a later copy skipped because its first copy was
-    /// handled, where the flush then did not write that copy, is left for the
-    /// retry instead (the first copy may yet fail for good).
-    pub(super) fn after_flush(&self, items: &[Item], outcomes: &mut [Outcome]) {
-        if self.copies.is_empty() {
-            return;
-        }
-        let handled: HashSet<&Position> = items
-            .iter()
-            .zip(outcomes.iter())
-            .filter(|(_, outcome)| matches!(outcome, Outcome::Handled))
-            .map(|(item, _)| &item.record().position)
-            .collect();
-        let unwritten: Vec<usize> = items
-            .iter()
-            .enumerate()
-            .filter(|(index, item)| {
-                let Some(first) = self.copies.get(&item.record().position) else {
-                    return false;
-                };
-                matches!(outcomes[*index], Outcome::Skipped(SkipRule::Duplicate))
-                    && self.was_handled(first)
-                    && !handled.contains(first)
-            })
-            .map(|(index, _)| index)
-            .collect();
-        for index in unwritten {
-            outcomes[index] = Outcome::Pending;
-        }
-    }
-
     fn was_handled(&self, position: &Position) -> bool {
         self.lock().contains(position)
     }
@@ -144,7 +112,9 @@ impl<H: Handler> ShardRun<'_, H> {
                 continue;
             };
             // A key twice in one batch: the first record claims it, the later
-            // ones follow its fate without a store round trip.
+            // ones follow its fate without a store round trip. A later copy
+            // skipped once the first was handled stays skipped if the flush
+            // then fails the first (its key went on; the first is retried).
             if let Some(first) = first_copy.get(&key) {
                 claims.copies.insert(record.position.clone(), first.clone());
                 continue;

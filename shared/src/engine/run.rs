@@ -111,7 +111,6 @@ impl<H: Handler> ShardRun<'_, H> {
         if let Err(error) = flushed {
             tracing::warn!(shard = %self.key.shard.shard_id, error = %error, "the handler's flush did not write everything");
             self.settle_flush(items, &mut outcomes, &units, error);
-            claims.after_flush(items, &mut outcomes);
         }
         for (name, value) in counts.take() {
             *report.counts.entry(name).or_default() += value;

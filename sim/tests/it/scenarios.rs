@@ -90,6 +90,11 @@ fn seeds_a_soak_found_keep_every_promise() {
         (6214, "the same, split, bisect"),
         (7605, "the same, merge, children after the parent"),
         (10072, "the same, two merges, per-key progress"),
+        (
+            9657,
+            "a dedup copy made to wait after its key went on: out of order",
+        ),
+        (10955, "the age caveat over two generations of children"),
     ];
     for (seed, what) in found {
         let verdict = shardline_sim::run::run(&shardline_sim::scenario::Scenario::draw(seed));
