@@ -68,7 +68,8 @@ fn app_name(binary: &str) -> String {
 
 /// What is wrong with the alarms and dashboards of `template`.
 fn alarm_problems(template: &Yaml) -> Vec<String> {
-    let metrics_doc = std::fs::read_to_string(workspace().join("shared/src/metrics/mod.rs")).unwrap();
+    let metrics_doc =
+        std::fs::read_to_string(workspace().join("shared/src/metrics/mod.rs")).unwrap();
     let resources = template.get("Resources").unwrap();
     let mut problems = Vec::new();
     for (logical, binary, _, _) in FUNCTIONS {
