@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The simulator must catch what it is for: each fix of the simulation issue's
-# five reproduced defects is reverted in turn (sim/mutants/*.patch), the
-# simulator runs, and the first scenario that breaks a promise is reported.
+# five reproduced defects is reverted in turn (sim/mutants/defect*.patch), and
+# a defect is put into the parent-shard guard (guard-not-transitive.patch: a
+# grandparent no longer holds a grandchild); the simulator runs, and the first
+# scenario that breaks a promise is reported.
 #
 #   scripts/sim-mutants.sh [SCENARIOS]      2,000 by default (the CI budget)
 #

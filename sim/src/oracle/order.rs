@@ -53,19 +53,32 @@ impl Judge<'_> {
     /// (the README says so under Ordering and failures).
     pub(super) fn decided_otherwise(&self, earlier: u64, later: u64) -> bool {
         let invocations = &self.world.invocations;
-        let by_duplicate = self
-            .world
-            .applied_by
-            .get(&earlier)
-            .and_then(|n| invocations.get(n))
-            .is_some_and(|log| log.duplicate);
-        by_duplicate
+        self.by_duplicate(earlier)
             || invocations.values().any(|log| {
                 !log.clean
                     && log.handled.contains(&later)
                     && log.called.contains(&earlier)
                     && !log.handled.contains(&earlier)
             })
+    }
+
+    /// Whether a duplicate delivery of Lambda's landed `id`.
+    fn by_duplicate(&self, id: u64) -> bool {
+        self.landed_by(id).is_some_and(|log| log.duplicate)
+    }
+
+    /// Whether a duplicate delivery whose commit did not land landed `id`.
+    fn by_lost_duplicate(&self, id: u64) -> bool {
+        self.landed_by(id)
+            .is_some_and(|log| log.duplicate && !log.clean)
+    }
+
+    /// The invocation whose handler landed `id`.
+    fn landed_by(&self, id: u64) -> Option<&crate::world::InvocationLog> {
+        self.world
+            .applied_by
+            .get(&id)
+            .and_then(|n| self.world.invocations.get(n))
     }
 
     /// No record's handler runs again in an invocation that started after
@@ -114,6 +127,12 @@ impl Judge<'_> {
     }
 
     /// With the guard, no record of a child shard landed before its parents' last.
+    ///
+    /// A record a duplicate delivery landed without its commit landing is out
+    /// of it: Lambda's second delivery of a parent's batch may run at once
+    /// with the first and land, late, a record the first decided otherwise
+    /// (quarantined), which no guard can hold (the README, Retries that
+    /// decide otherwise).
     pub(super) fn children_after_parents(&mut self, lineage: &[(String, Vec<String>)]) {
         if !self.scenario.features.guard || self.scenario.features.window.is_some() {
             return;
@@ -124,7 +143,7 @@ impl Judge<'_> {
             let Some(record) = self.world.produced.get(id) else {
                 continue;
             };
-            if *order >= operator_from {
+            if *order >= operator_from || self.by_lost_duplicate(*id) {
                 continue;
             }
             let entry = span

@@ -95,6 +95,10 @@ fn seeds_a_soak_found_keep_every_promise() {
             "a dedup copy made to wait after its key went on: out of order",
         ),
         (10955, "the age caveat over two generations of children"),
+        (
+            16508,
+            "a duplicate delivery landed a parent's quarantined record late",
+        ),
     ];
     for (seed, what) in found {
         let verdict = shardline_sim::run::run(&shardline_sim::scenario::Scenario::draw(seed));
