@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: the SAM template lint (pinned cfn-lint), formatting, lints and every test, against real local emulators
+# The test command: the SAM template lint (pinned cfn-lint), formatting, lints,
+# rustdoc, the user's build and every test, against real local emulators
 # (kinesis-mock for Kinesis, moto for DynamoDB; installed into .tools/ on first use).
 #
 #   scripts/test.sh                     everything
@@ -12,28 +13,57 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Where the time goes: each step's start, in seconds since the script began.
 step() { echo "test.sh: ${SECONDS}s: $*" >&2; }
 
-step "install the emulators and cfn-lint (first run only)"
-scripts/emulators.sh install
+# The emulators and cfn-lint install (npm, pip) while the workspace compiles.
+install_log="$(mktemp "${TMPDIR:-/tmp}/shardline-install.XXXXXX")"
+step "install the emulators and cfn-lint in the background (first run only)"
+scripts/emulators.sh install >"$install_log" 2>&1 &
+install_pid=$!
 
-trap 'scripts/emulators.sh stop' EXIT
+trap 'kill "$install_pid" 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-step "start the emulators"
+
+step "check formatting"
+cargo fmt --all --check
+
+# Clippy's lints in the compile the tests use, not a second one: cargo runs
+# clippy-driver in place of rustc for the workspace's own crates (what `cargo
+# clippy` does), here in a real build of every target; CLIPPY_ARGS is how
+# cargo-clippy hands clippy-driver its `-- -D warnings`. The log is read back
+# for any warning left, so the lints still fail the run if that hand-over ever
+# changes.
+clippy_driver="$(command -v clippy-driver)" || {
+  echo "test.sh: clippy-driver not found (rustup component add clippy)" >&2
+  exit 1
+}
+export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
+export CLIPPY_ARGS="-Dwarnings"
+step "build every target with clippy's lints (-D warnings)"
+build_log="$(mktemp "${TMPDIR:-/tmp}/shardline-build.XXXXXX")"
+cargo test --workspace --all-targets --no-run 2>&1 | tee "$build_log" >&2
+if grep -E '^warning: .*generated [0-9]+ warnings?' "$build_log" >&2; then
+  echo "test.sh: the build left warnings" >&2
+  exit 1
+fi
+rm -f "$build_log"
+step "rustdoc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "wait for the install, start the emulators"
+wait "$install_pid" || {
+  cat "$install_log" >&2
+  exit 1
+}
 scripts/emulators.sh start
 # shellcheck source=/dev/null
 source .tools/emulators.env
-
-step "lint the template, check formatting and lints"
+step "lint the template"
 scripts/lint-template.sh
 scripts/lint-template.sh --non-default
-cargo fmt --all --check
-cargo clippy --workspace --all-targets -- -D warnings
-step "rustdoc"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # The crates as a user outside this repository gets them: packaged, built on
 # the newest dependencies, and a project from `shardline-cli new` (see the script).
 step "user-build"
-scripts/user-build.sh
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/user-build.sh
 step "cargo test"
 rm -f target/fault-summaries.txt
 status=0

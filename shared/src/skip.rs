@@ -69,7 +69,8 @@ impl fmt::Debug for DedupRule {
 /// The skip rules of one consumer.
 #[derive(Debug, Clone, Default)]
 pub struct SkipRules {
-    /// Records older than this are acknowledged without handling (`None`: never).
+    /// Records older than this are acknowledged without handling (`None`:
+    /// never), checked on every delivery, Lambda's retries included.
     pub max_record_age: Option<Duration>,
     /// Deduplication by payload key (`None`: off).
     pub dedup: Option<DedupRule>,

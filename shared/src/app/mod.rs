@@ -304,6 +304,10 @@ impl<H: Consumer> App<H> {
 
     /// Skips records older than `age` by default
     /// (`SHARDLINE_MAX_RECORD_AGE_SECONDS` overrides it).
+    ///
+    /// The age is checked on every delivery: a record Lambda retries after it
+    /// grew stale is acknowledged then, even if an earlier attempt ran its
+    /// handler (a flush that had not written it then never does).
     pub fn max_record_age(mut self, age: Duration) -> Self {
         self.max_record_age = Some(age);
         self

@@ -99,6 +99,10 @@ fn seeds_a_soak_found_keep_every_promise() {
             16508,
             "a duplicate delivery landed a parent's quarantined record late",
         ),
+        (
+            46590,
+            "a fan-out record left for the retry by its flush, stale on the retry",
+        ),
     ];
     for (seed, what) in found {
         let verdict = shardline_sim::run::run(&shardline_sim::scenario::Scenario::draw(seed));
