@@ -32,8 +32,9 @@ pub(super) enum ClaimVerdict {
 /// The dedup claims of a batch.
 #[derive(Default)]
 pub(super) struct Claims {
-    /// Records whose key another record holds: done, or in flight.
-    held: HashMap<Position, ClaimOutcome>,
+    /// Records whose key another record holds (done: a duplicate; in
+    /// flight: waiting), with what the dedup rule says of them.
+    held: HashMap<Position, ClaimVerdict>,
     /// Later copies of a key within this batch, with the first copy's position.
     copies: HashMap<Position, Position>,
     /// Claims won, with the expiry they get once done.
@@ -55,11 +56,7 @@ impl Claims {
                 None => Some(ClaimVerdict::Waiting(format!("{first} in this batch"))),
             };
         }
-        match self.held.get(position)? {
-            ClaimOutcome::HeldBy(_) => Some(ClaimVerdict::Duplicate),
-            ClaimOutcome::InFlight(holder) => Some(ClaimVerdict::Waiting(holder.clone())),
-            ClaimOutcome::Won => None,
-        }
+        self.held.get(position).cloned()
     }
 
     /// Notes that the record at `position` was handled.
@@ -145,10 +142,16 @@ impl<H: Handler> ShardRun<'_, H> {
             .await
             .map_err(|e| self.state_error(e))?;
         for ((position, claim), outcome) in wanted.into_iter().zip(outcomes) {
-            if outcome == ClaimOutcome::Won {
-                claims.won.insert(position, claim);
-            } else {
-                claims.held.insert(position, outcome);
+            match outcome {
+                ClaimOutcome::Won => {
+                    claims.won.insert(position, claim);
+                }
+                ClaimOutcome::HeldBy(_) => {
+                    claims.held.insert(position, ClaimVerdict::Duplicate);
+                }
+                ClaimOutcome::InFlight(holder) => {
+                    claims.held.insert(position, ClaimVerdict::Waiting(holder));
+                }
             }
         }
         Ok(claims)
