@@ -27,6 +27,34 @@
 //! Lower layers never import higher ones (`tests/tests/it/layout.rs` checks it):
 //! the engine uses the guard, the handler and the state; none of them uses the engine.
 //!
+//! ## Glossary
+//!
+//! One meaning per word, in this crate's docs and in its own names:
+//!
+//! | word | means |
+//! |---|---|
+//! | record | one record as the handler sees it: a Kinesis record, or one user record of a KPL aggregate ([`Record`]) |
+//! | aggregate | a KPL record that packs user records; Lambda knows only its outer sequence number |
+//! | position | where a record sits in its shard: sequence number and subsequence ([`Position`]) |
+//! | parent, child | the shards before and after a split or merge; a child waits for its parents ([`guard`]) |
+//! | consumer | the name a function keeps its state under (`App::new("orders", …)`), one per event source mapping |
+//! | mapping | Lambda's event source mapping: batch size, `ParallelizationFactor`, retries, bisect |
+//! | progress | what is done of a unit: its checkpoint, the ranges done past it, attempts ([`state`]) |
+//! | unit | what progress is kept for: the whole shard (`SHARDLINE_PROGRESS=shard`) or one partition key ([`ProgressMode`]) |
+//! | checkpoint | the position up to which a unit is done |
+//! | commit | the one write of a unit's progress at the end of a batch, fenced by the version it read |
+//! | lane | the engine's queue of a batch's records run one at a time: the whole shard, or one ordering key ([`engine`]) |
+//! | attempt | one try of a record that failed retryably, was cut off, or that a flush could not write; counted in progress |
+//! | cut-off | a handler call stopped when only the time reserve is left before the deadline |
+//! | quarantine | where a record that ran out of attempts or failed permanently goes, with its payload ([`quarantine`]) |
+//! | replay, redrive | an operator runs quarantined records again in place, or puts them back on the stream |
+//! | dedup claim | a record's hold on its dedup key: in flight until its commit marks it done ([`skip`]) |
+//! | flush | the handler's end-of-batch step that writes what it buffered ([`Handler::flush`]) |
+//! | sink | where a flush writes: the fan-out's destination streams ([`sink`]) |
+//! | request queue | the Kinesis sink's line of PutRecords requests; `throughput` order sends several at once |
+//! | window | a tumbling window's records and the state folded from them ([`window`]) |
+//! | source | `shardline-cli source`: Lambda's mapping run locally against a stream |
+//!
 //! ## Example
 //!
 //! ```no_run

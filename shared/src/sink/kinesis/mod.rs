@@ -15,8 +15,8 @@
 //!   (their records may have been written; they count as undelivered).
 //! - Order (`plan.rs`): [`DeliveryOrder::Ordered`] sends at most one record per
 //!   partition key per request, the next only after the previous succeeded;
-//!   [`DeliveryOrder::Throughput`] sends full requests on parallel lanes, a key
-//!   in one lane.
+//!   [`DeliveryOrder::Throughput`] sends full requests from parallel queues, a
+//!   key in one queue.
 //! - Aggregation ([`KinesisSink::aggregate`], `aggregate.rs`): the records bound
 //!   for one destination shard (ListShards, cached) go as KPL aggregates, each
 //!   put with an explicit hash key in that shard's range. An aggregate is
@@ -162,7 +162,7 @@ impl KinesisSink {
         self
     }
 
-    /// Sets how many requests may be in flight at once (the lanes of throughput order).
+    /// Sets how many requests may be in flight at once (the request queues of throughput order).
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.max(1);
         self

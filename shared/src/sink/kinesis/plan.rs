@@ -3,9 +3,9 @@
 //! - [`DeliveryOrder::Ordered`]: one queue per partition key; a round sends the
 //!   head of every queue (so a request holds at most one record per key), and a
 //!   key's next record goes only after its head was delivered.
-//! - [`DeliveryOrder::Throughput`]: keys are spread over lanes, as many as
+//! - [`DeliveryOrder::Throughput`]: keys are spread over request queues, as many as
 //!   full requests are needed (up to the sink's requests in flight), balanced
-//!   by their records; a round sends one full request per lane. A key lives in one lane, so no two
+//!   by their records; a round sends one full request per queue. A key lives in one queue, so no two
 //!   requests in flight hold the same key: order per key holds while nothing
 //!   fails (a failed entry is sent again after the records behind it).
 
@@ -22,26 +22,26 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    /// A plan for `records[i]` for each `i` of `todo`, with `lanes` lanes in
+    /// A plan for `records[i]` for each `i` of `todo`, with `queue_count` queues in
     /// throughput order, ordered by each record's partition key.
     pub(super) fn new(
         records: &[OutRecord],
         todo: impl IntoIterator<Item = usize>,
         order: DeliveryOrder,
-        lanes: usize,
+        queue_count: usize,
     ) -> Self {
         let keys: Vec<&str> = records.iter().map(|r| r.partition_key.as_str()).collect();
         let todo: Vec<usize> = todo.into_iter().collect();
         let mut queue_of: HashMap<&str, usize> = HashMap::new();
-        let mut lane_count = 0;
+        let mut queues_made = 0;
         if order == DeliveryOrder::Throughput {
-            // No more lanes than full requests (1,000 small records go in 2
+            // No more queues than full requests (1,000 small records go in 2
             // requests of 500, not 4 of 250), and keys balanced over them.
             let full = pack(records, &todo).len();
-            lane_count = lanes.min(full).max(1);
-            queue_of = balance(&keys, &todo, lane_count);
+            queues_made = queue_count.min(full).max(1);
+            queue_of = balance(&keys, &todo, queues_made);
         }
-        Self::queued(order, &keys, todo, queue_of, lane_count)
+        Self::queued(order, &keys, todo, queue_of, queues_made)
     }
 
     /// A plan for the records `todo` (indexes) that sends each key's records
@@ -62,15 +62,15 @@ impl Plan {
     }
 
     /// The queues of `todo`: a key's records in the queue `queue_of` gives it
-    /// (among `lanes` made up front), else in a queue of its own.
+    /// (among `queue_count` made up front), else in a queue of its own.
     fn queued<'k>(
         order: DeliveryOrder,
         keys: &[&'k str],
         todo: Vec<usize>,
         mut queue_of: HashMap<&'k str, usize>,
-        lanes: usize,
+        queue_count: usize,
     ) -> Self {
-        let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); lanes];
+        let mut queues: Vec<VecDeque<usize>> = vec![VecDeque::new(); queue_count];
         for index in todo {
             let key = keys[index];
             let queue = *queue_of.entry(key).or_insert_with(|| {
@@ -126,9 +126,10 @@ impl Plan {
     }
 }
 
-/// Each key's lane among `lanes`: the keys with the most records first, each
-/// to the lane with the fewest records so far, so the lanes fill evenly.
-fn balance<'k>(keys: &[&'k str], todo: &[usize], lanes: usize) -> HashMap<&'k str, usize> {
+/// Each key's queue among `queue_count`: the keys with the most records
+/// first, each to the queue with the fewest records so far, so the queues
+/// fill evenly.
+fn balance<'k>(keys: &[&'k str], todo: &[usize], queue_count: usize) -> HashMap<&'k str, usize> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut slot: HashMap<&str, usize> = HashMap::new();
     for &index in todo {
@@ -140,14 +141,14 @@ fn balance<'k>(keys: &[&'k str], todo: &[usize], lanes: usize) -> HashMap<&'k st
         counts[at].1 += 1;
     }
     counts.sort_by_key(|count| std::cmp::Reverse(count.1));
-    let mut loads = vec![0usize; lanes.max(1)];
-    let mut lane_of = HashMap::with_capacity(counts.len());
+    let mut loads = vec![0usize; queue_count.max(1)];
+    let mut queue_of = HashMap::with_capacity(counts.len());
     for (key, count) in counts {
-        let lane = (0..loads.len()).min_by_key(|&l| loads[l]).unwrap_or(0);
-        loads[lane] += count;
-        lane_of.insert(key, lane);
+        let queue = (0..loads.len()).min_by_key(|&q| loads[q]).unwrap_or(0);
+        loads[queue] += count;
+        queue_of.insert(key, queue);
     }
-    lane_of
+    queue_of
 }
 
 /// Splits `ready` into requests within the count and byte limits, in order.
@@ -231,12 +232,12 @@ mod tests {
     }
 
     #[test]
-    fn throughput_uses_no_more_lanes_than_full_requests() {
+    fn throughput_uses_no_more_queues_than_full_requests() {
         let records: Vec<OutRecord> = (0..1_000)
             .map(|i| record(i, &format!("user-{}", i % 500), 10))
             .collect();
         let plan = Plan::new(&records, 0..records.len(), DeliveryOrder::Throughput, 4);
-        assert_eq!(plan.queues.len(), 2, "two full requests' worth: two lanes");
+        assert_eq!(plan.queues.len(), 2, "two full requests' worth: two queues");
         assert_eq!(plan.round(&records).len(), 2, "and both full: the minimum");
         let few: Vec<OutRecord> = (0..30).map(|i| record(i, &format!("k{i}"), 10)).collect();
         let plan = Plan::new(&few, 0..few.len(), DeliveryOrder::Throughput, 4);
