@@ -112,7 +112,11 @@ async fn source(args: SourceArgs) -> Result<(), String> {
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(10))
         .build();
-    let config = aws_config::from_env().timeout_config(timeouts).load().await;
+    let config = aws_config::from_env()
+        .timeout_config(timeouts)
+        .retry_config(shardline::aws::sdk_retry())
+        .load()
+        .await;
     let client = aws_sdk_kinesis::Client::new(&config);
     let (stream_name, stream_arn) = resolve(&client, &args.stream).await?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));

@@ -52,8 +52,8 @@ impl Backoff {
 
     /// Runs `attempt` until it succeeds or fails for good: an error that
     /// `transient` rejects, the `tries`-th failure, or a failure when the next
-    /// pause would not leave `margin` before `deadline`. Each retry is logged
-    /// with `what`.
+    /// pause would not leave `margin` before `deadline`. Each transient
+    /// failure is logged with `what`. A whole-operation retry on [`Backoff::drive`].
     ///
     /// # Errors
     /// The last error of `attempt`.
@@ -89,24 +89,171 @@ impl Backoff {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut made = 0;
+        let limits = Limits {
+            tries,
+            deadline,
+            margin,
+        };
+        let mut made = 0u32;
+        self.drive(
+            limits,
+            None,
+            |_last: Option<E>| attempt(),
+            |outcome| match outcome {
+                Ok(value) => Ok(Step::Done(value)),
+                Err(error) if transient(&error) => {
+                    made += 1;
+                    tracing::warn!(what, tries = made, %error, "transient failure");
+                    Ok(Step::Again(Some(error)))
+                }
+                Err(error) => Err(error),
+            },
+            |last: Option<E>, _| last,
+        )
+        .await
+        .map_err(|error| match error {
+            Stopped::GaveUp(error) | Stopped::Exhausted(Some(error)) => error,
+            // `Again` always carries the error it retries.
+            Stopped::Exhausted(None) => unreachable_exhaustion(),
+        })
+    }
+
+    /// The one retry loop: sends `work` with `send`, lets `classify` say what
+    /// the try came to, and goes on until it is done, given up, or out of
+    /// `limits`. A call site only classifies ([`Step`]): done, the rest to
+    /// try again after a pause, the rest to try again at once (nothing in it
+    /// asked for a pause), or an error to give up with. The driver owns the
+    /// count, the backoff and the deadline: the pause after try `n` (1, 2,
+    /// ...) is [`Backoff::delay`]`(n - 1)`, so the first is at most `base`.
+    ///
+    /// # Errors
+    /// [`Stopped::GaveUp`] with `classify`'s error, or
+    /// [`Stopped::Exhausted`] with `exhausted(rest, tries)` when the tries or
+    /// the time ran out with work left.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use shardline::retry::{Backoff, Limits, Step, Stopped};
+    /// let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(4));
+    /// let mut written = Vec::new();
+    /// // Each try takes the first two of what is left, like an API that
+    /// // answers with unprocessed items.
+    /// let result: Result<(), Stopped<&str, usize>> = backoff
+    ///     .drive(
+    ///         Limits::tries(8),
+    ///         vec![1, 2, 3, 4, 5],
+    ///         |mut rest: Vec<u32>| async move {
+    ///             let tail = rest.split_off(rest.len().min(2));
+    ///             (rest, tail)
+    ///         },
+    ///         |(taken, tail)| {
+    ///             written.extend(taken);
+    ///             Ok(if tail.is_empty() { Step::Done(()) } else { Step::Again(tail) })
+    ///         },
+    ///         |rest, _| rest.len(),
+    ///     )
+    ///     .await;
+    /// assert!(result.is_ok());
+    /// assert_eq!(written, [1, 2, 3, 4, 5]);
+    /// # }
+    /// ```
+    pub async fn drive<T, R, O, E, X, F, Fut>(
+        &self,
+        limits: Limits,
+        mut work: R,
+        mut send: F,
+        mut classify: impl FnMut(O) -> Result<Step<T, R>, E>,
+        exhausted: impl FnOnce(R, u32) -> X,
+    ) -> Result<T, Stopped<E, X>>
+    where
+        F: FnMut(R) -> Fut,
+        Fut: Future<Output = O>,
+    {
+        let mut made = 0u32;
         loop {
-            let error = match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
+            let outcome = send(work).await;
+            let (rest, pause) = match classify(outcome).map_err(Stopped::GaveUp)? {
+                Step::Done(value) => return Ok(value),
+                Step::Again(rest) => (rest, true),
+                Step::AgainNow(rest) => (rest, false),
             };
             made += 1;
-            let pause = self.delay(made - 1);
-            let out_of_time = deadline
+            let delay = if pause {
+                self.delay(made - 1)
+            } else {
+                Duration::ZERO
+            };
+            let out_of_time = limits
+                .deadline
                 .remaining()
-                .is_some_and(|left| left < pause + margin);
-            if made >= tries || out_of_time || !transient(&error) {
-                return Err(error);
+                .is_some_and(|left| left < delay + limits.margin);
+            if made >= limits.tries || out_of_time {
+                return Err(Stopped::Exhausted(exhausted(rest, made)));
             }
-            tracing::warn!(what, tries = made, %error, "transient failure; trying again");
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(delay).await;
+            work = rest;
         }
     }
+}
+
+impl<E> Stopped<E, E> {
+    /// The error, whichever way the driver stopped.
+    pub fn into_inner(self) -> E {
+        match self {
+            Stopped::GaveUp(error) | Stopped::Exhausted(error) => error,
+        }
+    }
+}
+
+/// `retry` hands `drive` its last error with every `Again`.
+#[cold]
+fn unreachable_exhaustion<E>() -> E {
+    unreachable!("an exhausted retry always has its last error")
+}
+
+/// How far [`Backoff::drive`] goes: at most `tries` tries, and no pause that
+/// would leave less than `margin` before `deadline`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most tries, the first included.
+    pub tries: u32,
+    /// When the work must be over.
+    pub deadline: Deadline,
+    /// The time to keep before `deadline` after a pause.
+    pub margin: Duration,
+}
+
+impl Limits {
+    /// At most `tries` tries, with no deadline.
+    pub fn tries(tries: u32) -> Self {
+        Limits {
+            tries,
+            deadline: Deadline::none(),
+            margin: Duration::ZERO,
+        }
+    }
+}
+
+/// What one try of a driven operation came to.
+#[derive(Debug)]
+pub enum Step<T, R> {
+    /// It is done, with its result.
+    Done(T),
+    /// This is left (all or the rest): try it again after a pause.
+    Again(R),
+    /// This is left, but nothing in it failed for a reason a pause helps
+    /// (it was held back by another part that failed): try it again at once.
+    AgainNow(R),
+}
+
+/// Why [`Backoff::drive`] stopped without a result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped<E, X> {
+    /// A try failed in a way no retry mends.
+    GaveUp(E),
+    /// Tries or time ran out with work left (what `exhausted` made of it).
+    Exhausted(X),
 }
 
 #[cfg(test)]

@@ -1,21 +1,46 @@
 //! AWS: clients configured once per process from the environment, and the
 //! small DynamoDB kit ([`dynamodb`]) the state store and the functions share.
 //!
-//! `aws_config::load_from_env` honours the standard variables, including
+//! The configuration honours the standard variables, including
 //! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_KINESIS`
-//! (how tests point Shardline at local emulators).
+//! (how tests point Shardline at local emulators), but not `AWS_MAX_ATTEMPTS`
+//! or `AWS_RETRY_MODE`: the SDK's own retry is set here, in [`sdk_retry`], so
+//! that what one call of Shardline's may cost is known.
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 
+use std::time::Duration;
+
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
 use tokio::sync::OnceCell;
 
 static CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
 
-/// The shared AWS configuration, loaded on first use.
+/// Attempts the SDK makes of one request (a throttle, a 5xx or a timeout is
+/// tried again inside the SDK before Shardline sees an error).
+pub const SDK_MAX_ATTEMPTS: u32 = 3;
+
+/// The SDK's own retry, for every client Shardline makes: standard mode,
+/// [`SDK_MAX_ATTEMPTS`] attempts, pauses from 50 ms up to 2 s (the SDK's
+/// default starts at 1 s and goes to 20 s, too long inside an invocation).
+/// On top of it, Shardline's own loops ([`crate::retry::Backoff::drive`])
+/// retry what the service answered but did not do: a DynamoDB commit makes
+/// at most [`dynamodb::MAX_TRIES`] TransactWriteItems calls per transaction,
+/// each at most [`SDK_MAX_ATTEMPTS`] requests.
+pub fn sdk_retry() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(SDK_MAX_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(2))
+}
+
+/// The shared AWS configuration, loaded on first use, with [`sdk_retry`].
 pub async fn config() -> &'static SdkConfig {
-    CONFIG.get_or_init(aws_config::load_from_env).await
+    CONFIG
+        .get_or_init(|| aws_config::from_env().retry_config(sdk_retry()).load())
+        .await
 }
 
 /// A DynamoDB client on the shared configuration.
@@ -28,4 +53,20 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 #[cfg(feature = "kinesis")]
 pub async fn kinesis_client() -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::new(config().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sdk_retry_is_set_here_not_by_the_environment() {
+        let retry = sdk_retry();
+        assert_eq!(retry.max_attempts(), SDK_MAX_ATTEMPTS);
+        assert_eq!(retry.initial_backoff(), Duration::from_millis(50));
+        assert_eq!(retry.max_backoff(), Duration::from_secs(2));
+        // The loaded configuration carries it (no request is made).
+        let loaded = config().await.retry_config().cloned();
+        assert_eq!(loaded.map(|r| r.max_attempts()), Some(SDK_MAX_ATTEMPTS));
+    }
 }

@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
 use super::{Attributes, BACKOFF, DynamoError, MAX_TRIES};
+use crate::retry::{Limits, Step, Stopped};
 
 /// Keys per BatchGetItem request.
 pub const BATCH_GET_KEYS: usize = 100;
@@ -29,39 +30,35 @@ pub async fn get_all(
             .set_keys(Some(chunk.to_vec()))
             .build()
             .map_err(|e| DynamoError::build(operation, e))?;
-        let mut request = Some(request);
-        let mut tries = 0;
-        while let Some(keys) = request.take() {
-            let out = client
-                .batch_get_item()
-                .request_items(table, keys)
-                .send()
-                .await
-                .map_err(|e| DynamoError::service(operation, e))?;
-            found.extend(
-                out.responses()
-                    .and_then(|r| r.get(table))
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
-            request = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
-            if let Some(left) = &request {
-                tries += 1;
-                if tries >= MAX_TRIES {
-                    return Err(DynamoError::Unprocessed {
-                        operation,
-                        count: left.keys().len(),
-                        tries,
-                    });
-                }
-                BACKOFF.pause(tries).await;
-            }
-        }
+        BACKOFF
+            .drive(
+                Limits::tries(MAX_TRIES),
+                request,
+                |keys| client.batch_get_item().request_items(table, keys).send(),
+                |out| {
+                    let out = out.map_err(|e| DynamoError::service(operation, e))?;
+                    found.extend(
+                        out.responses()
+                            .and_then(|r| r.get(table))
+                            .into_iter()
+                            .flatten()
+                            .cloned(),
+                    );
+                    let left = out
+                        .unprocessed_keys()
+                        .and_then(|u| u.get(table))
+                        .filter(|k| !k.keys().is_empty())
+                        .cloned();
+                    Ok(left.map_or(Step::Done(()), Step::Again))
+                },
+                |left, tries| DynamoError::Unprocessed {
+                    operation,
+                    count: left.keys().len(),
+                    tries,
+                },
+            )
+            .await
+            .map_err(Stopped::into_inner)?;
     }
     Ok(found)
 }

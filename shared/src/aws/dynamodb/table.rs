@@ -7,6 +7,11 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{BACKOFF, DynamoError};
+use crate::retry::{Limits, Step, Stopped};
+
+/// DescribeTable calls while a new table becomes active (about 30 s at
+/// most, with [`BACKOFF`]'s pauses).
+const TABLE_WAIT_TRIES: u32 = 50;
 
 /// The shape of a table: string keys, on-demand capacity, an optional TTL attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,21 +64,31 @@ pub async fn create_table(
                 .is_some_and(|e| e.is_resource_in_use_exception()) => {}
         Err(e) => return Err(DynamoError::service(operation, e)),
     }
-    for attempt in 0..50 {
-        let described = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| DynamoError::service("describe a table", e))?;
-        let active = described
-            .table()
-            .and_then(|t| t.table_status())
-            .is_some_and(|s| s.as_str() == "ACTIVE");
-        if active {
-            break;
-        }
-        tokio::time::sleep(BACKOFF.ceiling(attempt.min(4))).await;
+    // Wait until it is active; past the tries, go on (the next request says
+    // what is wrong, if anything is).
+    let waited = BACKOFF
+        .drive(
+            Limits::tries(TABLE_WAIT_TRIES),
+            (),
+            |()| client.describe_table().table_name(table).send(),
+            |described| {
+                let described =
+                    described.map_err(|e| DynamoError::service("describe a table", e))?;
+                let active = described
+                    .table()
+                    .and_then(|t| t.table_status())
+                    .is_some_and(|s| s.as_str() == "ACTIVE");
+                Ok(if active {
+                    Step::Done(())
+                } else {
+                    Step::Again(())
+                })
+            },
+            |(), _| (),
+        )
+        .await;
+    if let Err(Stopped::GaveUp(error)) = waited {
+        return Err(error);
     }
     if let Some(attribute) = schema.ttl_attribute {
         let spec = TimeToLiveSpecification::builder()

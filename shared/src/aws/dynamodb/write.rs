@@ -1,13 +1,16 @@
 //! Writes: one all-or-nothing transaction ([`transact`]), conditional writes
 //! batched 100 a transaction with the failed conditions set aside
 //! ([`transact_conditional`]), and unconditional puts batched 25 a request
-//! ([`put_all`]). Retries follow [`super::BACKOFF`], at most [`super::MAX_TRIES`].
+//! ([`put_all`]). Each retries through [`crate::retry::Backoff::drive`] with
+//! [`super::BACKOFF`], at most [`super::MAX_TRIES`] tries; it only says what
+//! a try came to.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{CancellationReason, PutRequest, TransactWriteItem, WriteRequest};
 
 use super::{Attributes, BACKOFF, DynamoError, MAX_TRIES};
+use crate::retry::{Limits, Step, Stopped};
 
 /// Items per TransactWriteItems request.
 pub const TRANSACT_ITEMS: usize = 100;
@@ -102,46 +105,66 @@ pub async fn transact_conditional<'t, T>(
 ) -> Result<Vec<(&'t T, Option<Attributes>)>, DynamoError> {
     let mut failed = Vec::new();
     for chunk in entries.chunks(TRANSACT_ITEMS) {
-        let mut pending: Vec<&T> = chunk.iter().collect();
-        let mut tries = 0;
-        while !pending.is_empty() {
-            let items = pending
-                .iter()
-                .map(|entry| build(entry))
-                .collect::<Result<Vec<_>, _>>()?;
-            let Transacted::Cancelled(reasons) = transact(client, items, operation).await? else {
-                break;
-            };
-            let mut again = Vec::new();
-            let mut passing = false;
-            for (index, entry) in pending.into_iter().enumerate() {
-                let reason = reasons.get(index);
-                match fate(reason, operation)? {
-                    Fate::ConditionFailed => {
-                        failed.push((entry, reason.and_then(|r| r.item()).cloned()));
+        let pending: Vec<&T> = chunk.iter().collect();
+        BACKOFF
+            .drive(
+                Limits::tries(MAX_TRIES),
+                pending,
+                |pending: Vec<&'t T>| {
+                    let items = pending
+                        .iter()
+                        .map(|entry| build(entry))
+                        .collect::<Result<Vec<_>, _>>();
+                    async move {
+                        let outcome = match items {
+                            Ok(items) => transact(client, items, operation).await,
+                            Err(error) => Err(error),
+                        };
+                        (pending, outcome)
                     }
-                    Fate::Innocent => again.push(entry),
-                    Fate::Passing => {
-                        passing = true;
-                        again.push(entry);
+                },
+                |(pending, outcome)| {
+                    let Transacted::Cancelled(reasons) = outcome? else {
+                        return Ok(Step::Done(()));
+                    };
+                    let mut again = Vec::new();
+                    let mut passing = false;
+                    for (index, entry) in pending.into_iter().enumerate() {
+                        let reason = reasons.get(index);
+                        match fate(reason, operation)? {
+                            Fate::ConditionFailed => {
+                                failed.push((entry, reason.and_then(|r| r.item()).cloned()));
+                            }
+                            Fate::Innocent => again.push(entry),
+                            Fate::Passing => {
+                                passing = true;
+                                again.push(entry);
+                            }
+                        }
                     }
-                }
-            }
-            pending = again;
-            tries += 1;
-            if tries >= MAX_TRIES && !pending.is_empty() {
-                return Err(DynamoError::Contended {
+                    Ok(rest(again, passing))
+                },
+                |pending, tries| DynamoError::Contended {
                     operation,
                     count: pending.len(),
                     tries,
-                });
-            }
-            if passing {
-                BACKOFF.pause(tries).await;
-            }
-        }
+                },
+            )
+            .await
+            .map_err(Stopped::into_inner)?;
     }
     Ok(failed)
+}
+
+/// What is left of a cancelled transaction: nothing (done), or the rest, to
+/// send again after a pause when one of it was throttled or conflicting, at
+/// once otherwise.
+pub(crate) fn rest<T>(left: Vec<T>, passing: bool) -> Step<(), Vec<T>> {
+    match (left.is_empty(), passing) {
+        (true, _) => Step::Done(()),
+        (false, true) => Step::Again(left),
+        (false, false) => Step::AgainNow(left),
+    }
 }
 
 /// Puts `items` into `table` with BatchWriteItem, 25 a request, sending
@@ -156,7 +179,7 @@ pub async fn put_all(
     operation: &'static str,
 ) -> Result<(), DynamoError> {
     for chunk in items.chunks(BATCH_WRITE_ITEMS) {
-        let mut requests: Vec<WriteRequest> = chunk
+        let requests: Vec<WriteRequest> = chunk
             .iter()
             .map(|item| {
                 PutRequest::builder()
@@ -166,30 +189,37 @@ pub async fn put_all(
                     .map_err(|e| DynamoError::build(operation, e))
             })
             .collect::<Result<_, _>>()?;
-        for attempt in 1.. {
-            let out = client
-                .batch_write_item()
-                .request_items(table, requests)
-                .send()
-                .await
-                .map_err(|e| DynamoError::service(operation, e))?;
-            requests = out
-                .unprocessed_items()
-                .and_then(|u| u.get(table))
-                .cloned()
-                .unwrap_or_default();
-            if requests.is_empty() {
-                break;
-            }
-            if attempt >= MAX_TRIES {
-                return Err(DynamoError::Unprocessed {
+        BACKOFF
+            .drive(
+                Limits::tries(MAX_TRIES),
+                requests,
+                |requests| {
+                    client
+                        .batch_write_item()
+                        .request_items(table, requests)
+                        .send()
+                },
+                |out| {
+                    let left = out
+                        .map_err(|e| DynamoError::service(operation, e))?
+                        .unprocessed_items()
+                        .and_then(|u| u.get(table))
+                        .cloned()
+                        .unwrap_or_default();
+                    Ok(if left.is_empty() {
+                        Step::Done(())
+                    } else {
+                        Step::Again(left)
+                    })
+                },
+                |left, tries| DynamoError::Unprocessed {
                     operation,
-                    count: requests.len(),
-                    tries: attempt,
-                });
-            }
-            BACKOFF.pause(attempt).await;
-        }
+                    count: left.len(),
+                    tries,
+                },
+            )
+            .await
+            .map_err(Stopped::into_inner)?;
     }
     Ok(())
 }

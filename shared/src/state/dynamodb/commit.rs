@@ -27,8 +27,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{CancellationReason, Delete, Put, TransactWriteItem, Update};
 
 use super::items::PART_BYTES;
-use crate::aws::dynamodb::write::{Fate, TRANSACT_ITEMS, Transacted, fate, transact};
+use crate::aws::dynamodb::write::{Fate, TRANSACT_ITEMS, Transacted, fate, rest, transact};
 use crate::aws::dynamodb::{BACKOFF, DynamoError, MAX_TRIES};
+use crate::retry::{Limits, Step, Stopped};
 use crate::state::StateError;
 
 /// Bytes one transaction carries at most (DynamoDB takes 4 MB; attribute
@@ -135,31 +136,33 @@ pub(super) async fn write_groups(
         group.check_size()?;
     }
     let mut superseded = Vec::new();
-    for mut batch in pack(groups) {
-        let mut tries = 0;
-        while !batch.is_empty() {
-            let items = batch
-                .iter()
-                .flat_map(|g| g.items.iter().map(|(_, item)| item.clone()))
-                .collect();
-            let Transacted::Cancelled(reasons) = transact(client, items, operation).await? else {
-                break;
-            };
-            let passing = settle(&mut batch, &reasons, &mut superseded, operation)?;
-            tries += 1;
-            if tries >= MAX_TRIES && !batch.is_empty() {
-                let count = batch.iter().map(|g| g.items.len()).sum();
-                return Err(DynamoError::Contended {
+    for batch in pack(groups) {
+        BACKOFF
+            .drive(
+                Limits::tries(MAX_TRIES),
+                batch,
+                |batch: Vec<Group>| {
+                    let items = batch
+                        .iter()
+                        .flat_map(|g| g.items.iter().map(|(_, item)| item.clone()))
+                        .collect();
+                    async move { (batch, transact(client, items, operation).await) }
+                },
+                |(mut batch, outcome)| {
+                    let Transacted::Cancelled(reasons) = outcome? else {
+                        return Ok(Step::Done(()));
+                    };
+                    let passing = settle(&mut batch, &reasons, &mut superseded, operation)?;
+                    Ok(rest(batch, passing))
+                },
+                |batch, tries| DynamoError::Contended {
                     operation,
-                    count,
+                    count: batch.iter().map(|g| g.items.len()).sum(),
                     tries,
-                }
-                .into());
-            }
-            if passing {
-                BACKOFF.pause(tries).await;
-            }
-        }
+                },
+            )
+            .await
+            .map_err(Stopped::into_inner)?;
     }
     Ok(superseded)
 }
