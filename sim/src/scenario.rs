@@ -180,9 +180,11 @@ pub struct Scenario {
 
 impl Scenario {
     /// Invocations the drain may spend on the README's guard caveat: with a record
-    /// age on the mapping, children wait (each invocation its timeout) until
-    /// Lambda discards their records too, in every lane of every shard, one
-    /// generation after another.
+    /// age on the mapping, children wait until Lambda discards their records
+    /// too, in every lane of every shard, one generation after another. A held
+    /// invocation ends when the guard's next poll (up to 5 s) would not leave
+    /// the time reserve: it lasts at least its timeout less both, and half a
+    /// second (the first poll) when that is less.
     pub fn held_by_age(&self) -> u64 {
         let scenario = self;
         let Some(age) = scenario.mapping.max_record_age else {
@@ -193,9 +195,11 @@ impl Scenario {
         }
         let shards = u64::from(scenario.shards) + 2 * scenario.reshards.len() as u64;
         let lanes = shards * scenario.mapping.parallelization as u64;
-        let timeout = scenario.faults.timeout.as_secs().max(1);
+        let held_ms = (scenario.faults.timeout.as_millis() as u64)
+            .saturating_sub(scenario.features.time_reserve_ms + 5_000)
+            .max(500);
         let generations = scenario.reshards.len() as u64;
-        lanes * generations * (age.as_secs() / timeout + 2)
+        lanes * generations * (age.as_millis() as u64 / held_ms + 2)
     }
 
     /// The scenario of `seed`.

@@ -59,7 +59,7 @@ impl Judge<'_> {
                 if !seen.contains_key(id)
                     && !self.quarantined.contains_key(id)
                     && !discarded
-                    && !self.stale_on_its_retry(*id)
+                    && !self.skipped_on_its_retry(*id)
                 {
                     self.violation(format!(
                         "record {id} landed but destination {name} lacks it"
@@ -77,18 +77,15 @@ impl Judge<'_> {
 
     /// Whether `id` landed in an attempt that left it for Lambda's retry (the
     /// attempt did not commit, or answered to retry from it or before it:
-    /// its flush did not write it) and was stale by the end: the max-age rule
-    /// then acknowledged it on the retry without the handler or the flush
-    /// (README, Configuration: the age is checked on every delivery).
-    fn stale_on_its_retry(&self, id: u64) -> bool {
+    /// its flush did not write it) and a skip rule may have taken it on the
+    /// retry (stale by the end, or a producer duplicate of a record that
+    /// landed or is quarantined): the rule acknowledges it without the
+    /// handler or the flush (README, Configuration and Dedup keys).
+    fn skipped_on_its_retry(&self, id: u64) -> bool {
         let Some(record) = self.world.produced.get(&id) else {
             return false;
         };
-        let stale = self
-            .scenario
-            .features
-            .max_age
-            .is_some_and(|age| record.arrival + age.as_secs_f64() < self.end);
+        let skippable = self.may_skip(record);
         let left = self
             .world
             .applied_by
@@ -101,7 +98,7 @@ impl Judge<'_> {
                         .as_ref()
                         .is_some_and(|from| record.position.sequence.to_string() >= *from)
             });
-        stale && left
+        skippable && left
     }
 
     /// The first copies of each user key's records at one destination shard

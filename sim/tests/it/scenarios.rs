@@ -103,6 +103,14 @@ fn seeds_a_soak_found_keep_every_promise() {
             46590,
             "a fan-out record left for the retry by its flush, stale on the retry",
         ),
+        (
+            66365,
+            "the same, a producer duplicate skipped on the retry after a redrive",
+        ),
+        (
+            79005,
+            "the age caveat: held invocations shorter than the timeout",
+        ),
     ];
     for (seed, what) in found {
         let verdict = shardline_sim::run::run(&shardline_sim::scenario::Scenario::draw(seed));
