@@ -86,18 +86,13 @@ impl Judge<'_> {
             return false;
         };
         let skippable = self.may_skip(record);
-        let left = self
-            .world
-            .applied_by
-            .get(&id)
-            .and_then(|n| self.world.invocations.get(n))
-            .is_some_and(|log| {
-                !log.clean
-                    || log
-                        .retry_from
-                        .as_ref()
-                        .is_some_and(|from| record.position.sequence.to_string() >= *from)
-            });
+        let left = self.landed_by(id).is_some_and(|log| {
+            !log.clean
+                || log
+                    .retry_from
+                    .as_ref()
+                    .is_some_and(|from| record.position.sequence.to_string() >= *from)
+        });
         skippable && left
     }
 

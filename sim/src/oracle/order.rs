@@ -74,7 +74,7 @@ impl Judge<'_> {
     }
 
     /// The invocation whose handler landed `id`.
-    fn landed_by(&self, id: u64) -> Option<&crate::world::InvocationLog> {
+    pub(super) fn landed_by(&self, id: u64) -> Option<&crate::world::InvocationLog> {
         self.world
             .applied_by
             .get(&id)
