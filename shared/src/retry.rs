@@ -260,6 +260,70 @@ pub enum Stopped<E, X> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_driver_stops_at_its_tries_with_the_rest_or_at_a_give_up() {
+        let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(2));
+        let mut sent = Vec::new();
+        let stopped: Result<(), Stopped<&str, (Vec<u32>, u32)>> = backoff
+            .drive(
+                Limits::tries(3),
+                vec![7, 8],
+                |rest: Vec<u32>| std::future::ready(rest),
+                |rest| {
+                    sent.push(rest.len());
+                    Ok(Step::AgainNow(rest.iter().skip(1).copied().collect()))
+                },
+                |rest, tries| (rest, tries),
+            )
+            .await;
+        assert_eq!(stopped, Err(Stopped::Exhausted((vec![], 3))));
+        assert_eq!(sent, [2, 1, 0], "three tries, each with what the last left");
+
+        let mut tries = 0;
+        let gave_up: Result<(), Stopped<&str, ()>> = backoff
+            .drive(
+                Limits::tries(5),
+                (),
+                |()| std::future::ready(()),
+                |()| {
+                    tries += 1;
+                    if tries < 2 {
+                        Ok(Step::Again(()))
+                    } else {
+                        Err("refused")
+                    }
+                },
+                |(), _| (),
+            )
+            .await;
+        assert_eq!(gave_up, Err(Stopped::GaveUp("refused")));
+        assert_eq!(tries, 2);
+    }
+
+    #[tokio::test]
+    async fn the_driver_keeps_its_margin_before_the_deadline() {
+        let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(1));
+        let limits = Limits {
+            tries: u32::MAX,
+            deadline: Deadline::after(Duration::from_millis(50)),
+            margin: Duration::from_millis(100),
+        };
+        let stopped: Result<(), Stopped<(), u32>> = backoff
+            .drive(
+                limits,
+                (),
+                |()| std::future::ready(()),
+                |()| Ok(Step::Again(())),
+                |(), n| n,
+            )
+            .await;
+        assert_eq!(
+            stopped,
+            Err(Stopped::Exhausted(1)),
+            "no pause fits: one try"
+        );
+    }
+
     #[test]
     fn delays_are_capped_and_jittered() {
         let backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(400));
