@@ -124,6 +124,16 @@ pub struct InvocationLog {
     pub cut_off: Vec<(Instant, Position, u64)>,
 }
 
+impl InvocationLog {
+    /// Whether its answer asked Lambda to deliver `position` again (a retry
+    /// from it or from an earlier record; the sequence numbers have one width).
+    pub fn asked_again(&self, position: &Position) -> bool {
+        self.retry_from
+            .as_ref()
+            .is_some_and(|from| position.sequence.to_string() >= *from)
+    }
+}
+
 /// A window's close: what its state held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {

@@ -86,13 +86,9 @@ impl Judge<'_> {
             return false;
         };
         let skippable = self.may_skip(record);
-        let left = self.landed_by(id).is_some_and(|log| {
-            !log.clean
-                || log
-                    .retry_from
-                    .as_ref()
-                    .is_some_and(|from| record.position.sequence.to_string() >= *from)
-        });
+        let left = self
+            .landed_by(id)
+            .is_some_and(|log| !log.clean || log.asked_again(&record.position));
         skippable && left
     }
 

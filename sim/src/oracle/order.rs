@@ -98,12 +98,11 @@ impl Judge<'_> {
                 // a KPL aggregate, all of its user records: Lambda only takes
                 // an outer sequence number) and fold into the state returned.
                 let resent = windows
-                    && log.retry_from.as_ref().is_some_and(|from| {
-                        self.world
-                            .produced
-                            .get(id)
-                            .is_some_and(|p| p.position.sequence.to_string() >= *from)
-                    });
+                    && self
+                        .world
+                        .produced
+                        .get(id)
+                        .is_some_and(|p| log.asked_again(&p.position));
                 if resent {
                     continue;
                 }
