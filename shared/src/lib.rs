@@ -18,7 +18,7 @@
 //! | sinks: fan-out to streams | [`sink`] |
 //! | the batch loop: open, run, flush, fold, commit | [`engine`] |
 //! | tumbling windows: a state carried between invocations | [`window`] |
-//! | poison records | [`quarantine`] |
+//! | poison records: the entry, its filters and store, replay, redrive | [`quarantine`] |
 //! | checkpoints, delivery progress, attempts, dedup claims | [`state`] |
 //! | response out, what happened | [`response`], [`report`], [`metrics`] |
 //! | the function: settings, entry point, its own table | [`config`], [`app`], [`tables`] |
@@ -107,6 +107,7 @@ pub mod guard;
 pub mod handler;
 pub(crate) mod logging;
 pub mod metrics;
+#[deprecated(note = "moved to shardline::quarantine (replay, redrive and their types)")]
 pub mod ops;
 pub mod quarantine;
 pub mod record;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::time::Deadline;
 
-/// Exponential backoff from `base`, doubling per attempt, capped at `max`.
+/// Exponential backoff from `base`, doubling per attempt, capped at `max`,
+/// with full jitter ([`Backoff::new`]) or none ([`Backoff::fixed`], for polling
+/// that waits on something rather than competing for it).
 ///
 /// ```
 /// use std::time::Duration;
@@ -20,17 +22,51 @@ use crate::time::Deadline;
 pub struct Backoff {
     base: Duration,
     max: Duration,
+    jitter: Jitter,
+}
+
+/// Whether a pause is drawn at random below its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Jitter {
+    /// Between zero and the ceiling, so callers that failed together do not
+    /// retry together.
+    Full,
+    /// The ceiling itself.
+    None,
 }
 
 impl Backoff {
-    /// Backoff from `base` up to `max` (at least `base`).
+    /// Backoff from `base` up to `max` (at least `base`), with full jitter.
     pub const fn new(base: Duration, max: Duration) -> Self {
         let max = if max.as_nanos() < base.as_nanos() {
             base
         } else {
             max
         };
-        Backoff { base, max }
+        Backoff {
+            base,
+            max,
+            jitter: Jitter::Full,
+        }
+    }
+
+    /// Backoff from `base` up to `max` without jitter: each pause is its
+    /// [`Backoff::ceiling`]. For polling, where nothing is gained by spreading
+    /// the waits and a known rhythm is easier to read in a log.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shardline::retry::Backoff;
+    /// let poll = Backoff::fixed(Duration::from_millis(500), Duration::from_secs(5));
+    /// assert_eq!(poll.delay(0), Duration::from_millis(500));
+    /// assert_eq!(poll.delay(2), Duration::from_secs(2));
+    /// ```
+    pub const fn fixed(base: Duration, max: Duration) -> Self {
+        let backoff = Backoff::new(base, max);
+        Backoff {
+            jitter: Jitter::None,
+            ..backoff
+        }
     }
 
     /// The longest pause before retry `attempt` (0, 1, 2, ...): `base × 2^attempt`, capped.
@@ -40,9 +76,13 @@ impl Backoff {
             .min(self.max)
     }
 
-    /// The pause before retry `attempt`: a random time up to [`Backoff::ceiling`].
+    /// The pause before retry `attempt`: a random time up to
+    /// [`Backoff::ceiling`], or the ceiling itself without jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
-        self.ceiling(attempt).mul_f64(fastrand::f64())
+        match self.jitter {
+            Jitter::Full => self.ceiling(attempt).mul_f64(fastrand::f64()),
+            Jitter::None => self.ceiling(attempt),
+        }
     }
 
     /// Sleeps [`Backoff::delay`] of `attempt`.
@@ -123,8 +163,10 @@ impl Backoff {
     /// `limits`. A call site only classifies ([`Step`]): done, the rest to
     /// try again after a pause, the rest to try again at once (nothing in it
     /// asked for a pause), or an error to give up with. The driver owns the
-    /// count, the backoff and the deadline: the pause after try `n` (1, 2,
-    /// ...) is [`Backoff::delay`]`(n - 1)`, so the first is at most `base`.
+    /// count, the backoff and the deadline. Pauses grow over the tries in a
+    /// row that asked for one: the `n`-th such pause (1, 2, ...) is
+    /// [`Backoff::delay`]`(n - 1)`, so the first is at most `base`, and a try
+    /// that asked for none (`AgainNow`) starts the ramp again.
     ///
     /// # Errors
     /// [`Stopped::GaveUp`] with `classify`'s error, or
@@ -171,6 +213,7 @@ impl Backoff {
         Fut: Future<Output = O>,
     {
         let mut made = 0u32;
+        let mut ramp = Ramp::default();
         loop {
             let outcome = send(work).await;
             let (rest, pause) = match classify(outcome).map_err(Stopped::GaveUp)? {
@@ -179,11 +222,7 @@ impl Backoff {
                 Step::AgainNow(rest) => (rest, false),
             };
             made += 1;
-            let delay = if pause {
-                self.delay(made - 1)
-            } else {
-                Duration::ZERO
-            };
+            let delay = ramp.next(self, pause);
             let out_of_time = limits
                 .deadline
                 .remaining()
@@ -193,6 +232,26 @@ impl Backoff {
             }
             tokio::time::sleep(delay).await;
             work = rest;
+        }
+    }
+}
+
+/// The pauses of one driven operation: they grow over the tries in a row that
+/// asked for one.
+#[derive(Debug, Default)]
+struct Ramp {
+    paused_in_a_row: u32,
+}
+
+impl Ramp {
+    /// The pause after a try that asked for one (`pause`) or not.
+    fn next(&mut self, backoff: &Backoff, pause: bool) -> Duration {
+        if pause {
+            self.paused_in_a_row += 1;
+            backoff.delay(self.paused_in_a_row - 1)
+        } else {
+            self.paused_in_a_row = 0;
+            Duration::ZERO
         }
     }
 }
@@ -322,6 +381,17 @@ mod tests {
             Err(Stopped::Exhausted(1)),
             "no pause fits: one try"
         );
+    }
+
+    #[test]
+    fn pauses_ramp_over_the_tries_in_a_row_that_asked_for_one() {
+        let backoff = Backoff::fixed(Duration::from_millis(10), Duration::from_millis(40));
+        let mut ramp = Ramp::default();
+        let pauses: Vec<u64> = [true, true, true, true, false, true, true]
+            .into_iter()
+            .map(|pause| ramp.next(&backoff, pause).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [10, 20, 40, 40, 0, 10, 20]);
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! The operator, after the drain: the cause of the poison is mended, half of
 //! the quarantine is replayed through the function's handler and the other
 //! half redriven onto the source stream (the mapping runs it again). Both are
-//! Shardline's own commands (`shardline::ops`). Afterwards the quarantine must
+//! Shardline's own commands (`shardline::quarantine`). Afterwards the quarantine must
 //! be empty and every record applied.
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use shardline::ops::redrive::redrive;
-use shardline::ops::replay::{ReplayOptions, replay};
+use shardline::quarantine::redrive;
+use shardline::quarantine::{ReplayOptions, replay};
 
 use crate::mapping::Mapping;
 use crate::run::{CONSUMER, SOURCE, Setup};

@@ -6,83 +6,10 @@ use serde::Serialize;
 
 use super::consumer::Consumer;
 use super::{Error, Function};
-use crate::ops::{ReplayOptions, replay};
 use crate::quarantine::{
-    QuarantineFilter, QuarantineReason, QuarantinedRecord, count_by_shard_and_reason, parse_time,
+    Operation, QuarantineCommand, QuarantinedRecord, ReplayOptions, count_by_shard_and_reason,
+    replay,
 };
-
-/// The command line after `quarantine`.
-#[derive(Debug, Default)]
-struct Args {
-    command: &'static str,
-    filter: QuarantineFilter,
-    count: bool,
-    dry_run: bool,
-    include_interrupted: bool,
-    all: bool,
-    to_stream: Option<String>,
-}
-
-fn parse(args: &[String]) -> Result<Args, Error> {
-    let usage = |text: String| Error::Usage(format!("quarantine: {text}"));
-    let mut parsed = Args {
-        command: "list",
-        ..Args::default()
-    };
-    let mut rest = args.iter().peekable();
-    if let Some(name) = rest.peek().and_then(|command| {
-        ["replay", "redrive", "purge"]
-            .into_iter()
-            .find(|c| c == command)
-    }) {
-        parsed.command = name;
-        rest.next();
-    }
-    let now = crate::time::now();
-    while let Some(flag) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .cloned()
-                .ok_or_else(|| usage(format!("{flag} takes a value")))
-        };
-        let filter = &mut parsed.filter;
-        match (parsed.command, flag.as_str()) {
-            (_, "--shard") => filter.shard = Some(value()?),
-            (_, "--reason") => {
-                let text = value()?;
-                filter.reason = Some(QuarantineReason::from_name(&text).ok_or_else(|| {
-                    usage(format!(
-                        "--reason is permanent, exhausted or undecodable, not {text:?}"
-                    ))
-                })?);
-            }
-            (_, "--since") => {
-                filter.since = Some(parse_time(&value()?, now).map_err(|e| usage(e.to_string()))?)
-            }
-            (_, "--until") => {
-                filter.until = Some(parse_time(&value()?, now).map_err(|e| usage(e.to_string()))?)
-            }
-            (_, "--limit") => {
-                let text = value()?;
-                let limit = text
-                    .parse()
-                    .map_err(|_| usage(format!("--limit takes a number, not {text:?}")))?;
-                filter.limit = Some(limit);
-            }
-            ("list", "--count") => parsed.count = true,
-            ("replay" | "redrive", "--dry-run") => parsed.dry_run = true,
-            ("replay", "--include-interrupted") => parsed.include_interrupted = true,
-            ("redrive", "--to-stream") => parsed.to_stream = Some(value()?),
-            ("purge", "--all") => parsed.all = true,
-            (command, other) => {
-                return Err(usage(format!(
-                    "unexpected argument {other:?} for {command}"
-                )));
-            }
-        }
-    }
-    Ok(parsed)
-}
 
 fn print_json(value: &impl Serialize) -> Result<(), Error> {
     let line = serde_json::to_string(value)
@@ -117,22 +44,16 @@ fn outcome_line<'a, T: Serialize>(
 
 /// `quarantine ...`: parses the arguments and runs the operation.
 pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
-    let args = parse(args)?;
-    if args.command == "purge" && args.filter.is_empty() && !args.all {
-        return Err(Error::Usage(
-            "quarantine purge deletes records: give a filter, or --all for every record".into(),
-        ));
-    }
-    if args.command == "redrive" && args.to_stream.is_none() {
-        return Err(Error::Usage(
-            "quarantine redrive needs --to-stream NAME".into(),
-        ));
-    }
+    let command = QuarantineCommand::parse(args, crate::time::now())
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let store = function.open_quarantine_store().await?;
     let consumer = function.consumer();
-    let records = args.filter.select(store.quarantined(&consumer).await?);
-    match args.command {
-        "replay" => {
+    let records = command.filter.select(store.quarantined(&consumer).await?);
+    match command.operation {
+        Operation::Replay {
+            dry_run,
+            include_interrupted,
+        } => {
             let handler = function.handler.replay_handler().ok_or_else(|| {
                 Error::Usage(
                     "quarantine replay: a windowed function's records belong to their window; \
@@ -141,8 +62,8 @@ pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) ->
                 )
             })?;
             let options = ReplayOptions {
-                dry_run: args.dry_run,
-                include_interrupted: args.include_interrupted,
+                dry_run,
+                include_interrupted,
                 timeout: function.settings.local_timeout,
             };
             let mut print_error = Ok(());
@@ -160,11 +81,10 @@ pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) ->
             let tally = tally(outcomes.iter().map(|o| serde_json::to_value(o).ok()));
             eprintln!("{}: quarantine replay: {tally}", function.name);
         }
-        "redrive" => {
-            let stream = args.to_stream.unwrap_or_default();
-            redrive(function, &*store, &stream, &consumer, records, args.dry_run).await?;
+        Operation::Redrive { to_stream, dry_run } => {
+            redrive(function, &*store, &to_stream, &consumer, records, dry_run).await?;
         }
-        "purge" => {
+        Operation::Purge => {
             for record in &records {
                 print_json(record)?;
                 store.remove_quarantined(&consumer, &record.key()).await?;
@@ -175,7 +95,7 @@ pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) ->
                 records.len()
             );
         }
-        _ if args.count => {
+        Operation::List { count: true } => {
             for ((shard_id, reason), count) in count_by_shard_and_reason(&records) {
                 print_json(
                     &serde_json::json!({"shard_id": shard_id, "reason": reason, "count": count}),
@@ -183,7 +103,7 @@ pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) ->
             }
             eprintln!("{}: {} quarantined", function.name, records.len());
         }
-        _ => {
+        Operation::List { count: false } => {
             for record in &records {
                 print_json(record)?;
             }
@@ -215,7 +135,7 @@ fn tally(outcomes: impl Iterator<Item = Option<serde_json::Value>>) -> String {
 #[cfg(feature = "kinesis")]
 async fn redrive<H>(
     function: &Function<H>,
-    store: &dyn crate::state::QuarantineStore,
+    store: &dyn crate::quarantine::QuarantineStore,
     stream: &str,
     consumer: &str,
     records: Vec<QuarantinedRecord>,
@@ -223,7 +143,7 @@ async fn redrive<H>(
 ) -> Result<(), Error> {
     let client = crate::aws::kinesis_client().await;
     let mut print_error = Ok(());
-    let outcomes = crate::ops::redrive(
+    let outcomes = crate::quarantine::redrive(
         store,
         &client,
         stream,

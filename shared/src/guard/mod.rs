@@ -74,7 +74,7 @@ use async_trait::async_trait;
 
 use crate::error::BoxError;
 use crate::record::{Position, SequenceNumber, ShardRef};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Limits, Step, Stopped};
 use crate::state::{ConsumerShard, Lineage, ProgressMode, ShardState, StateError, StateStore};
 use crate::time::Deadline;
 
@@ -227,6 +227,24 @@ pub enum Verdict {
     },
 }
 
+/// What one poll of the guard found.
+enum Poll {
+    /// Every parent is finished.
+    Clear,
+    /// One is not (or the parents are not known yet).
+    Waiting(Waiting),
+}
+
+/// What a poll waits for, carried to the next poll.
+struct Waiting {
+    /// The parents, once known.
+    parents: Option<Vec<String>>,
+    /// The shard holding the child back.
+    waiting_for: String,
+    /// How far it is.
+    detail: String,
+}
+
 /// Holds a child shard back until its parents are finished.
 pub struct ParentGuard {
     directory: Arc<dyn ShardDirectory>,
@@ -250,14 +268,14 @@ impl ParentGuard {
     pub fn new(directory: Arc<dyn ShardDirectory>) -> Self {
         ParentGuard {
             directory,
-            poll: Backoff::new(Duration::from_millis(500), Duration::from_secs(5)),
+            poll: Backoff::fixed(Duration::from_millis(500), Duration::from_secs(5)),
             marks: parent::ReadMarks::default(),
         }
     }
 
     /// Sets the polling interval: the first wait and the longest.
     pub fn with_poll(mut self, first: Duration, max: Duration) -> Self {
-        self.poll = Backoff::new(first, max);
+        self.poll = Backoff::fixed(first, max);
         self
     }
 
@@ -276,7 +294,7 @@ impl ParentGuard {
         deadline: Deadline,
         reserve: Duration,
     ) -> Result<Verdict, GuardError> {
-        let mut parents = match &state.lineage {
+        let parents = match &state.lineage {
             Lineage::Cleared { .. } => return Ok(Verdict::Clear),
             Lineage::Pending { parents } => Some(parents.clone()),
             Lineage::Unknown => None,
@@ -289,43 +307,79 @@ impl ParentGuard {
             mode,
             marks: &self.marks,
         };
-        let mut round = 0u32;
-        loop {
-            let poll = self.poll.ceiling(round);
-            round = round.saturating_add(1);
-            let listed = checker.list().await?;
-            if parents.is_none() {
-                parents = self.learn_parents(store, key, &listed).await?;
-            }
-            let blocker = match &parents {
-                Some(parents) if parents.is_empty() => return Ok(Verdict::Clear),
-                Some(parents) => checker.first_unfinished(parents, &listed).await?,
-                None => Some((
-                    key.shard.shard_id.to_string(),
-                    format!(
-                        "shard {} is not listed by ListShards of {} yet, so its parents are not known",
-                        key.shard.shard_id, key.shard.stream_arn
-                    ),
-                )),
-            };
-            let Some((waiting_for, detail)) = blocker else {
-                let parents = parents.unwrap_or_default();
-                tracing::info!(shard = %key.shard.shard_id, parents = ?parents, "every parent shard is finished");
-                store
-                    .save_lineage(key, &Lineage::Cleared { parents })
-                    .await?;
-                return Ok(Verdict::Clear);
-            };
-            let time_left = deadline.remaining().unwrap_or(Duration::MAX);
-            if time_left < reserve + poll {
-                return Ok(Verdict::Blocked {
-                    waiting_for,
-                    detail,
-                });
-            }
-            tracing::debug!(shard = %key.shard.shard_id, waiting_for = %waiting_for, detail = %detail, "waiting for parent shard");
-            tokio::time::sleep(poll).await;
+        let limits = Limits {
+            tries: u32::MAX,
+            deadline,
+            margin: reserve,
+        };
+        // Until the first poll, the child waits for itself.
+        let first = Waiting {
+            parents,
+            waiting_for: key.shard.shard_id.to_string(),
+            detail: "not polled yet".into(),
+        };
+        let polled = self
+            .poll
+            .drive(
+                limits,
+                first,
+                |waiting| self.poll_once(&checker, store, key, waiting.parents),
+                |polled| match polled? {
+                    Poll::Clear => Ok(Step::Done(Verdict::Clear)),
+                    Poll::Waiting(waiting) => {
+                        tracing::debug!(shard = %key.shard.shard_id, waiting_for = %waiting.waiting_for, detail = %waiting.detail, "waiting for parent shard");
+                        Ok(Step::Again(waiting))
+                    }
+                },
+                |waiting, _| Verdict::Blocked {
+                    waiting_for: waiting.waiting_for,
+                    detail: waiting.detail,
+                },
+            )
+            .await;
+        match polled {
+            Ok(verdict) | Err(Stopped::Exhausted(verdict)) => Ok(verdict),
+            Err(Stopped::GaveUp(error)) => Err(error),
         }
+    }
+
+    /// One look at the parents of the shard of `key` (`None`: not known yet):
+    /// clear (recorded in its state), or what it waits for.
+    async fn poll_once(
+        &self,
+        checker: &parent::Checker<'_>,
+        store: &dyn StateStore,
+        key: &ConsumerShard,
+        mut parents: Option<Vec<String>>,
+    ) -> Result<Poll, GuardError> {
+        let listed = checker.list().await?;
+        if parents.is_none() {
+            parents = self.learn_parents(store, key, &listed).await?;
+        }
+        let blocker = match &parents {
+            Some(parents) if parents.is_empty() => return Ok(Poll::Clear),
+            Some(parents) => checker.first_unfinished(parents, &listed).await?,
+            None => Some((
+                key.shard.shard_id.to_string(),
+                format!(
+                    "shard {} is not listed by ListShards of {} yet, so its parents are not known",
+                    key.shard.shard_id, key.shard.stream_arn
+                ),
+            )),
+        };
+        let Some((waiting_for, detail)) = blocker else {
+            let parents = parents.unwrap_or_default();
+            tracing::info!(shard = %key.shard.shard_id, parents = ?parents, "every parent shard is finished");
+            store
+                .save_lineage(key, &Lineage::Cleared { parents })
+                .await?;
+            return Ok(Poll::Clear);
+        };
+        Ok(Poll::Waiting(Waiting {
+            parents,
+            waiting_for,
+            detail,
+        }))
     }
 
     /// The parents of the shard of `key` from `listed`, recorded in its state;

@@ -13,7 +13,10 @@
 pub mod dynamodb;
 pub mod embedded;
 pub mod progress;
-pub mod quarantine;
+/// The quarantine store's old path: it is [`crate::quarantine::QuarantineStore`].
+pub mod quarantine {
+    pub use crate::quarantine::QuarantineStore;
+}
 mod ranges;
 
 use std::collections::HashMap;
@@ -25,11 +28,11 @@ use crate::error::BoxError;
 use crate::quarantine::QuarantinedRecord;
 use crate::record::ShardRef;
 
+pub use crate::quarantine::QuarantineStore;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
 pub use progress::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
-pub use quarantine::QuarantineStore;
 
 /// How long a partition key's progress is kept after its last write, by
 /// default: longer than a stream's extended retention (7 days), so a key's

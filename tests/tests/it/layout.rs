@@ -62,15 +62,36 @@ fn source_dirs() -> Vec<PathBuf> {
     dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 
-/// The top-level module a framework file belongs to (`engine` for
-/// `shared/src/engine/run.rs`), `None` for `lib.rs`.
-fn top_module(src: &Path, file: &Path) -> Option<String> {
+/// Rooms: modules that hold one concept whole, from what the state stores of
+/// it up to the operations that run above the state. Each file of a room is
+/// a node of its own in the module graph (`quarantine::replay`), so a room
+/// may sit both below and above another module without a cycle.
+const ROOMS: &[&str] = &["quarantine"];
+
+/// The node a framework file belongs to: its top-level module (`engine` for
+/// `shared/src/engine/run.rs`), or in a room its file (`quarantine::replay`);
+/// `None` for `lib.rs`.
+fn node_of(src: &Path, file: &Path) -> Option<String> {
     let relative = file.strip_prefix(src).unwrap();
-    let first = relative.components().next()?.as_os_str().to_str()?;
-    (first != "lib.rs").then(|| first.trim_end_matches(".rs").to_owned())
+    let mut parts = relative
+        .components()
+        .map(|c| c.as_os_str().to_str().unwrap());
+    let first = parts.next()?;
+    if first == "lib.rs" {
+        return None;
+    }
+    let top = first.trim_end_matches(".rs").to_owned();
+    match parts.next().map(|f| f.trim_end_matches(".rs")) {
+        Some(inner) if ROOMS.contains(&top.as_str()) && inner != "mod" => {
+            Some(format!("{top}::{inner}"))
+        }
+        _ => Some(top),
+    }
 }
 
-/// Top-level modules named by `crate::NAME` in `text`.
+/// The nodes named by `crate::NAME` in `text`: a top-level module, or a
+/// room's file when the path goes through it (`crate::quarantine::store::`);
+/// a name a room re-exports (`crate::quarantine::replay(..)`) is the room's.
 fn crate_paths(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for (at, _) in text.match_indices("crate::") {
@@ -78,13 +99,30 @@ fn crate_paths(text: &str) -> BTreeSet<String> {
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
             continue; // `shardline_tests::crate::` and the like
         }
-        let name: String = text[at + 7..]
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
+        let segment = |from: usize| -> String {
+            text[from..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        let name = segment(at + 7);
         // Modules only: `crate::Handler` in a doc link names a re-export.
-        if name.starts_with(|c: char| c.is_ascii_lowercase()) {
-            found.insert(name);
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            continue;
+        }
+        let after = at + 7 + name.len();
+        let inner = text[after..]
+            .strip_prefix("::")
+            .map(|_| segment(after + 2))
+            .filter(|inner| text[after + 2 + inner.len()..].starts_with("::"))
+            .filter(|inner| inner.starts_with(|c: char| c.is_ascii_lowercase()));
+        match inner {
+            Some(inner) if ROOMS.contains(&name.as_str()) => {
+                found.insert(format!("{name}::{inner}"));
+            }
+            _ => {
+                found.insert(name);
+            }
         }
     }
     found
@@ -94,7 +132,7 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = workspace().join("shared/src");
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in rust_files(&src) {
-        let Some(module) = top_module(&src, &file) else {
+        let Some(module) = node_of(&src, &file) else {
             continue;
         };
         let text = std::fs::read_to_string(&file).unwrap();
@@ -145,7 +183,7 @@ fn the_framework_modules_depend_on_each_other_without_a_cycle() {
     println!("module -> modules it uses");
     for (module, uses) in &graph {
         let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
-        println!("{module:>10} -> {}", uses.join(", "));
+        println!("{module:>20} -> {}", uses.join(", "));
     }
     assert!(graph.contains_key("engine") && graph.contains_key("state"));
     assert_eq!(find_cycle(&graph), None);
@@ -158,6 +196,46 @@ fn the_framework_modules_depend_on_each_other_without_a_cycle() {
             "{lower} must not import the engine or the app: {:?}",
             graph[lower]
         );
+    }
+}
+
+/// What each room holds: its files, and the items that make its concept,
+/// defined nowhere else in the framework.
+const ROOM_PLANS: &[(&str, &[&str], &[&str])] = &[(
+    "quarantine",
+    &["entry", "filter", "store", "replay", "redrive", "command"],
+    &[
+        "pub struct QuarantinedRecord",
+        "pub struct QuarantineFilter",
+        "pub trait QuarantineStore",
+        "pub async fn replay",
+        "pub async fn redrive",
+        "struct QuarantineCommand",
+    ],
+)];
+
+#[test]
+fn each_room_holds_its_concept_whole() {
+    let src = workspace().join("shared/src");
+    for (room, files, items) in ROOM_PLANS {
+        for file in *files {
+            let path = src.join(room).join(format!("{file}.rs"));
+            assert!(path.is_file(), "the {room} room has no {}", path.display());
+        }
+        for file in rust_files(&src) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let inside = file.starts_with(src.join(room));
+            for item in *items {
+                let defined = text.lines().any(|line| {
+                    line.trim_start().starts_with(item) || line.contains(&format!("(crate) {item}"))
+                });
+                assert!(
+                    inside || !defined,
+                    "{item} belongs in the {room} room, not {}",
+                    file.display()
+                );
+            }
+        }
     }
 }
 
@@ -181,6 +259,12 @@ fn the_cycle_check_finds_a_cycle() {
             "use crate::time::Deadline; x = crate::metrics::add(1); shardline_tests::crate::no"
         ),
         ["metrics", "time"].map(String::from).into()
+    );
+    assert_eq!(
+        crate_paths(
+            "use crate::quarantine::store::X; crate::quarantine::replay(a); crate::quarantine::Entry"
+        ),
+        ["quarantine", "quarantine::store"].map(String::from).into()
     );
 }
 

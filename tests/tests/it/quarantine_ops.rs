@@ -5,6 +5,8 @@
 //! explicit hash keys. `quarantine_ops/replay_keys.rs`: a key's order across a
 //! failure, and replays running at the same time.
 
+#[path = "quarantine_ops/old_paths.rs"]
+mod old_paths;
 #[path = "quarantine_ops/replay_keys.rs"]
 mod replay_keys;
 
@@ -19,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use shardline::ops::{RedriveOutcome, ReplayOptions, ReplayOutcome, redrive, replay};
 use shardline::quarantine::{QuarantineFilter, QuarantineReason, QuarantinedRecord};
+use shardline::quarantine::{RedriveOutcome, ReplayOptions, ReplayOutcome, redrive, replay};
 use shardline::state::{
     ConsumerShard, DynamoDbStore, EmbeddedStore, Progress, QuarantineStore, Settled,
 };

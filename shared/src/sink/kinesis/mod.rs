@@ -64,7 +64,7 @@ use self::plan::Plan;
 use self::request::{EntryResult, Failure, classify};
 use self::shards::ShardCache;
 use super::{DeliveryOrder, OutRecord, SendOutcome, Sink, SinkError, validate};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Limits, Step, Stopped};
 use crate::time::Deadline;
 
 /// Records per PutRecords request.
@@ -311,84 +311,137 @@ impl Sink for KinesisSink {
     }
 }
 
+/// One delivery, carried from round to round by the retry driver.
+struct Delivery {
+    plan: Plan,
+    tally: Tally,
+    outcome: SendOutcome,
+    /// The slowest round of requests so far (at least [`MIN_REQUEST_TIME`]):
+    /// no request is started with less time left.
+    slowest: Duration,
+    last_error: String,
+}
+
 impl KinesisSink {
     /// Delivers what `plan` holds of `records`, round after round, into
-    /// `outcome`; returns the shard each record landed on.
+    /// `outcome`; returns the shard each record landed on. The retry driver
+    /// ([`Backoff::drive`]) owns the pauses and the deadline; a round only
+    /// says what it came to ([`KinesisSink::after_round`]).
     async fn deliver(
         &self,
         records: &[OutRecord],
-        mut plan: Plan,
+        plan: Plan,
         outcome: &mut SendOutcome,
         deadline: Deadline,
     ) -> Vec<Option<String>> {
-        let mut tally = Tally {
+        let tally = Tally {
             tried: vec![false; records.len()],
             landed: vec![None; records.len()],
         };
-        let mut failing_rounds = 0u32;
-        let mut slowest = MIN_REQUEST_TIME;
-        let mut last_error = String::from("none");
-        while !plan.is_empty() {
-            let delay = match failing_rounds {
-                0 => Duration::ZERO,
-                n => self.backoff.delay(n),
-            };
-            let out_of_time = deadline
-                .remaining()
-                .is_some_and(|left| left < delay + slowest);
-            let round = if out_of_time {
-                Round {
-                    out_of_time,
-                    ..Round::default()
-                }
-            } else {
-                tokio::time::sleep(delay).await;
-                let requests = plan.round(records);
-                self.round(
-                    records,
-                    requests,
-                    deadline,
-                    &mut slowest,
-                    &mut tally,
-                    outcome,
-                )
-                .await
-            };
-            let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
-            plan.settle(|i| outcome.delivered[i] || rejected.contains(&i));
-            if let Some(error) = round.last_error {
-                last_error = error;
-            }
-            if let Some((code, message)) = round.refused {
-                tracing::error!(destination = %self.stream, code = %code, "destination refuses writes");
-                outcome.error = Some(SinkError::Refused {
-                    destination: self.stream.clone(),
-                    code,
-                    message,
-                });
-                break;
-            }
-            if round.out_of_time && !plan.is_empty() {
-                let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
-                outcome.not_tried = (0..records.len())
-                    .filter(|&i| !tally.tried[i] && !outcome.delivered[i] && !rejected.contains(&i))
-                    .collect();
-                outcome.error = Some(SinkError::Incomplete {
-                    destination: self.stream.clone(),
-                    undelivered: outcome.delivered.iter().filter(|d| !**d).count(),
-                    last_error,
-                });
-                break;
-            }
-            failing_rounds = if round.failed_any {
-                failing_rounds + 1
-            } else {
-                0
-            };
-            if round.failed_any {
-                tracing::debug!(destination = %self.stream, round = failing_rounds, error = %last_error, "retrying failed entries");
-            }
+        if plan.is_empty() {
+            return tally.landed;
         }
-        tally.landed
+        let delivery = Box::new(Delivery {
+            plan,
+            tally,
+            outcome: std::mem::take(outcome),
+            slowest: MIN_REQUEST_TIME,
+            last_error: String::from("none"),
+        });
+        let limits = Limits {
+            tries: u32::MAX,
+            deadline,
+            margin: MIN_REQUEST_TIME,
+        };
+        let ended = self
+            .backoff
+            .drive(
+                limits,
+                delivery,
+                |mut delivery: Box<Delivery>| async move {
+                    let requests = delivery.plan.round(records);
+                    let round = self
+                        .round(
+                            records,
+                            requests,
+                            deadline,
+                            &mut delivery.slowest,
+                            &mut delivery.tally,
+                            &mut delivery.outcome,
+                        )
+                        .await;
+                    (delivery, round)
+                },
+                |(delivery, round)| self.after_round(records, delivery, round),
+                |mut delivery, _| {
+                    self.incomplete(records, &mut delivery);
+                    delivery
+                },
+            )
+            .await;
+        let delivery = match ended {
+            Ok(delivery) | Err(Stopped::GaveUp(delivery) | Stopped::Exhausted(delivery)) => {
+                delivery
+            }
+        };
+        *outcome = delivery.outcome;
+        delivery.tally.landed
+    }
+
+    /// What a round came to: done, the rest to send after a pause (something
+    /// failed) or at once (the next records of keys whose last went), or an
+    /// end (refused, or out of time) with its error in the outcome.
+    fn after_round(
+        &self,
+        records: &[OutRecord],
+        mut delivery: Box<Delivery>,
+        round: Round,
+    ) -> Result<Step<Box<Delivery>, Box<Delivery>>, Box<Delivery>> {
+        let outcome = &delivery.outcome;
+        let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+        delivery
+            .plan
+            .settle(|i| outcome.delivered[i] || rejected.contains(&i));
+        if let Some(error) = round.last_error {
+            delivery.last_error = error;
+        }
+        if let Some((code, message)) = round.refused {
+            tracing::error!(destination = %self.stream, code = %code, "destination refuses writes");
+            delivery.outcome.error = Some(SinkError::Refused {
+                destination: self.stream.clone(),
+                code,
+                message,
+            });
+            return Err(delivery);
+        }
+        if delivery.plan.is_empty() {
+            return Ok(Step::Done(delivery));
+        }
+        if round.out_of_time {
+            self.incomplete(records, &mut delivery);
+            return Err(delivery);
+        }
+        if round.failed_any {
+            tracing::debug!(destination = %self.stream, error = %delivery.last_error, "retrying failed entries");
+            Ok(Step::Again(delivery))
+        } else {
+            Ok(Step::AgainNow(delivery))
+        }
+    }
+
+    /// Ends `delivery` short of time: what was never tried, and the error.
+    fn incomplete(&self, records: &[OutRecord], delivery: &mut Delivery) {
+        let outcome = &mut delivery.outcome;
+        let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+        outcome.not_tried = (0..records.len())
+            .filter(|&i| {
+                !delivery.tally.tried[i] && !outcome.delivered[i] && !rejected.contains(&i)
+            })
+            .collect();
+        outcome.error = Some(SinkError::Incomplete {
+            destination: self.stream.clone(),
+            undelivered: outcome.delivered.iter().filter(|d| !**d).count(),
+            last_error: delivery.last_error.clone(),
+        });
     }
 }

@@ -7,8 +7,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shardline::ops::{ReplayOptions, ReplayOutcome, replay};
 use shardline::quarantine::{QuarantineReason, QuarantinedRecord};
+use shardline::quarantine::{ReplayOptions, ReplayOutcome, replay};
 use shardline::state::QuarantineStore;
 
 use super::{Applier, CONSUMER, entry, listed, payloads, seed, seq};

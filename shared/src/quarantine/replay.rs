@@ -69,7 +69,7 @@ impl ReplayOptions {
     /// # Example
     /// ```
     /// use std::time::Duration;
-    /// use shardline::ops::ReplayOptions;
+    /// use shardline::quarantine::ReplayOptions;
     ///
     /// let options = ReplayOptions {
     ///     include_interrupted: true,

@@ -1,14 +1,14 @@
-//! Operations on the quarantine beyond the engine's writes: what `quarantine
-//! replay`, `redrive` and `purge` need, on both stores.
+//! What `quarantine replay`, `redrive` and `purge` ask of a store, beyond the
+//! entries the engine's commit writes; both stores implement it.
 
 use async_trait::async_trait;
 
-use super::{StateError, StateStore};
-use crate::quarantine::{QuarantineKey, QuarantineReason};
+use super::{QuarantineKey, QuarantineReason};
+use crate::state::{StateError, StateStore};
 
 /// A state store whose quarantine can be worked on: claimed for a replay,
-/// given a new failure, or emptied record by record. [`super::EmbeddedStore`]
-/// and [`super::DynamoDbStore`] are both one (`tests/tests/it/quarantine_ops.rs`
+/// given a new failure, or emptied record by record. [`crate::state::EmbeddedStore`]
+/// and [`crate::state::DynamoDbStore`] are both one (`tests/tests/it/quarantine_ops.rs`
 /// runs the same cases on each).
 #[async_trait]
 pub trait QuarantineStore: StateStore {
