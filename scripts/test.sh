@@ -41,6 +41,9 @@ export CLIPPY_ARGS="-Dwarnings"
 step "build every target with clippy's lints (-D warnings)"
 build_log="$(mktemp "${TMPDIR:-/tmp}/shardline-build.XXXXXX")"
 cargo test --workspace --all-targets --no-run 2>&1 | tee "$build_log" >&2
+# The binaries too (the fault tests run them, user-build writes its project
+# with shardline-cli): with the same features, only linking is left.
+cargo build --workspace --bins --tests 2>&1 | tee -a "$build_log" >&2
 if grep -E '^warning: .*generated [0-9]+ warnings?' "$build_log" >&2; then
   echo "test.sh: the build left warnings" >&2
   exit 1
@@ -63,7 +66,8 @@ scripts/lint-template.sh --non-default
 # The crates as a user outside this repository gets them: packaged, built on
 # the newest dependencies, and a project from `shardline-cli new` (see the script).
 step "user-build"
-env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS scripts/user-build.sh
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
+  scripts/user-build.sh
 step "cargo test"
 rm -f target/fault-summaries.txt
 status=0

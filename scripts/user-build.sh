@@ -6,21 +6,27 @@
 #
 # 1. Packages: `cargo package` for the publishable crates (shardline-kpl,
 #    shardline-lambda, shardline-esm, shardline-cli).
-# 2. Newest dependencies: those packages, unpacked into a scratch workspace
+# 2. Your own function: `shardline-cli new orders --local <this checkout>` in a
+#    temporary folder outside the workspace, with a fresh lock file: build,
+#    `cargo test`, invoke its good event twice (the second is skipped by its
+#    checkpoint), its poison event (quarantined with its payload), and lint its
+#    template with the pinned cfn-lint.
+# 3. Newest dependencies: those packages, unpacked into a scratch workspace
 #    outside this one, without a lock file, resolved afresh to the newest
 #    versions their ranges allow (not held back by rust-version, as a user's
 #    newer toolchain is not), then built and tested (`cargo test` of the
 #    framework and the CLI). This is the build `cargo package` would verify,
 #    with what a user gets today.
-# 3. Your own function: `shardline-cli new orders --local <this checkout>` in a
-#    temporary folder outside the workspace, with a fresh lock file: build,
-#    `cargo test`, invoke its good event twice (the second is skipped by its
-#    checkpoint), its poison event (quarantined with its payload), and lint its
-#    template with the pinned cfn-lint.
 #
-# Parts 2 and 3 share one target folder (target/user-build) so the second
-# reuses what the first compiled. Prints the versions resolved and the time to
-# the generated function's first local invoke.
+# Parts 2 and 3 share one target folder (target/user-build), the function
+# first: it builds the dependencies a user's function has, and the packages'
+# tests then rebuild only what their features add (the CLI's server
+# and process support, the framework's dev-dependencies). The project is
+# written by the checkout's own CLI (`SHARDLINE_CLI`, the test command's
+# build; built here when unset): what `new` writes does not depend on the
+# versions of the CLI's dependencies, and the CLI on the newest ones is built
+# and tested in part 3. Prints the versions resolved and the time to the
+# generated function's first local invoke.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,7 +48,43 @@ for crate in "${CRATES[@]}"; do args+=(-p "$crate"); done
 log "cargo package ${CRATES[*]}"
 (cd "$ROOT" && cargo package --quiet --no-verify --allow-dirty "${args[@]}")
 
-# 2. Newest dependencies, from the packages.
+# 2. Your own function, outside any workspace.
+if [[ -z "${SHARDLINE_CLI:-}" ]]; then
+  log "build the checkout's shardline-cli (to write the project)"
+  (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --quiet -p shardline-cli)
+  SHARDLINE_CLI="$ROOT/target/debug/shardline-cli"
+fi
+started=$(date +%s)
+mkdir -p "$SCRATCH/own"
+cd "$SCRATCH/own"
+"$SHARDLINE_CLI" new orders --local "$ROOT"
+cd orders
+export SHARDLINE_STATE_DIR="$SCRATCH/own/orders/.shardline"
+log "orders: cargo build"
+cargo build --quiet
+first=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/first.log")
+log "orders: first local invoke $(( $(date +%s) - started )) s after shardline-cli new"
+again=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/again.log")
+poison=$(cargo run --quiet -- invoke events/poison.json 2>"$SCRATCH/poison.log")
+quarantined=$(cargo run --quiet -- quarantine)
+log "orders: cargo test"
+cargo test --quiet
+
+fail() { log "error: $*"; for f in "$SCRATCH"/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
+empty='{"batchItemFailures":[]}'
+[[ "$first" == "$empty" && "$again" == "$empty" && "$poison" == "$empty" ]] ||
+  fail "responses: $first / $again / $poison"
+grep -q "3 processed, 0 skipped" "$SCRATCH/first.log" || fail "the first invoke did not process 3 records"
+grep -q "0 processed, 3 skipped (3 checkpointed" "$SCRATCH/again.log" || fail "the second invoke was not skipped by its checkpoint"
+grep -q "INFO saved id=a-1" "$SCRATCH/first.log" || fail "the handler's own info log is not shown by default"
+grep -q "2 processed, .*1 quarantined (1 permanent" "$SCRATCH/poison.log" || fail "the poison record was not quarantined"
+# The payload, base64 of `not json`.
+[[ "$(echo "$quarantined" | wc -l)" == 1 && "$quarantined" == *'"data":"bm90IGpzb24="'* ]] ||
+  fail "quarantine: $quarantined"
+log "orders: lint template.yaml"
+"$ROOT/scripts/lint-template.sh" "$SCRATCH/own/orders/template.yaml"
+
+# 3. Newest dependencies, from the packages.
 mkdir -p "$SCRATCH/packages"
 {
   echo '[workspace]'
@@ -71,36 +113,7 @@ for dep in aws-config aws-sdk-dynamodb aws-sdk-kinesis lambda_runtime tokio rusq
 done
 log "cargo test -p shardline-lambda -p shardline-cli (newest dependencies)"
 cargo test --quiet -p shardline-lambda -p shardline-cli
-cargo build --quiet -p shardline-cli
+# The CLI's binary, with the features the tests just built (no rebuild).
+cargo build --quiet -p shardline-lambda -p shardline-cli --lib --bins --tests
 
-# 3. Your own function, outside any workspace.
-started=$(date +%s)
-mkdir -p "$SCRATCH/own"
-cd "$SCRATCH/own"
-"$CARGO_TARGET_DIR/debug/shardline-cli" new orders --local "$ROOT"
-cd orders
-export SHARDLINE_STATE_DIR="$SCRATCH/own/orders/.shardline"
-log "orders: cargo build"
-cargo build --quiet
-first=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/first.log")
-log "orders: first local invoke $(( $(date +%s) - started )) s after shardline-cli new"
-again=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/again.log")
-poison=$(cargo run --quiet -- invoke events/poison.json 2>"$SCRATCH/poison.log")
-quarantined=$(cargo run --quiet -- quarantine)
-log "orders: cargo test"
-cargo test --quiet
-
-fail() { log "error: $*"; for f in "$SCRATCH"/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
-empty='{"batchItemFailures":[]}'
-[[ "$first" == "$empty" && "$again" == "$empty" && "$poison" == "$empty" ]] ||
-  fail "responses: $first / $again / $poison"
-grep -q "3 processed, 0 skipped" "$SCRATCH/first.log" || fail "the first invoke did not process 3 records"
-grep -q "0 processed, 3 skipped (3 checkpointed" "$SCRATCH/again.log" || fail "the second invoke was not skipped by its checkpoint"
-grep -q "INFO saved id=a-1" "$SCRATCH/first.log" || fail "the handler's own info log is not shown by default"
-grep -q "2 processed, .*1 quarantined (1 permanent" "$SCRATCH/poison.log" || fail "the poison record was not quarantined"
-# The payload, base64 of `not json`.
-[[ "$(echo "$quarantined" | wc -l)" == 1 && "$quarantined" == *'"data":"bm90IGpzb24="'* ]] ||
-  fail "quarantine: $quarantined"
-log "orders: lint template.yaml"
-"$ROOT/scripts/lint-template.sh" "$SCRATCH/own/orders/template.yaml"
 log "ok: packages built and tested on the newest dependencies; orders built, tested, invoked and linted"

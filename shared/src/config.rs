@@ -150,13 +150,13 @@ pub struct Settings {
     /// `SHARDLINE_STATE_TABLE`.
     pub state_table: Option<String>,
     /// `SHARDLINE_PROGRESS`.
-    pub progress: crate::state::ProgressMode,
+    pub progress: crate::progress::ProgressMode,
     /// `SHARDLINE_PARENT_GUARD` (`None`: the function's default).
     pub parent_guard: Option<bool>,
     /// `SHARDLINE_CONCURRENCY` (`None`: the function's default).
     pub concurrency: Option<usize>,
     /// `SHARDLINE_KEY_PROGRESS_TTL_HOURS` (`None`: the function's default,
-    /// else [`crate::state::DEFAULT_KEY_PROGRESS_TTL`]).
+    /// else [`crate::progress::DEFAULT_KEY_PROGRESS_TTL`]).
     pub key_progress_ttl: Option<Duration>,
 }
 
@@ -214,7 +214,7 @@ impl Settings {
             lookup,
             "SHARDLINE_PROGRESS",
             "`shard` or `partition-key`",
-            |_: &crate::state::ProgressMode| true,
+            |_: &crate::progress::ProgressMode| true,
         )?
         .unwrap_or_default();
         let parent_guard = parse_var(
@@ -361,7 +361,7 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(s.progress, crate::state::ProgressMode::PartitionKey);
+        assert_eq!(s.progress, crate::progress::ProgressMode::PartitionKey);
         assert_eq!(s.parent_guard, Some(false));
         assert_eq!(s.state_table.as_deref(), Some("state"));
         let err =

@@ -4,13 +4,12 @@
 //! again on Lambda's retry; with `?` on any error type this is the default) or a
 //! permanent one (the record goes to the quarantine at once).
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
 
 pub use crate::error::BoxError;
 use crate::metrics::Counts;
+pub use crate::progress::Deliveries;
 use crate::record::{Position, Record, ShardRef};
 use crate::time::Deadline;
 
@@ -308,62 +307,6 @@ impl<'a> Batch<'a> {
     /// checkpoint, so a retry writes nothing twice).
     pub fn deliveries(&self) -> &'a Deliveries {
         self.deliveries
-    }
-}
-
-/// Per destination, the records of a batch it holds: those written by earlier
-/// attempts (from Shardline's state) and those this attempt notes.
-///
-/// ```
-/// use shardline::handler::Deliveries;
-/// use shardline::Position;
-/// let first = Position::new("1".parse().unwrap(), 0);
-/// let deliveries = Deliveries::default();
-/// assert!(!deliveries.holds("stream-a", &first));
-/// deliveries.note("stream-a", &first);
-/// assert!(deliveries.holds("stream-a", &first));
-/// assert!(!deliveries.holds("stream-b", &first));
-/// ```
-#[derive(Debug, Default)]
-pub struct Deliveries {
-    before: HashMap<String, HashSet<Position>>,
-    noted: Mutex<HashMap<String, HashSet<Position>>>,
-}
-
-impl Deliveries {
-    pub(crate) fn new(before: HashMap<String, HashSet<Position>>) -> Self {
-        Deliveries {
-            before,
-            noted: Mutex::default(),
-        }
-    }
-
-    /// Whether `destination` holds the record at `position`.
-    pub fn holds(&self, destination: &str, position: &Position) -> bool {
-        self.before
-            .get(destination)
-            .is_some_and(|held| held.contains(position))
-            || self
-                .noted()
-                .get(destination)
-                .is_some_and(|held| held.contains(position))
-    }
-
-    /// Notes that `destination` now holds the record at `position`.
-    pub fn note(&self, destination: &str, position: &Position) {
-        self.noted()
-            .entry(destination.to_owned())
-            .or_default()
-            .insert(position.clone());
-    }
-
-    /// What this attempt noted, per destination.
-    pub(crate) fn into_noted(self) -> HashMap<String, HashSet<Position>> {
-        self.noted.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn noted(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<Position>>> {
-        self.noted.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -19,7 +19,8 @@
 //! | the batch loop: open, run, flush, fold, commit | [`engine`] |
 //! | tumbling windows: a state carried between invocations | [`window`] |
 //! | poison records: the entry, its filters and store, replay, redrive | [`quarantine`] |
-//! | checkpoints, delivery progress, attempts, dedup claims | [`state`] |
+//! | a unit's progress: checkpoint, ranges done, attempts, what destinations hold | [`progress`] |
+//! | the stores: progress, dedup claims, lineage, quarantine entries | [`state`] |
 //! | response out, what happened | [`response`], [`report`], [`metrics`] |
 //! | the function: settings, entry point, its own table | [`config`], [`app`], [`tables`] |
 //! | leaves: time, errors, one retry policy, SQLite, the AWS kit | [`time`], [`error`], [`retry`], [`sqlite`], `aws` |
@@ -39,7 +40,7 @@
 //! | parent, child | the shards before and after a split or merge; a child waits for its parents ([`guard`]) |
 //! | consumer | the name a function keeps its state under (`App::new("orders", …)`), one per event source mapping |
 //! | mapping | Lambda's event source mapping: batch size, `ParallelizationFactor`, retries, bisect |
-//! | progress | what is done of a unit: its checkpoint, the ranges done past it, attempts ([`state`]) |
+//! | progress | what is done of a unit: its checkpoint, the ranges done past it, attempts ([`progress`]) |
 //! | unit | what progress is kept for: the whole shard (`SHARDLINE_PROGRESS=shard`) or one partition key ([`ProgressMode`]) |
 //! | checkpoint | the position up to which a unit is done |
 //! | commit | the one write of a unit's progress at the end of a batch, fenced by the version it read |
@@ -109,6 +110,7 @@ pub(crate) mod logging;
 pub mod metrics;
 #[deprecated(note = "moved to shardline::quarantine (replay, redrive and their types)")]
 pub mod ops;
+pub mod progress;
 pub mod quarantine;
 pub mod record;
 pub mod report;

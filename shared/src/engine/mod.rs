@@ -44,7 +44,7 @@ use crate::response::BatchResponse;
 use crate::skip::SkipRules;
 use crate::state::{ConsumerShard, StateError, StateStore};
 
-pub use crate::state::ProgressMode;
+pub use crate::progress::ProgressMode;
 pub use crate::time::Deadline;
 
 /// How the engine treats one consumer's records.

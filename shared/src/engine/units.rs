@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::budget::Carried;
 use crate::decode::Item;
+use crate::progress::just_after;
 use crate::record::{Position, Record};
-use crate::state::progress::just_after;
 use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode, Settled};
 
 /// One unit: what was read, and what this batch makes of it.

@@ -12,15 +12,15 @@
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded;
-pub mod progress;
+/// Progress under its old path: it is [`crate::progress`].
+pub use crate::progress;
 /// The quarantine store's old path: it is [`crate::quarantine::QuarantineStore`].
 pub mod quarantine {
     pub use crate::quarantine::QuarantineStore;
 }
-mod ranges;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -28,16 +28,13 @@ use crate::error::BoxError;
 use crate::quarantine::QuarantinedRecord;
 use crate::record::ShardRef;
 
+pub use crate::progress::{
+    DEFAULT_KEY_PROGRESS_TTL, Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode,
+};
 pub use crate::quarantine::QuarantineStore;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
-pub use progress::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode};
-
-/// How long a partition key's progress is kept after its last write, by
-/// default: longer than a stream's extended retention (7 days), so a key's
-/// progress outlives every record of it that Lambda could still deliver.
-pub const DEFAULT_KEY_PROGRESS_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 
 /// Which consumer's state, for which shard. One store can hold many consumers
 /// (functions) and many streams.

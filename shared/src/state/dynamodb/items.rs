@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::keys::{PK, SK, decode_position, encode_position, quarantine_pk, quarantine_sk};
 use crate::aws::dynamodb::DynamoError;
 use crate::aws::dynamodb::attr::{Attributes, b, get_b, get_n, get_s, get_string_map, item, n, s};
+use crate::progress::MAX_DONE_BYTES;
 use crate::quarantine::{QuarantineReason, QuarantinedRecord};
-use crate::state::progress::MAX_DONE_BYTES;
 use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, StateError};
 
 /// Payload bytes per quarantine item, well under DynamoDB's 400 KB item limit.

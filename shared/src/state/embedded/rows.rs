@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use rusqlite::params;
 
+use crate::progress::MAX_DONE_BYTES;
 use crate::record::{Position, SequenceNumber};
-use crate::state::progress::MAX_DONE_BYTES;
 use crate::state::{
     ConsumerShard, DedupClaim, Delivered, HeadAttempts, Lineage, PositionRanges, Progress, Settled,
     StateError,
