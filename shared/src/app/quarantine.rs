@@ -82,7 +82,7 @@ pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) ->
             eprintln!("{}: quarantine replay: {tally}", function.name);
         }
         Operation::Redrive { to_stream, dry_run } => {
-            redrive(function, &*store, &to_stream, &consumer, records, dry_run).await?;
+            run_redrive(function, &*store, &to_stream, &consumer, records, dry_run).await?;
         }
         Operation::Purge => {
             for record in &records {
@@ -133,7 +133,7 @@ fn tally(outcomes: impl Iterator<Item = Option<serde_json::Value>>) -> String {
 }
 
 #[cfg(feature = "kinesis")]
-async fn redrive<H>(
+async fn run_redrive<H>(
     function: &Function<H>,
     store: &dyn crate::quarantine::QuarantineStore,
     stream: &str,
@@ -168,7 +168,7 @@ async fn redrive<H>(
 }
 
 #[cfg(not(feature = "kinesis"))]
-async fn redrive<H>(
+async fn run_redrive<H>(
     _: &Function<H>,
     _: &dyn crate::state::QuarantineStore,
     _: &str,

@@ -1,24 +1,30 @@
 //! The batch loop: skip rules, handler outcomes, the flush, the checkpoint, the response.
 //!
-//! For each shard in the event, in this order:
+//! For each shard in the event, in this order, one file a phase, each handing
+//! its typed result to the next (`shard.rs` runs them):
 //!
-//! 1. **open**: its state is read and the parent-shard guard ([`crate::guard`]),
-//!    if on, holds a child shard back until its parents are finished; the dedup
-//!    keys of the records that may run are claimed in one call;
-//! 2. **run**: records go, up to [`EngineConfig::concurrency`] at once across
-//!    partition keys and in order within one (`lanes.rs`), through the skip rules ([`crate::skip`]:
-//!    checkpointed, stale, duplicate); an undecodable record goes to the
-//!    quarantine; a record is not started when the invocation is short of time;
-//!    the handler then succeeds, fails for good (quarantined, and on), or fails
-//!    for now (its lane stops there, unless it has now failed `max_attempts`
-//!    times, when it is quarantined instead). A handler that panics, or runs
-//!    into the time kept back for the commit, fails for now;
-//! 3. **flush**: the handler's [`Handler::flush`] writes what it buffered; a
-//!    record it could not write counts an attempt like a failed `handle`;
-//! 4. **commit**: what the batch did folds into each unit's progress (a
-//!    checkpoint moves only over done records), written once per shard with the
-//!    quarantined records and what each fan-out destination received;
-//! 5. **respond**: the first record left for Lambda's retry, if any.
+//! 1. **open** (`open.rs`, `Opened`): its state is read and the parent-shard
+//!    guard ([`crate::guard`]), if on, holds a child shard back until its
+//!    parents are finished; the dedup keys of the records that may run are
+//!    claimed in one call (`claims.rs`);
+//! 2. **run** (`run.rs`, `Ran`): records go, up to [`EngineConfig::concurrency`]
+//!    at once across partition keys and in order within one (`lanes.rs`),
+//!    through the skip rules ([`crate::skip`]: checkpointed, stale,
+//!    duplicate); an undecodable record goes to the quarantine; a record is
+//!    not started when the invocation is short of time; the handler then
+//!    succeeds, fails for good (quarantined, and on), or fails for now (its
+//!    lane stops there, unless it has now failed `max_attempts` times, when
+//!    it is quarantined instead). A handler that panics, or runs into the
+//!    time kept back for the commit, fails for now (`outcome.rs`);
+//! 3. **flush** (`flush.rs`, `Flushed`): the handler's [`Handler::flush`]
+//!    writes what it buffered; a record it could not write counts an attempt
+//!    like a failed `handle`;
+//! 4. **fold** (`fold.rs`, `Folded`): what the batch did folds into each
+//!    unit's progress (`units.rs`; a checkpoint moves only over done
+//!    records), with a bounded quarantine per commit (`budget.rs`);
+//! 5. **commit** (`commit.rs`): written once per shard with the quarantined
+//!    records and what each fan-out destination received; the first record
+//!    left for Lambda's retry, if any, is the response.
 //!
 //! Two progress modes ([`ProgressMode`]): one unit per shard (the default, for
 //! one batch per shard at a time), or one per partition key (for
@@ -27,9 +33,14 @@
 
 mod budget;
 mod claims;
+mod commit;
+mod flush;
+mod fold;
 mod lanes;
+mod open;
+mod outcome;
 mod run;
-mod settle;
+mod shard;
 mod units;
 
 use std::sync::Arc;
@@ -174,7 +185,7 @@ pub async fn process_event<H: Handler>(
             consumer: config.consumer.clone(),
             shard,
         };
-        let run = run::ShardRun {
+        let run = shard::ShardRun {
             key: &key,
             handler,
             store,

@@ -219,6 +219,19 @@ const ROOM_PLANS: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        // The engine's phases, each a file with the typed result it hands on.
+        "engine",
+        &["shard", "open", "run", "flush", "fold", "commit", "outcome"],
+        &[
+            "struct ShardRun",
+            "struct Opened",
+            "struct Ran",
+            "struct Flushed",
+            "struct Folded",
+            "enum Outcome",
+        ],
+    ),
+    (
         "progress",
         &["mode", "unit", "ranges", "delivered"],
         &[
@@ -235,11 +248,28 @@ const ROOM_PLANS: &[(&str, &[&str], &[&str])] = &[
 /// Whether `line` defines `item` (`pub struct Progress`, not `ProgressMode`).
 fn defines(line: &str, item: &str) -> bool {
     let code = line.trim_start();
-    let code = code.strip_prefix("pub(crate) ").map_or(code, |rest| rest);
+    // Any visibility: `pub`, `pub(crate)`, `pub(super)`.
+    let code = match code.strip_prefix("pub(") {
+        Some(rest) => rest.split_once(") ").map_or(code, |(_, after)| after),
+        None => code.strip_prefix("pub ").unwrap_or(code),
+    };
     let item = item.strip_prefix("pub ").unwrap_or(item);
-    let code = code.strip_prefix("pub ").unwrap_or(code);
     code.strip_prefix(item)
         .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+}
+
+#[test]
+fn one_shards_batch_is_run_from_one_file_and_its_phases_are_functions() {
+    let engine = workspace().join("shared/src/engine");
+    let with_impl: Vec<PathBuf> = rust_files(&engine)
+        .into_iter()
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .contains("impl<H: Handler> ShardRun")
+        })
+        .collect();
+    assert_eq!(with_impl, [engine.join("shard.rs")]);
 }
 
 #[test]
@@ -254,9 +284,7 @@ fn each_room_holds_its_concept_whole() {
             let text = std::fs::read_to_string(&file).unwrap();
             let inside = file.starts_with(src.join(room));
             for item in *items {
-                let defined = text.lines().any(|line| {
-                    line.trim_start().starts_with(item) || line.contains(&format!("(crate) {item}"))
-                });
+                let defined = text.lines().any(|line| defines(line, item));
                 assert!(
                     inside || !defined,
                     "{item} belongs in the {room} room, not {}",
