@@ -5,7 +5,7 @@
 #   scripts/user-build.sh
 #
 # 1. Packages: `cargo package` for the publishable crates (shardline-kpl,
-#    shardline-lambda, shardline-esm, shardline-cli).
+#    shardline-event, shardline-lambda, shardline-esm, shardline-cli).
 # 2. Your own function: `shardline-cli new orders --local <this checkout>` in a
 #    temporary folder outside the workspace, with a fresh lock file: build,
 #    `cargo test`, invoke its good event twice (the second is skipped by its
@@ -30,10 +30,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CRATES=(shardline-kpl shardline-lambda shardline-esm shardline-cli)
+CRATES=(shardline-kpl shardline-event shardline-lambda shardline-esm shardline-cli)
 # Where each package goes in the scratch workspace: the checkout's layout, so
 # that `--local` finds `shared/`.
-declare -A FOLDER=([shardline-kpl]=kpl [shardline-lambda]=shared [shardline-esm]=esm [shardline-cli]=cli)
+declare -A FOLDER=([shardline-kpl]=kpl [shardline-event]=event [shardline-lambda]=shared [shardline-esm]=esm [shardline-cli]=cli)
 export CARGO_TARGET_DIR="$ROOT/target/user-build"
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"

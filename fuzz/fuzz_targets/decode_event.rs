@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardline::decode::{Item, decode_event};
-use shardline::sample::{SampleRecord, event_bytes, sequence_number};
+use shardline_event::decode::{Item, decode_event};
+use shardline_event::sample::{SampleRecord, event_bytes, sequence_number};
 
 const ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/fuzz";
 const SHARD: &str = "shardId-000000000001";

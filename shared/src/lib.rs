@@ -101,7 +101,6 @@ pub mod app;
 pub mod aws;
 pub mod buffer;
 pub mod config;
-pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod guard;
@@ -112,18 +111,18 @@ pub mod metrics;
 pub mod ops;
 pub mod progress;
 pub mod quarantine;
-pub mod record;
 pub mod report;
-pub mod response;
 pub mod retry;
-pub mod sample;
 pub mod sink;
 pub mod skip;
 pub mod sqlite;
 pub mod state;
 pub mod tables;
-pub mod time;
 pub mod window;
+
+// The event: its own crate (`shardline-event`, no AWS SDK, SQLite or
+// runtime), under the paths it always had here.
+pub use shardline_event::{decode, record, response, sample, time};
 
 /// This release of the framework (`shardline-lambda`'s version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -22,7 +22,7 @@ thread_local! {
 ///
 /// ```
 /// let before = std::time::SystemTime::now();
-/// assert!(shardline::time::now() >= before);
+/// assert!(shardline_event::time::now() >= before);
 /// ```
 pub fn now() -> SystemTime {
     match SIMULATED.with(Cell::get) {
@@ -40,7 +40,7 @@ pub fn now() -> SystemTime {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use shardline::time::{SimulatedWallClock, now};
+/// use shardline_event::time::{SimulatedWallClock, now};
 /// let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let clock = SimulatedWallClock::start(start);
 /// assert!(now() >= start && now() < start + Duration::from_secs(60));
@@ -70,7 +70,7 @@ impl Drop for SimulatedWallClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use shardline::Deadline;
+/// use shardline_event::Deadline;
 /// let deadline = Deadline::after(Duration::from_secs(60));
 /// assert!(deadline.remaining().unwrap() <= Duration::from_secs(60));
 /// assert!(Deadline::none().remaining().is_none());

@@ -99,9 +99,9 @@ pub struct DecodedEvent {
 ///   "eventSource":"aws:kinesis","eventSourceARN":"arn:aws:kinesis:us-east-1:123456789012:stream/s",
 ///   "kinesis":{"partitionKey":"k","sequenceNumber":"49545115243490985018280067714973144582180062593244200961",
 ///   "data":"aGVsbG8=","approximateArrivalTimestamp":1545084650.987}}]}"#;
-/// let decoded = shardline::decode::decode_event(event)?;
+/// let decoded = shardline_event::decode::decode_event(event)?;
 /// assert_eq!(decoded.items[0].record().text(), Some("hello"));
-/// # Ok::<(), shardline::decode::EventError>(())
+/// # Ok::<(), shardline_event::decode::EventError>(())
 /// ```
 pub fn decode_event(json: &[u8]) -> Result<DecodedEvent, EventError> {
     decode_event_with(json, &DecodeOptions::default())

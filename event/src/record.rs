@@ -39,12 +39,12 @@ pub enum SequenceNumberError {
 /// dropped when parsing, so equal numbers compare equal.
 ///
 /// ```
-/// use shardline::SequenceNumber;
+/// use shardline_event::SequenceNumber;
 /// let a: SequenceNumber = "49590338271490256608559692538361571095921575989136588898".parse()?;
 /// let b: SequenceNumber = "49590338271490256608559692540925702759324208523137515618".parse()?;
 /// assert!(a < b);
 /// assert!("9".parse::<SequenceNumber>()? < "10".parse::<SequenceNumber>()?);
-/// # Ok::<(), shardline::SequenceNumberError>(())
+/// # Ok::<(), shardline_event::SequenceNumberError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SequenceNumber(Arc<str>);
