@@ -7,7 +7,7 @@ use std::time::Duration;
 pub struct MappingConfig {
     /// `BatchSize`: records per invocation at most.
     pub batch_size: usize,
-    /// `ParallelizationFactor`: lanes per shard (1..10).
+    /// `ParallelizationFactor`: slots per shard (1..10).
     pub parallelization: usize,
     /// `BisectBatchOnFunctionError`.
     pub bisect: bool,
@@ -25,7 +25,7 @@ pub struct MappingConfig {
 }
 
 impl Default for MappingConfig {
-    /// The defaults of a mapping: 100 records, one lane, no bisect, retried
+    /// The defaults of a mapping: 100 records, one slot, no bisect, retried
     /// until the records expire, no age limit, failures reported.
     fn default() -> Self {
         MappingConfig {

@@ -28,7 +28,7 @@ use crate::record::StreamRecord;
 /// The most state Lambda carries per shard.
 pub const STATE_MAX_BYTES: usize = 1024 * 1024;
 
-/// The window a lane is in, and its state.
+/// The window a slot is in, and its state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenWindow {
     /// Its start, epoch seconds.

@@ -44,7 +44,9 @@
 //! | unit | what progress is kept for: the whole shard (`SHARDLINE_PROGRESS=shard`) or one partition key ([`ProgressMode`]) |
 //! | checkpoint | the position up to which a unit is done |
 //! | commit | the one write of a unit's progress at the end of a batch, fenced by the version it read |
+//! | settled | what a commit writes besides progress, under the same fence: quarantined records, released and done dedup claims ([`state::Settled`]) |
 //! | lane | the engine's queue of a batch's records run one at a time: the whole shard, or one ordering key ([`engine`]) |
+//! | slot | one of a shard's `ParallelizationFactor` batches in flight in Lambda's mapping (`shardline-esm`, `shardline-cli source`) |
 //! | attempt | one try of a record that failed retryably, was cut off, or that a flush could not write; counted in progress |
 //! | cut-off | a handler call stopped when only the time reserve is left before the deadline |
 //! | quarantine | where a record that ran out of attempts or failed permanently goes, with its payload ([`quarantine`]) |

@@ -1,9 +1,9 @@
 //! Lambda's Kinesis event source mapping over the simulated source stream:
 //! shards found and started after their parents (or at once), read into
-//! lanes by partition key hash, and each lane driven by the shared model of
-//! Lambda's rules ([`shardline_esm::LaneModel`]), invoking the function with
+//! slots by partition key hash, and each slot driven by the shared model of
+//! Lambda's rules ([`shardline_esm::SlotModel`]), invoking the function with
 //! its faults: a process that dies at any await point, Lambda's timeout, and
-//! a duplicate delivery that runs beside the lane's later invocations.
+//! a duplicate delivery that runs beside the slot's later invocations.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use shardline::Deadline;
 use shardline::time::{Instant, now};
 use shardline_esm::{
-    Answer, Discard, Invocation, LaneModel, MappingConfig, Step, StreamRecord, lane_of,
+    Answer, Discard, Invocation, MappingConfig, SlotModel, Step, StreamRecord, slot_of,
 };
 
 use crate::faults::Dials;
@@ -45,7 +45,7 @@ enum Phase {
 struct ShardRun {
     parents: Vec<String>,
     phase: Phase,
-    lanes: Vec<Rc<RefCell<LaneModel>>>,
+    slots: Vec<Rc<RefCell<SlotModel>>>,
     busy: Vec<Rc<Cell<bool>>>,
     /// Records read so far.
     read: usize,
@@ -112,14 +112,14 @@ impl Mapping {
         KinesisService::stream_arn(&self.stream)
     }
 
-    /// One round: shards found, started, read and finished; lanes with work
+    /// One round: shards found, started, read and finished; slots with work
     /// get a task. Returns whether nothing is left to do right now.
     pub fn tick(self: &Rc<Self>) -> bool {
         self.discover();
         self.start_ready();
         self.read();
         self.finish();
-        self.spawn_lanes();
+        self.spawn_slots();
         self.is_quiet()
     }
 
@@ -152,7 +152,7 @@ impl Mapping {
                 .or_insert_with(|| ShardRun {
                     parents: info.parents(),
                     phase: Phase::Waiting,
-                    lanes: Vec::new(),
+                    slots: Vec::new(),
                     busy: Vec::new(),
                     read: 0,
                 });
@@ -170,9 +170,9 @@ impl Mapping {
             let ready = self.children_at_once || run.parents.iter().all(|p| finished.contains(p));
             if run.phase == Phase::Waiting && ready {
                 run.phase = Phase::Running;
-                let lanes = self.config.parallelization.max(1);
-                run.lanes = (0..lanes).map(|_| Rc::default()).collect();
-                run.busy = (0..lanes).map(|_| Rc::default()).collect();
+                let slots = self.config.parallelization.max(1);
+                run.slots = (0..slots).map(|_| Rc::default()).collect();
+                run.busy = (0..slots).map(|_| Rc::default()).collect();
             }
         }
     }
@@ -188,8 +188,8 @@ impl Mapping {
             };
             run.read += records.len();
             for record in records {
-                let lane = lane_of(&record.partition_key, run.lanes.len());
-                run.lanes[lane].borrow_mut().push(stream_record(&record));
+                let slot = slot_of(&record.partition_key, run.slots.len());
+                run.slots[slot].borrow_mut().push(stream_record(&record));
             }
         }
     }
@@ -208,25 +208,25 @@ impl Mapping {
                 .shard_records(&self.stream, &info.shard_id, 0, usize::MAX)
                 .map_or(0, |r| r.len());
             let idle =
-                run.lanes.iter().all(|l| l.borrow().is_idle()) && run.busy.iter().all(|b| !b.get());
+                run.slots.iter().all(|l| l.borrow().is_idle()) && run.busy.iter().all(|b| !b.get());
             if run.phase == Phase::Running && run.read == total && idle {
                 run.phase = Phase::Finished;
             }
         }
     }
 
-    fn spawn_lanes(self: &Rc<Self>) {
+    fn spawn_slots(self: &Rc<Self>) {
         let shards = self.shards.borrow();
         for (id, run) in shards.iter().filter(|(_, s)| s.phase == Phase::Running) {
-            for (lane, busy) in run.lanes.iter().zip(&run.busy) {
-                if busy.get() || !self.has_work(&mut lane.borrow_mut(), id) {
+            for (slot, busy) in run.slots.iter().zip(&run.busy) {
+                if busy.get() || !self.has_work(&mut slot.borrow_mut(), id) {
                     continue;
                 }
                 busy.set(true);
                 self.tasks.set(self.tasks.get() + 1);
-                let (me, id, lane, busy) = (self.clone(), id.clone(), lane.clone(), busy.clone());
+                let (me, id, slot, busy) = (self.clone(), id.clone(), slot.clone(), busy.clone());
                 tokio::task::spawn_local(async move {
-                    me.drive(&id, &lane).await;
+                    me.drive(&id, &slot).await;
                     busy.set(false);
                     me.tasks.set(me.tasks.get() - 1);
                 });
@@ -234,19 +234,19 @@ impl Mapping {
         }
     }
 
-    /// Whether a lane has something to do: a batch in flight or to take, or
+    /// Whether a slot has something to do: a batch in flight or to take, or
     /// a window whose time is over.
-    fn has_work(&self, lane: &mut LaneModel, shard: &str) -> bool {
-        if lane.in_flight() {
+    fn has_work(&self, slot: &mut SlotModel, shard: &str) -> bool {
+        if slot.in_flight() {
             return true;
         }
-        if lane.queued() > 0 {
-            return lane.take_batch(&self.config, &self.arn(), shard);
+        if slot.queued() > 0 {
+            return slot.take_batch(&self.config, &self.arn(), shard);
         }
-        lane.close_if_over(now(), &self.config)
+        slot.close_if_over(now(), &self.config)
     }
 
-    /// Nothing running and nothing waiting: every started shard's lanes idle
+    /// Nothing running and nothing waiting: every started shard's slots idle
     /// or holding only an open window, no task, no shard waiting on a parent
     /// that is still running.
     fn is_quiet(&self) -> bool {
@@ -255,17 +255,17 @@ impl Mapping {
             && shards.values().all(|run| match run.phase {
                 Phase::Finished => true,
                 Phase::Waiting => false,
-                Phase::Running => run.lanes.iter().all(|l| {
-                    let lane = l.borrow();
-                    !lane.in_flight() && lane.queued() == 0 && lane.window().is_none()
+                Phase::Running => run.slots.iter().all(|l| {
+                    let slot = l.borrow();
+                    !slot.in_flight() && slot.queued() == 0 && slot.window().is_none()
                 }),
             })
     }
 
-    /// Drives one lane until nothing is in flight.
-    async fn drive(self: &Rc<Self>, shard: &str, lane: &Rc<RefCell<LaneModel>>) {
+    /// Drives one slot until nothing is in flight.
+    async fn drive(self: &Rc<Self>, shard: &str, slot: &Rc<RefCell<SlotModel>>) {
         loop {
-            let step = lane.borrow_mut().next_step(&self.config, now());
+            let step = slot.borrow_mut().next_step(&self.config, now());
             let invocation = match step {
                 Step::Idle => return,
                 Step::Discard(discard) => {
@@ -277,7 +277,7 @@ impl Mapping {
             let answer = self.invoke(shard, &invocation).await;
             let failed_final = matches!(invocation, Invocation::Final { .. })
                 && matches!(answer, Answer::Failed(_));
-            let answered = lane
+            let answered = slot
                 .borrow_mut()
                 .answered(&invocation, answer, &self.config);
             for discard in &answered.discards {
@@ -391,7 +391,7 @@ impl Mapping {
             }
             Ok((Some(Ok((body, report))), polls)) => {
                 self.took(polls);
-                self.settled(id, !duplicate && report.superseded == 0, &body);
+                self.answered(id, !duplicate && report.superseded == 0, &body);
                 Answer::Response(body)
             }
         };
@@ -413,7 +413,7 @@ impl Mapping {
     /// An invocation that answered: whether its answer is clean (no
     /// superseded commit, not a duplicate delivery), and what it asked Lambda
     /// to retry from.
-    fn settled(&self, id: u64, clean: bool, body: &[u8]) {
+    fn answered(&self, id: u64, clean: bool, body: &[u8]) {
         let mut world = self.world.lock();
         let Some(log) = world.invocations.get_mut(&id) else {
             return;

@@ -104,7 +104,7 @@ pub struct Faults {
     /// Invocations whose process dies at some await point.
     pub crash: f64,
     /// Invocations Lambda also delivers to a second process (a duplicate
-    /// delivery, running beside the lane's later invocations).
+    /// delivery, running beside the slot's later invocations).
     pub duplicate_delivery: f64,
     /// The function's timeout (Lambda's deadline).
     pub timeout: Duration,
@@ -181,7 +181,7 @@ pub struct Scenario {
 impl Scenario {
     /// Invocations the drain may spend on the README's guard caveat: with a record
     /// age on the mapping, children wait until Lambda discards their records
-    /// too, in every lane of every shard, one generation after another. A held
+    /// too, in every slot of every shard, one generation after another. A held
     /// invocation ends when the guard's next poll (up to 5 s) would not leave
     /// the time reserve: it lasts at least its timeout less both, and half a
     /// second (the first poll) when that is less.
@@ -194,12 +194,12 @@ impl Scenario {
             return 0;
         }
         let shards = u64::from(scenario.shards) + 2 * scenario.reshards.len() as u64;
-        let lanes = shards * scenario.mapping.parallelization as u64;
+        let slots = shards * scenario.mapping.parallelization as u64;
         let held_ms = (scenario.faults.timeout.as_millis() as u64)
             .saturating_sub(scenario.features.time_reserve_ms + 5_000)
             .max(500);
         let generations = scenario.reshards.len() as u64;
-        lanes * generations * (age.as_millis() as u64 / held_ms + 2)
+        slots * generations * (age.as_millis() as u64 / held_ms + 2)
     }
 
     /// The scenario of `seed`.

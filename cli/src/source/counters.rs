@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-/// Counts, updated by every lane and reader.
+/// Counts, updated by every slot and reader.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     read: AtomicU64,

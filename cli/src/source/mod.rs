@@ -6,13 +6,13 @@
 //! - [`shards`]: which shards exist, which may start (after their parents),
 //!   when the mapping is idle;
 //! - [`reader`]: one shard read to its end;
-//! - [`lane`]: one batch in flight at a time, driven in real time;
+//! - [`slot`]: one batch in flight at a time, driven in real time;
 //! - [`crate::sandbox`]: the function processes behind their Runtime APIs.
 
 pub(crate) mod counters;
-pub(crate) mod lane;
 pub(crate) mod reader;
 pub(crate) mod shards;
+pub(crate) mod slot;
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -55,7 +55,7 @@ impl Config {
     }
 }
 
-/// What every shard, lane and reader of one mapping shares.
+/// What every shard, slot and reader of one mapping shares.
 pub(crate) struct Mapping {
     pub config: Config,
     pub stream_name: String,

@@ -1,6 +1,6 @@
 //! Reading one shard: an iterator at the starting position, GetRecords until
 //! the shard ends (a null next iterator, with its children), records routed to
-//! the shard's lanes by partition key hash (ParallelizationFactor).
+//! the shard's slots by partition key hash (ParallelizationFactor).
 //!
 //! Kinesis expires a shard iterator 5 minutes after returning it ("A shard
 //! iterator expires 5 minutes after it is returned to the requester",
@@ -8,7 +8,7 @@
 //! and an expired one is refused for good with `ExpiredIteratorException`. A
 //! reader holds its iterator that long after a run of failed reads or a long
 //! back-pressure pause. As the KCL does, the reader remembers the last record
-//! it handed to the lanes and, when its iterator expired (or is close to it),
+//! it handed to the slots and, when its iterator expired (or is close to it),
 //! takes a new one just after that record (`AFTER_SEQUENCE_NUMBER`), or at the
 //! shard's starting position when it has read nothing yet: no record is read
 //! twice, none is skipped.
@@ -25,9 +25,9 @@ use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::Mapping;
-use shardline_esm::{StreamRecord, lane_of};
+use shardline_esm::{StreamRecord, slot_of};
 
-use super::lane::LaneQueue;
+use super::slot::SlotQueue;
 
 /// Where a shard's reading starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,7 +39,7 @@ pub(crate) enum Start {
 
 /// Pause between reads of a shard with nothing new (Lambda polls about once a second).
 const IDLE_POLL: Duration = Duration::from_millis(250);
-/// Records a shard's lanes may hold before the reader waits.
+/// Records a shard's slots may hold before the reader waits.
 const MAX_WAITING: usize = 20_000;
 /// Pause before a failed GetShardIterator or GetRecords is tried again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -51,7 +51,7 @@ const ITERATOR_RENEW_AGE: Duration = Duration::from_secs(4 * 60);
 /// What the reader of one shard shares with the rest of the mapping.
 #[derive(Debug, Default)]
 pub(crate) struct ReadState {
-    /// The shard ended and every record of it was handed to a lane.
+    /// The shard ended and every record of it was handed to a slot.
     pub ended: AtomicBool,
     /// The last read found nothing new (MillisBehindLatest 0).
     pub caught_up: AtomicBool,
@@ -75,18 +75,18 @@ enum ReadError {
     },
 }
 
-/// Reads `shard_id` from `start` into `lanes` until it ends.
+/// Reads `shard_id` from `start` into `slots` until it ends.
 pub(crate) async fn read_shard(
     mapping: Arc<Mapping>,
     client: Client,
     shard_id: Arc<str>,
     start: Start,
-    lanes: Vec<Arc<LaneQueue>>,
+    slots: Vec<Arc<SlotQueue>>,
     state: Arc<ReadState>,
 ) {
     let mut cursor = Cursor::new(start);
     loop {
-        if waiting(&lanes) > MAX_WAITING {
+        if waiting(&slots) > MAX_WAITING {
             // Back-pressure: the iterator ages meanwhile, and the cursor
             // renews it before use when the pause was long.
             tokio::time::sleep(IDLE_POLL).await;
@@ -122,7 +122,7 @@ pub(crate) async fn read_shard(
                 continue;
             }
         };
-        hand_over(&mapping, &page, &lanes, &state);
+        hand_over(&mapping, &page, &slots, &state);
         let last = page.records().last().map(|r| r.sequence_number());
         let Some(next) = page.next_shard_iterator() else {
             break;
@@ -135,16 +135,16 @@ pub(crate) async fn read_shard(
     state.ended.store(true, Ordering::SeqCst);
 }
 
-/// How many records the shard's lanes hold.
-fn waiting(lanes: &[Arc<LaneQueue>]) -> usize {
-    lanes.iter().map(|l| l.len()).sum()
+/// How many records the shard's slots hold.
+fn waiting(slots: &[Arc<SlotQueue>]) -> usize {
+    slots.iter().map(|l| l.len()).sum()
 }
 
-/// Records a page's progress in `state` and hands its records to the lanes.
+/// Records a page's progress in `state` and hands its records to the slots.
 fn hand_over(
     mapping: &Mapping,
     page: &GetRecordsOutput,
-    lanes: &[Arc<LaneQueue>],
+    slots: &[Arc<SlotQueue>],
     state: &ReadState,
 ) {
     let records: Vec<StreamRecord> = page.records().iter().filter_map(stream_record).collect();
@@ -158,7 +158,7 @@ fn hand_over(
     if !records.is_empty() {
         mapping.counters.read(records.len());
         mapping.touch();
-        route(records, lanes);
+        route(records, slots);
     }
 }
 
@@ -167,7 +167,7 @@ fn hand_over(
 enum Position {
     /// Nothing read yet: the shard's starting position.
     Start(Start),
-    /// Just after this sequence number: the last record handed to the lanes.
+    /// Just after this sequence number: the last record handed to the slots.
     After(String),
 }
 
@@ -313,16 +313,16 @@ async fn get_shard_iterator(
     Ok(out.shard_iterator().map(str::to_owned))
 }
 
-/// Hands records to the lanes, each key always to the same lane, in order.
-fn route(records: Vec<StreamRecord>, lanes: &[Arc<LaneQueue>]) {
-    let mut split: Vec<Vec<StreamRecord>> = vec![Vec::new(); lanes.len()];
+/// Hands records to the slots, each key always to the same slot, in order.
+fn route(records: Vec<StreamRecord>, slots: &[Arc<SlotQueue>]) {
+    let mut split: Vec<Vec<StreamRecord>> = vec![Vec::new(); slots.len()];
     for record in records {
-        let lane = lane_of(&record.partition_key, lanes.len());
-        split[lane].push(record);
+        let slot = slot_of(&record.partition_key, slots.len());
+        split[slot].push(record);
     }
-    for (lane, records) in lanes.iter().zip(split) {
+    for (slot, records) in slots.iter().zip(split) {
         if !records.is_empty() {
-            lane.push(records);
+            slot.push(records);
         }
     }
 }

@@ -18,29 +18,29 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use tokio::task::JoinHandle;
 
 use super::Mapping;
-use super::lane::{Lane, LaneQueue};
 use super::reader::{ReadState, Start, read_shard};
+use super::slot::{Slot, SlotQueue};
 
 struct Running {
     reader: JoinHandle<()>,
-    lanes: Vec<(Arc<LaneQueue>, JoinHandle<()>)>,
+    slots: Vec<(Arc<SlotQueue>, JoinHandle<()>)>,
     state: Arc<ReadState>,
 }
 
 impl Running {
     fn is_finished(&self) -> bool {
-        self.state.ended.load(Ordering::SeqCst) && self.lanes.iter().all(|(q, _)| q.is_idle())
+        self.state.ended.load(Ordering::SeqCst) && self.slots.iter().all(|(q, _)| q.is_idle())
     }
 
     fn is_quiet(&self) -> bool {
         (self.state.ended.load(Ordering::SeqCst) || self.state.caught_up.load(Ordering::SeqCst))
-            && self.lanes.iter().all(|(q, _)| q.is_idle())
+            && self.slots.iter().all(|(q, _)| q.is_idle())
     }
 
     fn stop(self) {
         self.reader.abort();
-        for (_, lane) in self.lanes {
-            lane.abort();
+        for (_, slot) in self.slots {
+            slot.abort();
         }
     }
 }
@@ -200,15 +200,15 @@ impl Shards {
 
     fn start(&self, shard_id: &str, start: Start) -> Running {
         let shard_id: Arc<str> = Arc::from(shard_id);
-        let mut lanes = Vec::new();
+        let mut slots = Vec::new();
         for _ in 0..self.mapping.config.mapping.parallelization {
-            let queue = Arc::new(LaneQueue::default());
-            let lane = Lane {
+            let queue = Arc::new(SlotQueue::default());
+            let slot = Slot {
                 mapping: self.mapping.clone(),
                 shard_id: shard_id.clone(),
                 queue: queue.clone(),
             };
-            lanes.push((queue, tokio::spawn(lane.run())));
+            slots.push((queue, tokio::spawn(slot.run())));
         }
         let state = Arc::new(ReadState::default());
         let reader = tokio::spawn(read_shard(
@@ -216,18 +216,18 @@ impl Shards {
             self.client.clone(),
             shard_id,
             start,
-            lanes.iter().map(|(q, _)| q.clone()).collect(),
+            slots.iter().map(|(q, _)| q.clone()).collect(),
             state.clone(),
         ));
         Running {
             reader,
-            lanes,
+            slots,
             state,
         }
     }
 
     /// Nothing left to do now: no shard waits to start, every running shard
-    /// is read to its end or caught up, and no lane holds a record.
+    /// is read to its end or caught up, and no slot holds a record.
     pub(crate) fn is_quiet(&self) -> bool {
         self.known.values().all(|known| match &known.phase {
             Phase::Waiting(_) => false,
@@ -255,8 +255,8 @@ impl Shards {
                 Phase::Finished => finished += 1,
                 Phase::Running(run) => {
                     running += 1;
-                    let queued: usize = run.lanes.iter().map(|(q, _)| q.len()).sum();
-                    let in_flight = run.lanes.iter().filter(|(q, _)| q.in_flight()).count();
+                    let queued: usize = run.slots.iter().map(|(q, _)| q.len()).sum();
+                    let in_flight = run.slots.iter().filter(|(q, _)| q.in_flight()).count();
                     let ms = run.state.behind_ms.load(Ordering::Relaxed);
                     let reading = if run.state.caught_up.load(Ordering::Relaxed) {
                         "caught up"
@@ -268,13 +268,13 @@ impl Shards {
                     );
                     // A batch in flight well past the function's timeout is a
                     // bug of the source: say where it waits.
-                    for (lane, (queue, _)) in run.lanes.iter().enumerate() {
+                    for (slot, (queue, _)) in run.slots.iter().enumerate() {
                         if let Some((phase, since)) = queue.phase()
                             && since.elapsed()
                                 > self.mapping.config.timeout + Duration::from_secs(5)
                         {
                             line.push_str(&format!(
-                                " (lane {lane} {phase} for {} s)",
+                                " (slot {slot} {phase} for {} s)",
                                 since.elapsed().as_secs()
                             ));
                         }

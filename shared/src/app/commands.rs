@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::consumer::{Consumer, Invocation};
+use super::invocation::{Invocation, InvocationHandler};
 use super::{Error, Function};
 use crate::decode::DecodeOptions;
 use crate::time::Deadline;
 
 /// Runs the subcommand named by `args`.
-pub(super) async fn run<H: Consumer>(
+pub(super) async fn run<H: InvocationHandler>(
     function: Function<H>,
     args: Vec<String>,
 ) -> Result<(), Error> {
@@ -45,7 +45,10 @@ pub(super) async fn run<H: Consumer>(
 
 /// `invoke FILE [--remaining-ms N]`: one event file through the engine, with a
 /// timeout as in Lambda.
-async fn invoke<H: Consumer>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
+async fn invoke<H: InvocationHandler>(
+    function: &Function<H>,
+    args: &[String],
+) -> Result<(), Error> {
     let mut file = None;
     let mut deadline = Deadline::after(function.settings.local_timeout);
     let mut rest = args.iter();

@@ -11,7 +11,7 @@ use lambda_runtime::LambdaEvent;
 use serde::de::IgnoredAny;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::consumer::{Consumed, Consumer, Invocation, Response};
+use super::invocation::{Invocation, InvocationHandler, InvocationOutput, Response};
 use super::raw_body::{Bodies, RawBody};
 use super::{App, Error};
 use crate::config::Settings;
@@ -58,7 +58,7 @@ struct Lazy<H> {
     bodies: Bodies,
 }
 
-impl<H: Consumer> Lazy<H> {
+impl<H: InvocationHandler> Lazy<H> {
     /// The shared parts, built on the first call. A failed build exits the
     /// process: its builder is spent, and Lambda starts a fresh sandbox.
     async fn shared(&self) -> &Shared<H> {
@@ -81,7 +81,7 @@ impl<H: Consumer> Lazy<H> {
     }
 }
 
-async fn setup<H: Consumer>(app: App<H>, settings: Settings) -> Result<Shared<H>, Error> {
+async fn setup<H: InvocationHandler>(app: App<H>, settings: Settings) -> Result<Shared<H>, Error> {
     let function = app.into_function(settings).await?;
     let store = function.open_store().await?;
     if function.settings.state_table.is_none() {
@@ -104,7 +104,10 @@ async fn setup<H: Consumer>(app: App<H>, settings: Settings) -> Result<Shared<H>
 /// The event's bytes are taken from the invocation as they came
 /// ([`RawBody`]) and decoded by [`decode_event_with`], borrowing from them,
 /// instead of being deserialized into owned strings by the runtime.
-pub(super) async fn run<H: Consumer>(app: App<H>, settings: Settings) -> Result<(), Error> {
+pub(super) async fn run<H: InvocationHandler>(
+    app: App<H>,
+    settings: Settings,
+) -> Result<(), Error> {
     let lazy = Arc::new(Lazy {
         pending: Mutex::new(Some((app, settings))),
         shared: OnceCell::new(),
@@ -128,7 +131,7 @@ pub(super) async fn run<H: Consumer>(app: App<H>, settings: Settings) -> Result<
 }
 
 /// One invocation: decode, process, a metrics line, a log line, the response.
-async fn invocation<H: Consumer>(
+async fn invocation<H: InvocationHandler>(
     shared: &Shared<H>,
     body: Bytes,
     context: lambda_runtime::Context,
@@ -157,7 +160,7 @@ async fn invocation<H: Consumer>(
     Ok(consumed.response)
 }
 
-fn log_batch(request_id: &str, consumed: &Consumed, took: Duration) {
+fn log_batch(request_id: &str, consumed: &InvocationOutput, took: Duration) {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let (range, report) = (&consumed.range, &consumed.report);
     tracing::info!(

@@ -20,7 +20,7 @@
 //! standard `AWS_ENDPOINT_URL*` variables); otherwise in the embedded SQLite store.
 
 mod commands;
-mod consumer;
+mod invocation;
 mod lambda;
 mod quarantine;
 mod raw_body;
@@ -42,7 +42,10 @@ use crate::state::{EmbeddedStore, QuarantineStore, StateError, StateStore};
 use crate::tables::TableSpec;
 use crate::window::{WindowError, WindowEventError};
 
-pub use consumer::{Consumed, Consumer, Invocation, NoReplay, Response};
+pub use invocation::{Invocation, InvocationHandler, InvocationOutput, NoReplay, Response};
+/// The old names of [`InvocationHandler`] and [`InvocationOutput`] ("consumer"
+/// is the name a function keeps its state under).
+pub use invocation::{InvocationHandler as Consumer, InvocationOutput as Consumed};
 
 /// Why a Shardline program stopped.
 #[derive(thiserror::Error)]
@@ -188,7 +191,7 @@ impl<H> std::fmt::Debug for App<H> {
     }
 }
 
-impl<H: Consumer> App<H> {
+impl<H: InvocationHandler> App<H> {
     /// A function named `name` (the default consumer name of its state).
     pub fn new(name: impl Into<String>, handler: H) -> Self {
         Self::with_source(name.into(), Source::Ready(handler))

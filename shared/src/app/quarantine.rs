@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::consumer::Consumer;
+use super::invocation::InvocationHandler;
 use super::{Error, Function};
 use crate::quarantine::{
     Operation, QuarantineCommand, QuarantinedRecord, ReplayOptions, count_by_shard_and_reason,
@@ -43,7 +43,10 @@ fn outcome_line<'a, T: Serialize>(
 }
 
 /// `quarantine ...`: parses the arguments and runs the operation.
-pub(super) async fn run<H: Consumer>(function: &Function<H>, args: &[String]) -> Result<(), Error> {
+pub(super) async fn run<H: InvocationHandler>(
+    function: &Function<H>,
+    args: &[String],
+) -> Result<(), Error> {
     let command = QuarantineCommand::parse(args, crate::time::now())
         .map_err(|e| Error::Usage(e.to_string()))?;
     let store = function.open_quarantine_store().await?;

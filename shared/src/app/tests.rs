@@ -42,7 +42,7 @@ fn app() -> App<impl crate::Handler> {
 
 /// Commits one key's progress through the function's store and returns how
 /// long after the commit the store will let it expire.
-async fn stored_key_progress_ttl<H: Consumer>(
+async fn stored_key_progress_ttl<H: InvocationHandler>(
     app: App<H>,
     dir: &Path,
     settings: Settings,

@@ -29,7 +29,7 @@ pub(super) async fn flush<H: Handler>(
     let mut outcomes = ran.outcomes;
     if let Err(error) = shard.handler.flush(batch).await {
         tracing::warn!(shard = %shard.key.shard.shard_id, error = %error, "the handler's flush did not write everything");
-        settle_flush(shard, items, &mut outcomes, units, error);
+        charge_flush_failure(shard, items, &mut outcomes, units, error);
     }
     Flushed { outcomes }
 }
@@ -40,7 +40,7 @@ pub(super) async fn flush<H: Handler>(
 /// unless the flush ran out of time before trying it (no attempt);
 /// after a retryable one, the lane's later handled records are left for
 /// the retry too, so the retry applies the lane's records in order again.
-fn settle_flush<H: Handler>(
+fn charge_flush_failure<H: Handler>(
     shard: &ShardRun<'_, H>,
     items: &[Item],
     outcomes: &mut [Outcome],

@@ -128,7 +128,7 @@ async fn run_records<H: Handler>(
         .into_iter()
         .map(|o| o.unwrap_or(Outcome::NotStarted { cut_off: false }))
         .collect();
-    settle_overruns(shard, items, &mut outcomes, units);
+    charge_longest_overrun(shard, items, &mut outcomes, units);
     outcomes
 }
 
@@ -136,7 +136,7 @@ async fn run_records<H: Handler>(
 /// attempt (the call that hangs, if one does: at concurrency 1 it is the
 /// only one), in either progress mode; the others are left for the retry
 /// without one, so a slow spell does not charge every key in flight.
-fn settle_overruns<H: Handler>(
+fn charge_longest_overrun<H: Handler>(
     shard: &ShardRun<'_, H>,
     items: &[Item],
     outcomes: &mut [Outcome],

@@ -185,7 +185,7 @@ pub async fn replay<H: Handler>(
                     source,
                 })?,
         };
-        waiting.settle(&record, &outcome);
+        waiting.hold_unapplied(&record, &outcome);
         report(&record, &outcome);
         outcomes.push(outcome);
     }
@@ -207,7 +207,7 @@ impl Waiting {
     /// Holds `record`'s key when `outcome` did not apply it (and replay could
     /// have: an undecodable record holds nothing). A dry run's `WouldRun`
     /// holds nothing either: it says what would run.
-    fn settle(&mut self, record: &QuarantinedRecord, outcome: &ReplayOutcome) {
+    fn hold_unapplied(&mut self, record: &QuarantinedRecord, outcome: &ReplayOutcome) {
         let applied = matches!(outcome, ReplayOutcome::Replayed | ReplayOutcome::WouldRun);
         if applied || record.reason == QuarantineReason::Undecodable {
             return;
@@ -411,9 +411,9 @@ mod tests {
         let later = entry("shardId-1", "2", "k", Permanent);
         let child = entry("shardId-2", "3", "k", Permanent);
         let other = entry("shardId-1", "4", "other", Permanent);
-        waiting.settle(&first, &failed());
+        waiting.hold_unapplied(&first, &failed());
         assert_eq!(waiting.behind(&later), Some(&first.key()));
-        waiting.settle(&later, &ReplayOutcome::Held { behind: "x".into() });
+        waiting.hold_unapplied(&later, &ReplayOutcome::Held { behind: "x".into() });
         assert_eq!(
             waiting.behind(&child),
             Some(&first.key()),
@@ -428,12 +428,12 @@ mod tests {
 
         let mut waiting = Waiting::default();
         for outcome in [ReplayOutcome::Replayed, ReplayOutcome::WouldRun] {
-            waiting.settle(&first, &outcome);
+            waiting.hold_unapplied(&first, &outcome);
         }
         let skipped = ReplayOutcome::Skipped {
             why: "no payload".into(),
         };
-        waiting.settle(&entry("shardId-1", "1", "k", Undecodable), &skipped);
+        waiting.hold_unapplied(&entry("shardId-1", "1", "k", Undecodable), &skipped);
         assert_eq!(waiting.behind(&later), None, "applied, or never applicable");
         for outcome in [
             ReplayOutcome::Unsettled {
@@ -444,7 +444,7 @@ mod tests {
             },
         ] {
             let mut waiting = Waiting::default();
-            waiting.settle(&first, &outcome);
+            waiting.hold_unapplied(&first, &outcome);
             assert_eq!(waiting.behind(&later), Some(&first.key()), "{outcome:?}");
         }
     }

@@ -193,7 +193,7 @@ impl FanOut {
                 continue;
             };
             answered[slot] = true;
-            self.settle(
+            self.note_sent(
                 sinks[slot].destination(),
                 &records,
                 &todo,
@@ -255,7 +255,7 @@ impl FanOut {
     }
 
     /// Notes what one destination received and what it did not, and why.
-    fn settle(
+    fn note_sent(
         &self,
         destination: &str,
         records: &[OutRecord],

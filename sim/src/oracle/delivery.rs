@@ -20,18 +20,18 @@ impl Judge<'_> {
         };
         // Each user key in order where the README promises it: ordered or
         // aggregated delivery, when the source orders by that key (no KPL, or
-        // a shard's records one at a time in one lane: Lambda routes a KPL
+        // a shard's records one at a time in one slot: Lambda routes a KPL
         // record by its aggregate's key), or when nothing disturbed the run
         // (then a shard's batches were done whole, one after the other, and
         // each flush writes in source order).
         let workload = &self.scenario.workload;
-        let one_lane = self.scenario.mapping.parallelization == 1;
+        let one_slot = self.scenario.mapping.parallelization == 1;
         let features = &self.scenario.features;
         // The engine runs a shard's records one at a time in one line only
         // at concurrency 1 with progress per shard (else one line per key).
         let one_at_a_time = features.concurrency == 1 && features.progress == ProgressMode::Shard;
-        let by_user_key = workload.kpl_max == 0 || (one_at_a_time && one_lane);
-        let whole = !self.world.disturbed && one_lane;
+        let by_user_key = workload.kpl_max == 0 || (one_at_a_time && one_slot);
+        let whole = !self.world.disturbed && one_slot;
         let ordered =
             (by_user_key || whole) && (spec.order == DeliveryOrder::Ordered || spec.aggregate);
         let mut copies = 0;

@@ -346,15 +346,15 @@ async fn interleaved_batches_of_one_shard_reach_every_destination_in_per_key_mod
     let fanout = setup.fanout(&client, &streams, DeliveryOrder::Ordered);
     let mut config = EngineConfig::new("fanout");
     config.progress = shardline::ProgressMode::PartitionKey;
-    // ParallelizationFactor 2: one lane per key, their sequence numbers interleaved.
+    // ParallelizationFactor 2: one slot per key, their sequence numbers interleaved.
     let all = made_up(
         0,
         400,
         |i| format!("k{}", i % 2),
         |i| format!("rec-{i:06}").into_bytes(),
     );
-    for lane in 0..2 {
-        let batch: Vec<EventRecord> = all.iter().skip(lane).step_by(2).cloned().collect();
+    for slot in 0..2 {
+        let batch: Vec<EventRecord> = all.iter().skip(slot).step_by(2).cloned().collect();
         let outcome = setup.run(&fanout, &batch, &config).await;
         assert!(outcome.response.is_success(), "{:?}", outcome.report);
         assert_eq!(outcome.report.processed, 200);

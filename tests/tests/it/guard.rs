@@ -414,9 +414,9 @@ async fn in_per_key_mode_a_parent_whose_records_are_all_done_lets_its_child_go()
     config.progress = shardline::ProgressMode::PartitionKey;
     let handler = Recorder::default();
     let parent_records = world.records(&parent.shard_id).await;
-    // Two lanes of the parent (ParallelizationFactor 2): one batch per key.
+    // Two slots of the parent (ParallelizationFactor 2): one batch per key.
     for key in ["ka", "kb"] {
-        let lane: Vec<ReadRecord> = parent_records
+        let slot: Vec<ReadRecord> = parent_records
             .iter()
             .filter(|r| r.partition_key == key)
             .cloned()
@@ -424,7 +424,7 @@ async fn in_per_key_mode_a_parent_whose_records_are_all_done_lets_its_child_go()
         let out = world
             .process(
                 &parent.shard_id,
-                &lane,
+                &slot,
                 &handler,
                 &config,
                 Duration::from_secs(20),

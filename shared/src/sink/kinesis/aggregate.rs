@@ -113,7 +113,7 @@ impl super::KinesisSink {
         let landed = self
             .deliver(&packed.entries, plan, &mut put, deadline)
             .await;
-        let mut again = self.settle_aggregates(&packed, put, &landed, outcome);
+        let mut again = self.mark_user_records(&packed, put, &landed, outcome);
         if !again.is_empty() && outcome.error.is_none() {
             // Refused as invalid whole: its records one by one, so only the
             // one at fault is rejected.
@@ -126,7 +126,7 @@ impl super::KinesisSink {
 
     /// Marks each user record as its entry went, notes misplaced aggregates,
     /// and returns the records of the aggregates refused as invalid.
-    fn settle_aggregates(
+    fn mark_user_records(
         &self,
         packed: &Packed,
         put: SendOutcome,

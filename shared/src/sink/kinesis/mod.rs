@@ -243,13 +243,13 @@ impl KinesisSink {
                     continue;
                 };
                 outcome.requests += requests;
-                self.settle_entries(entries, &mut round, tally, outcome);
+                self.record_entry_results(entries, &mut round, tally, outcome);
             }
         }
         round
     }
 
-    fn settle_entries(
+    fn record_entry_results(
         &self,
         entries: Vec<(usize, EntryResult)>,
         round: &mut Round,
@@ -401,7 +401,7 @@ impl KinesisSink {
         let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
         delivery
             .plan
-            .settle(|i| outcome.delivered[i] || rejected.contains(&i));
+            .drop_finished(|i| outcome.delivered[i] || rejected.contains(&i));
         if let Some(error) = round.last_error {
             delivery.last_error = error;
         }

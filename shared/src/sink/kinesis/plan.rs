@@ -110,19 +110,26 @@ impl Plan {
         }
     }
 
-    /// Drops what is `settled` (delivered, or rejected for good) from the queues.
-    pub(super) fn settle(&mut self, settled: impl Fn(usize) -> bool) {
+    /// Drops what is `finished` (delivered, or rejected for good) from the queues.
+    pub(super) fn drop_finished(&mut self, finished: impl Fn(usize) -> bool) {
         for queue in &mut self.queues {
             match self.order {
                 DeliveryOrder::Ordered => {
-                    if queue.front().is_some_and(|&i| settled(i)) {
+                    if queue.front().is_some_and(|&i| finished(i)) {
                         queue.pop_front();
                     }
                 }
-                DeliveryOrder::Throughput => queue.retain(|&i| !settled(i)),
+                DeliveryOrder::Throughput => queue.retain(|&i| !finished(i)),
             }
         }
         self.queues.retain(|q| !q.is_empty());
+    }
+
+    /// [`Plan::drop_finished`] under the name `plan_repro.rs` (a reproduced
+    /// defect's test, kept as it was given) calls it by.
+    #[cfg(test)]
+    pub(super) fn settle(&mut self, finished: impl Fn(usize) -> bool) {
+        self.drop_finished(finished);
     }
 }
 
@@ -210,7 +217,7 @@ mod tests {
                 }
             }
             let sent: Vec<usize> = requests.concat();
-            plan.settle(|i| sent.contains(&i));
+            plan.drop_finished(|i| sent.contains(&i));
             rounds += 1;
         }
         assert!(rounds >= 2, "3,000 records need several rounds");
@@ -223,7 +230,7 @@ mod tests {
             .collect();
         let mut plan = Plan::new(&records, 0..6, DeliveryOrder::Ordered, 4);
         assert_eq!(plan.round(&records), [vec![0, 1]]);
-        plan.settle(|i| i == 0);
+        plan.drop_finished(|i| i == 0);
         assert_eq!(
             plan.round(&records),
             [vec![2, 1]],

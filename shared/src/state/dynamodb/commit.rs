@@ -152,7 +152,8 @@ pub(super) async fn write_groups(
                     let Transacted::Cancelled(reasons) = outcome? else {
                         return Ok(Step::Done(()));
                     };
-                    let passing = settle(&mut batch, &reasons, &mut superseded, operation)?;
+                    let passing =
+                        read_cancellation(&mut batch, &reasons, &mut superseded, operation)?;
                     Ok(rest(batch, passing))
                 },
                 |batch, tries| DynamoError::Contended {
@@ -191,7 +192,7 @@ fn pack(groups: Vec<Group>) -> Vec<Vec<Group>> {
 /// in order): a failed fence drops its group into `superseded`, a failed
 /// entry or release drops that item. Returns whether one was throttled or
 /// conflicting (the rest goes again after a pause).
-fn settle(
+fn read_cancellation(
     batch: &mut Vec<Group>,
     reasons: &[CancellationReason],
     superseded: &mut Vec<String>,
@@ -259,7 +260,7 @@ mod tests {
         group.entry(put(), 10);
         let mut batch = vec![group];
         let mut superseded = Vec::new();
-        let passing = settle(
+        let passing = read_cancellation(
             &mut batch,
             &[reason("ThrottlingError"), reason("None")],
             &mut superseded,
@@ -274,7 +275,7 @@ mod tests {
         a.entry(put(), 10);
         let b = Group::new("b", update());
         let mut batch = vec![a, b];
-        let passing = settle(
+        let passing = read_cancellation(
             &mut batch,
             &[
                 reason("ConditionalCheckFailed"),
@@ -291,7 +292,7 @@ mod tests {
         assert!(batch[0].is_fence_only(), "a's entry was there already");
 
         let mut batch = vec![Group::new("c", update())];
-        let error = settle(
+        let error = read_cancellation(
             &mut batch,
             &[reason("ValidationError")],
             &mut superseded,
@@ -304,7 +305,7 @@ mod tests {
     fn done_claims_outlive_a_failed_fence() {
         let mut batch = vec![Group::new("shard", update()), Group::done(put())];
         let mut superseded = Vec::new();
-        let passing = settle(
+        let passing = read_cancellation(
             &mut batch,
             &[reason("ConditionalCheckFailed"), reason("None")],
             &mut superseded,

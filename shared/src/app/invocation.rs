@@ -50,7 +50,7 @@ pub enum Response {
 
 /// What one invocation produced.
 #[derive(Debug)]
-pub struct Consumed {
+pub struct InvocationOutput {
     pub(crate) response: Response,
     pub(crate) report: BatchReport,
     pub(crate) range: BatchRange,
@@ -58,7 +58,7 @@ pub struct Consumed {
 
 /// What [`App`](super::App) runs: every [`Handler`] is one, and so is a
 /// [`Windowed`] handler. Implemented by Shardline only.
-pub trait Consumer: Send + Sync + 'static {
+pub trait InvocationHandler: Send + Sync + 'static {
     /// The handler `quarantine replay` runs quarantined records through.
     type Replay: Handler;
 
@@ -68,7 +68,7 @@ pub trait Consumer: Send + Sync + 'static {
         &self,
         body: Bytes,
         invocation: Invocation<'_>,
-    ) -> impl Future<Output = Result<Consumed, Error>> + Send;
+    ) -> impl Future<Output = Result<InvocationOutput, Error>> + Send;
 
     /// The handler for `quarantine replay`; `None` when records cannot be
     /// replayed on their own (a windowed record belongs to a closed window).
@@ -76,10 +76,14 @@ pub trait Consumer: Send + Sync + 'static {
     fn replay_handler(&self) -> Option<&Self::Replay>;
 }
 
-impl<H: Handler> Consumer for H {
+impl<H: Handler> InvocationHandler for H {
     type Replay = H;
 
-    async fn consume(&self, body: Bytes, invocation: Invocation<'_>) -> Result<Consumed, Error> {
+    async fn consume(
+        &self,
+        body: Bytes,
+        invocation: Invocation<'_>,
+    ) -> Result<InvocationOutput, Error> {
         let decoded = decode_event_with(&body, invocation.decode)?;
         drop(body);
         let range = BatchRange::of(&decoded);
@@ -91,7 +95,7 @@ impl<H: Handler> Consumer for H {
             invocation.deadline,
         )
         .await?;
-        Ok(Consumed {
+        Ok(InvocationOutput {
             response: Response::Batch(outcome.response),
             report: outcome.report,
             range,
@@ -103,10 +107,14 @@ impl<H: Handler> Consumer for H {
     }
 }
 
-impl<W: WindowHandler> Consumer for Windowed<W> {
+impl<W: WindowHandler> InvocationHandler for Windowed<W> {
     type Replay = NoReplay;
 
-    async fn consume(&self, body: Bytes, invocation: Invocation<'_>) -> Result<Consumed, Error> {
+    async fn consume(
+        &self,
+        body: Bytes,
+        invocation: Invocation<'_>,
+    ) -> Result<InvocationOutput, Error> {
         let event = decode_window_event_with(&body, invocation.decode)?;
         drop(body);
         let range = BatchRange::of(&event.records);
@@ -134,7 +142,7 @@ impl<W: WindowHandler> Consumer for Windowed<W> {
             state_bytes = outcome.state_bytes,
             "window invocation done"
         );
-        Ok(Consumed {
+        Ok(InvocationOutput {
             response: Response::Window(outcome.response),
             report: outcome.report,
             range,

@@ -1,12 +1,12 @@
-//! A lane: one batch in flight at a time for one shard (or, with a
+//! A slot: one batch in flight at a time for one shard (or, with a
 //! `ParallelizationFactor` above 1, for the partition keys hashed to it), and
 //! Lambda's rules for what follows an answer.
 //!
 //! The driver (a real process pool, or the simulator) pushes the records it
 //! reads, takes a batch when the batching window says so
-//! ([`LaneModel::take_batch`]), asks what to invoke ([`LaneModel::next_step`]),
-//! invokes it, and hands the answer back ([`LaneModel::answered`]) until the
-//! lane is idle again. Time comes in as arguments; nothing here sleeps.
+//! ([`SlotModel::take_batch`]), asks what to invoke ([`SlotModel::next_step`]),
+//! invokes it, and hands the answer back ([`SlotModel::answered`]) until the
+//! slot is idle again. Time comes in as arguments; nothing here sleeps.
 
 use std::collections::VecDeque;
 use std::collections::hash_map::DefaultHasher;
@@ -23,13 +23,13 @@ use crate::discard::Discard;
 use crate::record::{MAX_PAYLOAD, StreamRecord, event};
 use crate::window::{OpenWindow, STATE_MAX_BYTES, answered_state, start_of};
 
-/// The lane among `lanes` of a record with `partition_key`: each key always
-/// to the same lane (Lambda orders records per key only, with a
+/// The slot among `slots` of a record with `partition_key`: each key always
+/// to the same slot (Lambda orders records per key only, with a
 /// `ParallelizationFactor` above 1).
-pub fn lane_of(partition_key: &str, lanes: usize) -> usize {
+pub fn slot_of(partition_key: &str, slots: usize) -> usize {
     let mut hasher = DefaultHasher::new();
     partition_key.hash(&mut hasher);
-    usize::try_from(hasher.finish() % lanes.max(1) as u64).unwrap_or(0)
+    usize::try_from(hasher.finish() % slots.max(1) as u64).unwrap_or(0)
 }
 
 /// One invocation the mapping makes.
@@ -98,10 +98,10 @@ pub enum Answer {
     Failed(String),
 }
 
-/// What to do next for the lane.
+/// What to do next for the slot.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Invoke the function (and hand the answer to [`LaneModel::answered`]).
+    /// Invoke the function (and hand the answer to [`SlotModel::answered`]).
     Invoke(Invocation),
     /// These records are discarded unsent (past `MaximumRecordAgeInSeconds`).
     Discard(Discard),
@@ -129,9 +129,9 @@ struct Closing {
     failures: u32,
 }
 
-/// The state of one lane of one shard.
+/// The state of one slot of one shard.
 #[derive(Debug, Default)]
-pub struct LaneModel {
+pub struct SlotModel {
     queue: VecDeque<StreamRecord>,
     /// The record at the head of a retried batch, and the retries made from it.
     head: Option<(SequenceNumber, u32)>,
@@ -142,7 +142,7 @@ pub struct LaneModel {
     closing: Option<Closing>,
 }
 
-impl LaneModel {
+impl SlotModel {
     /// Adds records read from the shard.
     pub fn push(&mut self, records: impl IntoIterator<Item = StreamRecord>) {
         self.queue.extend(records);
@@ -235,7 +235,7 @@ impl LaneModel {
         true
     }
 
-    /// How long until [`LaneModel::close_if_over`] would close the open
+    /// How long until [`SlotModel::close_if_over`] would close the open
     /// window (`None`: no window open).
     pub fn window_left(&self, now: SystemTime, config: &MappingConfig) -> Option<Duration> {
         let window = self.window.as_ref()?;
@@ -284,7 +284,7 @@ impl LaneModel {
         Step::Idle
     }
 
-    /// Follows Lambda's rules after `invocation` (the one [`LaneModel::next_step`]
+    /// Follows Lambda's rules after `invocation` (the one [`SlotModel::next_step`]
     /// gave) was answered with `answer`.
     pub fn answered(
         &mut self,
@@ -465,5 +465,5 @@ fn expired(
 }
 
 #[cfg(test)]
-#[path = "lane_tests.rs"]
+#[path = "slot_tests.rs"]
 mod tests;

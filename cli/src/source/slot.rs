@@ -1,6 +1,6 @@
-//! A lane: one batch in flight at a time for one shard (or, with a
+//! A slot: one batch in flight at a time for one shard (or, with a
 //! ParallelizationFactor above 1, for the partition keys hashed to it). The
-//! rules are Lambda's, as [`shardline_esm::LaneModel`] has them; this file
+//! rules are Lambda's, as [`shardline_esm::SlotModel`] has them; this file
 //! only drives them in real time: it waits for records and the batching
 //! window, hands the invocations to a function process, and hands the answers
 //! back to the model.
@@ -8,23 +8,23 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use shardline_esm::{Answer, Invocation, LaneModel, Step, StreamRecord};
+use shardline_esm::{Answer, Invocation, SlotModel, Step, StreamRecord};
 use tokio::sync::Notify;
 
 use super::Mapping;
 use crate::sandbox::Outcome;
 
-/// The records waiting for one lane, and the lane's model.
+/// The records waiting for one slot, and the slot's model.
 #[derive(Debug, Default)]
-pub(crate) struct LaneQueue {
-    model: Mutex<LaneModel>,
+pub(crate) struct SlotQueue {
+    model: Mutex<SlotModel>,
     arrived: Notify,
     /// What the batch in flight waits on (for the progress line).
     phase: Mutex<Option<(&'static str, Instant)>>,
 }
 
-impl LaneQueue {
-    fn model(&self) -> MutexGuard<'_, LaneModel> {
+impl SlotQueue {
+    fn model(&self) -> MutexGuard<'_, SlotModel> {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -41,7 +41,7 @@ impl LaneQueue {
 
     /// Nothing waiting, nothing in flight, no window open. A batch is taken
     /// from the queue and marked in flight under one lock
-    /// ([`LaneModel::take_batch`]): it is always seen in one place or the other.
+    /// ([`SlotModel::take_batch`]): it is always seen in one place or the other.
     pub(crate) fn is_idle(&self) -> bool {
         self.model().is_idle()
     }
@@ -61,17 +61,17 @@ impl LaneQueue {
     }
 }
 
-/// One lane of one shard.
-pub(crate) struct Lane {
+/// One slot of one shard.
+pub(crate) struct Slot {
     pub mapping: Arc<Mapping>,
     pub shard_id: Arc<str>,
-    pub queue: Arc<LaneQueue>,
+    pub queue: Arc<SlotQueue>,
 }
 
 /// The pause before a window's failed final invocation is tried again.
 const FINAL_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-impl Lane {
+impl Slot {
     /// Runs until aborted: batches from the queue, one at a time.
     pub(crate) async fn run(self) {
         loop {
@@ -229,13 +229,13 @@ mod tests {
             .collect()
     }
 
-    /// The source finishes a shard when every lane is idle and stops its
-    /// lanes: a batch taken from the queue must read as in flight at once, or
+    /// The source finishes a shard when every slot is idle and stops its
+    /// slots: a batch taken from the queue must read as in flight at once, or
     /// the shard can be finished with that batch never invoked (seen in a
     /// ledger fault soak: 90 records of a parent never delivered).
     #[test]
     fn a_batch_taken_is_in_flight_before_the_queue_reads_empty() {
-        let queue = LaneQueue::default();
+        let queue = SlotQueue::default();
         queue.push(records(3));
         assert!(!queue.is_idle());
         let config = MappingConfig {
