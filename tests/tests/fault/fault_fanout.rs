@@ -1,5 +1,6 @@
 //! The fan-out under faults, through `shardline-cli source` against kinesis-mock,
-//! with Shardline's state in moto: 4,000 records over 150 keys into a 2-shard
+//! with Shardline's state in moto: 2,000 records (`SHARDLINE_FAULT_FANOUT_RECORDS`;
+//! the test command's size, 4,000 before, more for a soak) over 150 keys into a 2-shard
 //! stream (half waiting before the source starts), a split and a merge during
 //! the run, two destination streams behind a proxy that fails 12% of PutRecords
 //! entries and 2% of whole requests, and 5% of DynamoDB requests failed. At the
@@ -29,7 +30,18 @@ use shardline_tests::source::{self, Running, binaries, report, source_command};
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
-const RECORDS: usize = 4_000;
+/// Records per run in the test command; `SHARDLINE_FAULT_FANOUT_RECORDS`
+/// sets another size (at least one per key).
+const RECORDS_IN_CI: usize = 2_000;
+
+/// Records per run.
+fn record_count() -> usize {
+    std::env::var("SHARDLINE_FAULT_FANOUT_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(RECORDS_IN_CI)
+        .max(KEYS)
+}
 const KEYS: usize = 150;
 
 /// One run's shape.
@@ -44,7 +56,7 @@ struct Shape {
 /// The records: per key, `n` from 1.
 fn records() -> Vec<(String, String)> {
     let mut next = vec![0u64; KEYS];
-    (0..RECORDS)
+    (0..record_count())
         .map(|i| {
             let k = (i * 13 + i / KEYS) % KEYS;
             next[k] += 1;
@@ -74,7 +86,7 @@ struct Damage {
 
 /// Reads every shard of `destination` and counts the damage.
 async fn check(client: &aws_sdk_kinesis::Client, destination: &str) -> Damage {
-    let mut copies = vec![0usize; RECORDS];
+    let mut copies = vec![0usize; record_count()];
     let mut damage = Damage::default();
     for shard in kinesis::list_shards(client, destination).await {
         let read = kinesis::read_shard(client, destination, &shard.shard_id).await;
@@ -163,7 +175,7 @@ async fn run(shape: Shape, seed: u64) {
     }
 
     let records = records();
-    let (backlog, rest) = records.split_at(RECORDS / 2);
+    let (backlog, rest) = records.split_at(records.len() / 2);
     put(&client, &stream, backlog).await;
     let started = Instant::now();
     let source = Running::start(command);
@@ -184,7 +196,7 @@ async fn run(shape: Shape, seed: u64) {
         .unwrap_or(0);
     let sum = |f: fn(&Damage) -> usize| damages.iter().map(f).sum::<usize>();
     report(&format!(
-        "fault-fanout pf={} order={} aggregate={} kill-rate={} seed={seed}: records {RECORDS} x {} destinations, \
+        "fault-fanout pf={} order={} aggregate={} kill-rate={} seed={seed}: records {} x {} destinations, \
          invocations {} crashes {} injected PutRecords faults {injected} DynamoDB faults {injected_dynamodb} \
          | lost {} duplicated {} out of order {} | {:.1}s",
         shape.parallelization,
@@ -195,6 +207,7 @@ async fn run(shape: Shape, seed: u64) {
         },
         shape.aggregate,
         shape.kill_rate,
+        record_count(),
         destinations.len(),
         summary["invocations"],
         summary["crashes"],
@@ -221,7 +234,7 @@ async fn run(shape: Shape, seed: u64) {
     if shape.aggregate {
         let put = sum(|d| d.kinesis_records);
         assert!(
-            put * 4 < RECORDS * destinations.len(),
+            put * 4 < record_count() * destinations.len(),
             "few aggregates: {damages:?}"
         );
     }
