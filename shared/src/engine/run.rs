@@ -4,14 +4,13 @@
 //! handler then succeeds, fails for good or fails for now. A handler that
 //! panics, or runs into the time kept back for the commit, fails for now.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::time::Instant;
 
+use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::budget::QuarantineBudget;
 use super::claims::{ClaimVerdict, Claims};
@@ -21,7 +20,7 @@ use super::outcome::Outcome;
 use super::shard::ShardRun;
 use super::units::Units;
 use crate::decode::Item;
-use crate::handler::{Handler, HandlerError};
+use crate::handler::{Guarded, Handler, HandlerError, guarded};
 use crate::quarantine::QuarantineReason;
 use crate::record::Record;
 use crate::time::Deadline;
@@ -51,7 +50,7 @@ pub(super) async fn run<H: Handler>(
     }
 }
 
-/// Runs the records, up to [`EngineConfig::concurrency`] at once across
+/// Runs the records, up to [`super::EngineConfig::concurrency`] at once across
 /// lanes ([`Lanes`]): a lane stops at its first failure, and no record
 /// starts once the invocation is short of time (those running finish).
 async fn run_records<H: Handler>(
@@ -254,19 +253,11 @@ async fn call_handler<H: Handler>(
     record: &Record,
     budget: Deadline,
 ) -> Option<Result<(), HandlerError>> {
-    let call = AssertUnwindSafe(shard.handler.handle(record)).catch_unwind();
-    let result = match budget.remaining() {
-        Some(left) => tokio::time::timeout(left, call).await.ok()?,
-        None => call.await,
-    };
-    Some(result.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-text panic".to_owned());
-        Err(HandlerError::retryable(format!(
+    match guarded(shard.handler.handle(record), budget).await {
+        Guarded::Finished(result) => Some(result),
+        Guarded::Panicked(message) => Some(Err(HandlerError::retryable(format!(
             "the handler panicked: {message}"
-        )))
-    }))
+        )))),
+        Guarded::OutOfTime => None,
+    }
 }

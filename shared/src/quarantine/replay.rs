@@ -25,13 +25,13 @@
 //! keys). An undecodable record holds no key: replay never applies it.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use serde::Serialize;
 
-use crate::handler::{Batch, Deliveries, FailureKind, FlushError, Handler, HandlerError};
+use crate::handler::{
+    Batch, Deliveries, FailureKind, FlushError, Guarded, Handler, HandlerError, guarded,
+};
 use crate::quarantine::{
     DETAIL_MAX_BYTES, QuarantineKey, QuarantineReason, QuarantinedRecord, cut,
 };
@@ -359,10 +359,10 @@ async fn run_handler<H: Handler>(
             Err(FlushError::Records(_)) => Ok(()),
         }
     };
-    match tokio::time::timeout(timeout, AssertUnwindSafe(work).catch_unwind()).await {
-        Ok(Ok(result)) => Ran::Done(result),
-        Ok(Err(_)) => Ran::Unsettled("the handler panicked".into()),
-        Err(_) => Ran::Unsettled(format!(
+    match guarded(work, Deadline::after(timeout)).await {
+        Guarded::Finished(result) => Ran::Done(result),
+        Guarded::Panicked(_) => Ran::Unsettled("the handler panicked".into()),
+        Guarded::OutOfTime => Ran::Unsettled(format!(
             "the handler did not finish within {} ms",
             timeout.as_millis()
         )),

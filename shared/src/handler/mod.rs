@@ -7,6 +7,10 @@
 use std::fmt;
 use std::future::Future;
 
+mod guarded;
+
+pub(crate) use guarded::{Guarded, guarded};
+
 pub use crate::error::BoxError;
 use crate::metrics::Counts;
 pub use crate::progress::Deliveries;
