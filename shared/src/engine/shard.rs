@@ -114,8 +114,9 @@ impl<H: Handler> ShardRun<'_, H> {
     }
 }
 
-pub(super) fn earliest(slot: &mut Option<Position>, position: &Position) {
-    if slot.as_ref().is_none_or(|p| position < p) {
-        *slot = Some(position.clone());
+/// Keeps in `retry_from` the earlier of it and `position`.
+pub(super) fn earliest(retry_from: &mut Option<Position>, position: &Position) {
+    if retry_from.as_ref().is_none_or(|p| position < p) {
+        *retry_from = Some(position.clone());
     }
 }
