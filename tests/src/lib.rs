@@ -34,6 +34,7 @@ pub struct ReadmeDoctests;
 pub struct OwnFunctionGuideDoctests;
 
 pub mod counting;
+pub mod delivered;
 pub mod dynamodb;
 pub mod fault_proxy;
 pub mod kinesis;

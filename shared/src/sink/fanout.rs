@@ -81,6 +81,7 @@ pub struct FanOut {
     buffers: ShardBuffers<Vec<OutRecord>>,
     requests: AtomicU64,
     retried_entries: AtomicU64,
+    given_up: AtomicU64,
     /// The time the next flush is given, in microseconds ([`Handler::flush_time`]).
     flush_reserve: AtomicU64,
 }
@@ -103,6 +104,7 @@ impl FanOut {
             buffers: ShardBuffers::default(),
             requests: AtomicU64::new(0),
             retried_entries: AtomicU64::new(0),
+            given_up: AtomicU64::new(0),
             flush_reserve: AtomicU64::new(0),
         }
     }
@@ -115,6 +117,13 @@ impl FanOut {
     /// Entries sent again after failing, since start.
     pub fn retried_entries(&self) -> u64 {
         self.retried_entries.load(Ordering::Relaxed)
+    }
+
+    /// Records sent in requests given up on at a deadline, since start: they
+    /// may have been written, so a retry may write them twice
+    /// (`FanoutGivenUp`).
+    pub fn given_up(&self) -> u64 {
+        self.given_up.load(Ordering::Relaxed)
     }
 }
 
@@ -267,6 +276,9 @@ impl FanOut {
         self.requests.fetch_add(outcome.requests, Ordering::Relaxed);
         self.retried_entries
             .fetch_add(outcome.retried_entries, Ordering::Relaxed);
+        let given_up = outcome.counts.get("FanoutGivenUp").copied();
+        self.given_up
+            .fetch_add(given_up.unwrap_or(0), Ordering::Relaxed);
         batch.add_count("FanoutRequests", outcome.requests);
         batch.add_count("FanoutRetries", outcome.retried_entries);
         for (name, value) in &outcome.counts {

@@ -147,7 +147,7 @@ pub struct SendOutcome {
     pub error: Option<SinkError>,
     /// Counts of its own the sink reports with the batch's metrics (the
     /// Kinesis sink's `FanoutAggregates`, `FanoutAggregatedRecords`,
-    /// `FanoutWrongShard`), by metric name.
+    /// `FanoutWrongShard`, `FanoutGivenUp`), by metric name.
     pub counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -155,6 +155,15 @@ impl SendOutcome {
     /// Whether every record was delivered.
     pub fn is_complete(&self) -> bool {
         self.delivered.iter().all(|d| *d)
+    }
+
+    /// Counts `records` sent in requests given up on at the deadline
+    /// (`FanoutGivenUp`): they may have been written, and a retry may write
+    /// them again.
+    pub fn note_given_up(&mut self, records: usize) {
+        if records > 0 {
+            *self.counts.entry("FanoutGivenUp").or_default() += records as u64;
+        }
     }
 }
 

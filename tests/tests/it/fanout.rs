@@ -1,7 +1,6 @@
 //! The fan-out against kinesis-mock (destinations) and moto (state), with a
 //! fault-injecting proxy where the test needs failures.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use shardline::sink::kinesis::KinesisSink;
 use shardline::sink::{DeliveryOrder, FanOut, OutRecord, Sink, SinkError, StaticDestinations};
 use shardline::state::{DynamoDbStore, StateStore};
 use shardline::{BatchOutcome, Deadline, EngineConfig, Position, process_event};
+use shardline_tests::delivered::assert_delivered_once;
 use shardline_tests::fault_proxy::{FaultProxy, Faults};
 use shardline_tests::kinesis;
 use shardline_tests::lambda::{EventRecord, event, made_up, stream_arn};
@@ -110,41 +110,25 @@ impl Setup {
     /// Asserts a destination holds `expected` records exactly once, with their
     /// keys, and (if `ordered`) in order per key.
     async fn assert_delivered(&self, stream: &str, expected: &[EventRecord], ordered: bool) {
+        self.assert_delivered_but_given_up(stream, expected, ordered, 0)
+            .await;
+    }
+
+    /// As [`Setup::assert_delivered`], allowing `given_up` records to be seen
+    /// twice: those of requests given up on at a deadline.
+    async fn assert_delivered_but_given_up(
+        &self,
+        stream: &str,
+        expected: &[EventRecord],
+        ordered: bool,
+        given_up: u64,
+    ) {
         let read = self.read_all(stream).await;
-        let mut by_data: HashMap<&[u8], usize> = HashMap::new();
-        for r in &read {
-            *by_data.entry(&r.data).or_default() += 1;
-        }
-        let wanted: HashMap<&[u8], &str> = expected
+        let read: Vec<(&[u8], &str)> = read
             .iter()
             .map(|r| (r.data.as_slice(), r.partition_key.as_str()))
             .collect();
-        assert_eq!(read.len(), expected.len(), "{stream}: record count");
-        for r in &read {
-            assert_eq!(
-                by_data[r.data.as_slice()],
-                1,
-                "{stream}: a record is there twice"
-            );
-            assert_eq!(
-                wanted.get(r.data.as_slice()).copied(),
-                Some(r.partition_key.as_str()),
-                "{stream}: unknown record or wrong partition key"
-            );
-        }
-        if ordered {
-            // A key lives on one shard; read_all returns each shard in order.
-            let mut last: HashMap<&str, &[u8]> = HashMap::new();
-            for r in &read {
-                if let Some(previous) = last.insert(&r.partition_key, &r.data) {
-                    assert!(
-                        previous < r.data.as_slice(),
-                        "{stream}: key {} out of order",
-                        r.partition_key
-                    );
-                }
-            }
-        }
+        assert_delivered_once(stream, &read, expected, ordered, given_up);
     }
 }
 
@@ -432,7 +416,64 @@ async fn a_slow_destination_never_holds_the_invocation_past_its_deadline() {
         }
     }
     assert!(invocations > 1, "the batch needed several invocations");
-    setup.assert_delivered(&streams[0], &batch, true).await;
+    let given_up = fanout.given_up();
+    println!("records given up on at a deadline: {given_up}");
+    setup
+        .assert_delivered_but_given_up(&streams[0], &batch, true, given_up)
+        .await;
+}
+
+#[tokio::test]
+async fn a_request_given_up_on_at_the_deadline_is_counted_and_only_its_records_come_twice() {
+    let setup = Setup::new().await;
+    let streams = setup.streams(1).await;
+    let proxy = FaultProxy::start(
+        &setup.emulators.kinesis_endpoint,
+        &Faults {
+            delay_ms: 900,
+            ..Faults::default()
+        },
+    );
+    let (client, _) = setup.client(Some(&proxy.endpoint));
+    let sink = KinesisSink::new(client, &streams[0]).order(DeliveryOrder::Throughput);
+    let batch = records(20);
+    let out: Vec<OutRecord> = decode_event(&event(
+        &stream_arn("source"),
+        "shardId-000000000000",
+        &batch,
+    ))
+    .unwrap()
+    .items
+    .into_iter()
+    .map(|item| match item {
+        shardline::decode::Item::Ready(record) => OutRecord::copy_of(&record),
+        other => panic!("undecodable: {other:?}"),
+    })
+    .collect();
+    // Time for a first request (at least 250 ms and half again), not for its
+    // 900 ms answer: it is started, then given up on.
+    let cut = sink
+        .send(&out, Deadline::after(Duration::from_millis(600)))
+        .await;
+    assert!(!cut.is_complete());
+    let given_up = cut.counts.get("FanoutGivenUp").copied().unwrap_or(0);
+    assert_eq!(given_up, 20, "every record was in the request given up on");
+    // The proxy still forwards the request it held: the retry writes them twice.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let retry = sink
+        .send(&out, Deadline::after(Duration::from_secs(10)))
+        .await;
+    assert!(retry.is_complete(), "{:?}", retry.error);
+    assert!(!retry.counts.contains_key("FanoutGivenUp"));
+    setup
+        .assert_delivered_but_given_up(&streams[0], &batch, true, given_up)
+        .await;
+    let read = setup.read_all(&streams[0]).await;
+    assert_eq!(
+        read.len(),
+        40,
+        "the request given up on was written after all"
+    );
 }
 
 #[tokio::test]

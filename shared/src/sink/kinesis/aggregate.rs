@@ -97,7 +97,8 @@ impl super::KinesisSink {
             Err(error) => {
                 tracing::warn!(destination = %self.stream, %error, "cannot list the destination's shards: records go unaggregated");
                 let plan = Plan::new(records, todo, self.order, self.max_in_flight);
-                self.deliver(records, plan, outcome, deadline).await;
+                let tally = self.deliver(records, plan, outcome, deadline).await;
+                outcome.note_given_up(tally.given_up.len());
                 return;
             }
         };
@@ -110,17 +111,20 @@ impl super::KinesisSink {
             delivered: vec![false; packed.entries.len()],
             ..SendOutcome::default()
         };
-        let landed = self
+        let tally = self
             .deliver(&packed.entries, plan, &mut put, deadline)
             .await;
-        let mut again = self.mark_user_records(&packed, put, &landed, outcome);
+        let given_up = tally.given_up.iter().map(|&e| packed.members[e].len());
+        outcome.note_given_up(given_up.sum());
+        let mut again = self.mark_user_records(&packed, put, &tally.landed, outcome);
         if !again.is_empty() && outcome.error.is_none() {
             // Refused as invalid whole: its records one by one, so only the
             // one at fault is rejected.
             again.sort_unstable();
             tracing::warn!(destination = %self.stream, records = again.len(), "an aggregate was refused; sending its records as they are");
             let plan = Plan::new(records, again, self.order, self.max_in_flight);
-            self.deliver(records, plan, outcome, deadline).await;
+            let tally = self.deliver(records, plan, outcome, deadline).await;
+            outcome.note_given_up(tally.given_up.len());
         }
     }
 

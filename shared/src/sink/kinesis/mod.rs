@@ -10,9 +10,10 @@
 //!   [`SinkError::Refused`] naming the stream. A request refused as invalid is
 //!   split until the record at fault stands alone (`request.rs`): that record is
 //!   rejected, the others are delivered.
-//! - Time: a request is started only when the time left exceeds the slowest
-//!   request seen so far, and requests still out at the deadline are given up
-//!   (their records may have been written; they count as undelivered).
+//! - Time: a wave of requests is started only when the time left exceeds the
+//!   slowest wave seen so far and half again, and requests still out at the
+//!   deadline are given up (their records may have been written; they count as
+//!   undelivered, and as `FanoutGivenUp`).
 //! - Order (`plan.rs`): [`DeliveryOrder::Ordered`] sends at most one record per
 //!   partition key per request, the next only after the previous succeeded;
 //!   [`DeliveryOrder::Throughput`] sends full requests from parallel queues, a
@@ -77,6 +78,13 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_RECORD_BYTES_LIMIT: usize = 10 * 1024 * 1024;
 /// Time a request is given at least; none is started with less left.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(250);
+
+/// The time a wave of requests needs left to be started: the slowest wave seen
+/// and half again, since a request given up on at the deadline may have been
+/// written, and its records would then be written twice by the retry.
+fn time_to_start(slowest: Duration) -> Duration {
+    slowest + slowest / 2
+}
 /// How long the destination's shard map is used before it is listed again.
 pub const DEFAULT_SHARD_MAP_TTL: Duration = Duration::from_secs(60);
 
@@ -93,10 +101,13 @@ pub struct KinesisSink {
     shards: ShardCache,
 }
 
-/// Per record of one delivery: sent before, and the shard it landed on.
+/// Per record of one delivery: sent before, and the shard it landed on; and
+/// the records of requests given up on at the deadline (they may have been
+/// written: a retry may write them twice).
 struct Tally {
     tried: Vec<bool>,
     landed: Vec<Option<String>>,
+    given_up: Vec<usize>,
 }
 
 /// What one round of requests came back with.
@@ -187,7 +198,7 @@ impl KinesisSink {
         let mut round = Round::default();
         for wave in requests.chunks(self.max_in_flight) {
             let left = deadline.remaining();
-            if left.is_some_and(|left| left < *slowest) {
+            if left.is_some_and(|left| left < time_to_start(*slowest)) {
                 round.out_of_time = true;
                 break;
             }
@@ -228,6 +239,7 @@ impl KinesisSink {
                     Ok(results) => results,
                     Err(_) => {
                         // Dropping the set aborts what is still out.
+                        tally.given_up.extend(wave.iter().flatten());
                         round.out_of_time = true;
                         round.last_error = Some("requests still out at the deadline".into());
                         break;
@@ -305,7 +317,8 @@ impl Sink for KinesisSink {
                 .await;
         } else {
             let plan = Plan::new(records, todo, self.order, self.max_in_flight);
-            self.deliver(records, plan, &mut outcome, deadline).await;
+            let tally = self.deliver(records, plan, &mut outcome, deadline).await;
+            outcome.note_given_up(tally.given_up.len());
         }
         outcome
     }
@@ -324,7 +337,8 @@ struct Delivery {
 
 impl KinesisSink {
     /// Delivers what `plan` holds of `records`, round after round, into
-    /// `outcome`; returns the shard each record landed on. The retry driver
+    /// `outcome`; returns the shard each record landed on, and the records of
+    /// requests given up on at the deadline. The retry driver
     /// ([`Backoff::drive`]) owns the pauses and the deadline; a round only
     /// says what it came to ([`KinesisSink::after_round`]).
     async fn deliver(
@@ -333,13 +347,14 @@ impl KinesisSink {
         plan: Plan,
         outcome: &mut SendOutcome,
         deadline: Deadline,
-    ) -> Vec<Option<String>> {
+    ) -> Tally {
         let tally = Tally {
             tried: vec![false; records.len()],
             landed: vec![None; records.len()],
+            given_up: Vec::new(),
         };
         if plan.is_empty() {
-            return tally.landed;
+            return tally;
         }
         let delivery = Box::new(Delivery {
             plan,
@@ -385,7 +400,7 @@ impl KinesisSink {
             }
         };
         *outcome = delivery.outcome;
-        delivery.tally.landed
+        delivery.tally
     }
 
     /// What a round came to: done, the rest to send after a pause (something
