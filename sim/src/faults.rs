@@ -14,10 +14,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use fastrand::Rng;
 use shardline::decode::kpl::{Deaggregated, deaggregate};
-use shardline::quarantine::{QuarantineKey, QuarantineReason, QuarantinedRecord};
 use shardline::state::{
-    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, KeyCommit, Lineage, Progress,
-    QuarantineStore, Settled, ShardState, StateError, StateStore,
+    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, Progress, ShardState, StateError,
+    StateStore, StoreLayer, UnitCommit,
 };
 
 use crate::dynamodb::{Fault as DynamoFault, Request};
@@ -218,108 +217,49 @@ fn injected(operation: &'static str, what: &str) -> StateError {
     }
 }
 
+/// Faults on the engine's calls; the guard's writes and the quarantine's
+/// calls pass through.
 #[async_trait]
-impl<S: StateStore> StateStore for FaultyStore<S> {
-    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError> {
-        self.before("read a shard")?;
-        self.inner.load_shard(key).await
+impl<S: StateStore> StoreLayer for FaultyStore<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.inner
     }
 
-    async fn claim_dedup_keys(
+    async fn read_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError> {
+        self.before("read a shard")?;
+        self.inner.read_shard(key).await
+    }
+
+    async fn read_keys(
+        &self,
+        key: &ConsumerShard,
+        partition_keys: &[String],
+    ) -> Result<HashMap<String, Progress>, StateError> {
+        self.before("read key progress")?;
+        self.inner.read_keys(key, partition_keys).await
+    }
+
+    async fn claim(
         &self,
         consumer: &str,
         claims: &[DedupClaim],
         now: SystemTime,
     ) -> Result<Vec<ClaimOutcome>, StateError> {
         self.before("claim dedup keys")?;
-        let result = self.inner.claim_dedup_keys(consumer, claims, now).await;
+        let result = self.inner.claim(consumer, claims, now).await;
         self.after("claim dedup keys", result)
     }
 
-    async fn commit(
+    async fn commit_batch(
         &self,
         key: &ConsumerShard,
-        read_version: u64,
-        progress: &Progress,
-        settled: &Settled,
-    ) -> Result<CommitOutcome, StateError> {
+        commits: &[UnitCommit],
+    ) -> Result<Vec<CommitOutcome>, StateError> {
         self.before("commit")?;
-        let result = self
-            .inner
-            .commit(key, read_version, progress, settled)
-            .await;
+        let result = self.inner.commit_batch(key, commits).await;
         self.after("commit", result)
-    }
-
-    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError> {
-        self.inner.save_lineage(key, lineage).await
-    }
-
-    async fn mark_shard_end(
-        &self,
-        key: &ConsumerShard,
-        children: &[String],
-    ) -> Result<(), StateError> {
-        self.inner.mark_shard_end(key, children).await
-    }
-
-    async fn load_key_progress(
-        &self,
-        key: &ConsumerShard,
-        partition_keys: &[String],
-    ) -> Result<HashMap<String, Progress>, StateError> {
-        self.before("read key progress")?;
-        self.inner.load_key_progress(key, partition_keys).await
-    }
-
-    async fn commit_key_progress(
-        &self,
-        key: &ConsumerShard,
-        commits: &[KeyCommit],
-    ) -> Result<Vec<String>, StateError> {
-        self.before("commit key progress")?;
-        let result = self.inner.commit_key_progress(key, commits).await;
-        self.after("commit key progress", result)
-    }
-
-    async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
-        self.inner.quarantined(consumer).await
-    }
-}
-
-#[async_trait]
-impl<S: QuarantineStore> QuarantineStore for FaultyStore<S> {
-    async fn claim_replay(
-        &self,
-        consumer: &str,
-        key: &QuarantineKey,
-        now_ms: u64,
-        take_over_before: Option<u64>,
-    ) -> Result<bool, StateError> {
-        self.inner
-            .claim_replay(consumer, key, now_ms, take_over_before)
-            .await
-    }
-
-    async fn requeue(
-        &self,
-        consumer: &str,
-        key: &QuarantineKey,
-        reason: QuarantineReason,
-        detail: &str,
-        attempts: u32,
-    ) -> Result<(), StateError> {
-        self.inner
-            .requeue(consumer, key, reason, detail, attempts)
-            .await
-    }
-
-    async fn remove_quarantined(
-        &self,
-        consumer: &str,
-        key: &QuarantineKey,
-    ) -> Result<bool, StateError> {
-        self.inner.remove_quarantined(consumer, key).await
     }
 }
 

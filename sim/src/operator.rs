@@ -27,7 +27,7 @@ pub async fn mend_and_return(
     }
     let store = &*setup.quarantine;
     let entries = store
-        .quarantined(CONSUMER)
+        .list_quarantined(CONSUMER)
         .await
         .map_err(|e| format!("the quarantine cannot be read: {e}"))?;
     if entries.is_empty() {
@@ -84,7 +84,7 @@ pub async fn mend_and_return(
         return Err("a stall: the redriven records did not drain".into());
     }
     let left = store
-        .quarantined(CONSUMER)
+        .list_quarantined(CONSUMER)
         .await
         .map_err(|e| format!("the quarantine cannot be read: {e}"))?;
     if !left.is_empty() {

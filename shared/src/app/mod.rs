@@ -438,20 +438,6 @@ impl<H> Function<H> {
     /// Opens the state store the settings name: DynamoDB with
     /// `SHARDLINE_STATE_TABLE`, else the embedded store.
     async fn open_store(&self) -> Result<Arc<dyn StateStore>, Error> {
-        Ok(self.open_quarantine_store().await?)
-    }
-
-    /// How long per-key progress is kept: the setting, else the function's
-    /// choice, else [`crate::state::DEFAULT_KEY_PROGRESS_TTL`].
-    fn key_progress_ttl(&self) -> Duration {
-        self.settings
-            .key_progress_ttl
-            .or(self.key_progress_ttl)
-            .unwrap_or(crate::state::DEFAULT_KEY_PROGRESS_TTL)
-    }
-
-    /// [`Function::open_store`], with the quarantine operations.
-    async fn open_quarantine_store(&self) -> Result<Arc<dyn QuarantineStore>, Error> {
         let ttl = self.key_progress_ttl();
         match &self.settings.state_table {
             #[cfg(feature = "dynamodb")]
@@ -470,6 +456,20 @@ impl<H> Function<H> {
                 EmbeddedStore::open(&self.settings.state_dir)?.with_key_progress_ttl(ttl),
             )),
         }
+    }
+
+    /// How long per-key progress is kept: the setting, else the function's
+    /// choice, else [`crate::state::DEFAULT_KEY_PROGRESS_TTL`].
+    fn key_progress_ttl(&self) -> Duration {
+        self.settings
+            .key_progress_ttl
+            .or(self.key_progress_ttl)
+            .unwrap_or(crate::state::DEFAULT_KEY_PROGRESS_TTL)
+    }
+
+    /// [`Function::open_store`], for the quarantine operations.
+    async fn open_quarantine_store(&self) -> Result<Arc<dyn QuarantineStore>, Error> {
+        Ok(self.open_store().await?)
     }
 }
 

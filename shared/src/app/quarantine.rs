@@ -51,7 +51,9 @@ pub(super) async fn run<H: InvocationHandler>(
         .map_err(|e| Error::Usage(e.to_string()))?;
     let store = function.open_quarantine_store().await?;
     let consumer = function.consumer();
-    let records = command.filter.select(store.quarantined(&consumer).await?);
+    let records = command
+        .filter
+        .select(store.list_quarantined(&consumer).await?);
     match command.operation {
         Operation::Replay {
             dry_run,

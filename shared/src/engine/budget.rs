@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::state::{MAX_QUARANTINED_BYTES_PER_COMMIT, MAX_QUARANTINED_PER_COMMIT};
+use crate::state::{MAX_QUARANTINED_BYTES_PER_COMMIT, MAX_QUARANTINED_PER_COMMIT, Unit};
 
 /// What a unit's commit carries so far.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,14 +36,14 @@ impl Carried {
 /// any order; the fold applies it again in record order).
 #[derive(Debug, Default)]
 pub(super) struct QuarantineBudget {
-    units: Mutex<HashMap<String, Carried>>,
+    units: Mutex<HashMap<Unit, Carried>>,
 }
 
 impl QuarantineBudget {
     /// Takes a record of `bytes` into `unit`'s commit if it fits.
-    pub(super) fn admit(&self, unit: &str, bytes: usize) -> bool {
+    pub(super) fn admit(&self, unit: Unit<&str>, bytes: usize) -> bool {
         let mut units = self.units.lock().unwrap_or_else(|p| p.into_inner());
-        units.entry(unit.to_owned()).or_default().admit(bytes)
+        units.entry(unit.into_owned()).or_default().admit(bytes)
     }
 }
 
@@ -65,8 +65,8 @@ mod tests {
         }
         assert!(!carried.admit(10), "one record more than the bound");
         let budget = QuarantineBudget::default();
-        assert!(budget.admit("a", MAX_QUARANTINED_BYTES_PER_COMMIT));
-        assert!(!budget.admit("a", 1), "a's commit is full");
-        assert!(budget.admit("b", 1), "b has its own");
+        assert!(budget.admit(Unit::Key("a"), MAX_QUARANTINED_BYTES_PER_COMMIT));
+        assert!(!budget.admit(Unit::Key("a"), 1), "a's commit is full");
+        assert!(budget.admit(Unit::Key("b"), 1), "b has its own");
     }
 }

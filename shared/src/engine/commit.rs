@@ -1,6 +1,7 @@
-//! The commit phase: what the batch changed is written once per shard (or
-//! once per key's group), with the quarantined records and what each fan-out
-//! destination received, fenced by the version the open phase read.
+//! The commit phase: what the batch changed is written in one
+//! [`crate::state::ProgressStore::commit_batch`], a [`UnitCommit`] per unit
+//! (the shard, or each key) with the quarantined records and what each
+//! fan-out destination received, fenced by the version the open phase read.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use crate::handler::Handler;
 use crate::record::Position;
 use crate::report::BatchReport;
 use crate::retry::Backoff;
-use crate::state::{CommitOutcome, KeyCommit, ProgressMode, StateError};
+use crate::state::{CommitOutcome, StateError, UnitCommit};
 
 /// Tries of a commit that the store refuses for a transient reason.
 const COMMIT_TRIES: u32 = 8;
@@ -33,7 +34,6 @@ pub(super) async fn commit<H: Handler>(
         units,
         mut retry_from,
     } = folded;
-    let mode = units.mode();
     let mut commits = Vec::new();
     let mut first_done = HashMap::new();
     for (name, unit) in units.into_units() {
@@ -49,8 +49,8 @@ pub(super) async fn commit<H: Handler>(
             if let Some(first) = first {
                 first_done.insert(name.clone(), first);
             }
-            commits.push(KeyCommit {
-                partition_key: name,
+            commits.push(UnitCommit {
+                unit: name,
                 read_version: unit.read.version,
                 progress,
                 settled: unit.settled,
@@ -60,63 +60,36 @@ pub(super) async fn commit<H: Handler>(
     if commits.is_empty() {
         return Ok(retry_from);
     }
-    let superseded = write(shard, mode, commits).await?;
-    for name in superseded {
+    // In unit order, so requests are the same from run to run.
+    commits.sort_by(|a, b| a.unit.cmp(&b.unit));
+    let write = || shard.store.commit_batch(shard.key, &commits);
+    let outcomes = retried(shard, "commit", write).await?;
+    for (commit, outcome) in commits.iter().zip(outcomes) {
+        if outcome != CommitOutcome::Superseded {
+            continue;
+        }
         tracing::warn!(
             shard = %shard.key.shard.shard_id,
-            partition_key = %name,
+            unit = %commit.unit,
             "a newer invocation committed this first; this one's progress was not written \
              and Lambda retries from its first record done"
         );
         report.superseded += 1;
-        if let Some(first) = first_done.get(&name) {
+        if let Some(first) = first_done.get(&commit.unit) {
             earliest(&mut retry_from, first);
         }
     }
     Ok(retry_from)
 }
 
-/// Writes the commits (one for the shard, or one per key), each with what
-/// it settled; returns the keys a newer invocation wrote first.
+/// `write`, tried again on transient state errors with the commit's
+/// backoff while the invocation has time.
 ///
 /// The commit is what makes the batch's work stick: a transient refusal
 /// is tried again while the invocation has time, rather than handing the
 /// whole batch back to Lambda (which would redo, and resend, all of it).
 /// A retry after a write that landed unanswered finds the version moved
 /// and reads as superseded: Lambda's retry then skips by checkpoint.
-async fn write<H: Handler>(
-    shard: &ShardRun<'_, H>,
-    mode: ProgressMode,
-    mut commits: Vec<KeyCommit>,
-) -> Result<Vec<String>, EngineError> {
-    let superseded = match mode {
-        ProgressMode::Shard => {
-            let Some(commit) = commits.pop() else {
-                return Ok(Vec::new());
-            };
-            let write = || {
-                let (progress, settled) = (&commit.progress, &commit.settled);
-                shard
-                    .store
-                    .commit(shard.key, commit.read_version, progress, settled)
-            };
-            match retried(shard, "commit a checkpoint", write).await? {
-                CommitOutcome::Superseded => vec![commit.partition_key],
-                CommitOutcome::Committed { .. } => Vec::new(),
-            }
-        }
-        ProgressMode::PartitionKey => {
-            // In key order, so requests are the same from run to run.
-            commits.sort_by(|a, b| a.partition_key.cmp(&b.partition_key));
-            let write = || shard.store.commit_key_progress(shard.key, &commits);
-            retried(shard, "commit key progress", write).await?
-        }
-    };
-    Ok(superseded)
-}
-
-/// `write`, tried again on transient state errors with the commit's
-/// backoff while the invocation has time.
 async fn retried<H: Handler, T, F, Fut>(
     shard: &ShardRun<'_, H>,
     what: &str,

@@ -11,6 +11,7 @@ use super::units::Units;
 use crate::decode::Item;
 use crate::handler::{Batch, FailureKind, FlushError, Handler, HandlerError};
 use crate::record::Position;
+use crate::state::Unit;
 
 /// What the flush phase hands the fold: each record's outcome once the
 /// flush is known.
@@ -58,7 +59,7 @@ fn charge_flush_failure<H: Handler>(
         FlushError::Batch(error) => (HashMap::new(), Some(error)),
     };
     let mut stopped: HashSet<&str> = HashSet::new();
-    let mut charged: HashSet<&str> = HashSet::new();
+    let mut charged: HashSet<Unit<&str>> = HashSet::new();
     for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
         let record = item.record();
         let lane = shard.lane_of(record);
@@ -78,7 +79,7 @@ fn charge_flush_failure<H: Handler>(
             // attempt per unit (the shard, or a key), as at concurrency 1.
             (None, Some(error))
                 if error.kind() == FailureKind::Permanent
-                    || charged.insert(units.key_of(record)) =>
+                    || charged.insert(units.unit_of(record)) =>
             {
                 error.again()
             }

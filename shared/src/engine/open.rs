@@ -36,7 +36,7 @@ pub(super) async fn open<H: Handler>(
 ) -> Result<Option<Opened>, EngineError> {
     let state = shard
         .store
-        .load_shard(shard.key)
+        .read_shard(shard.key)
         .await
         .map_err(|e| shard.state_error(e))?;
     if let Some(guard) = &shard.config.guard {
@@ -82,7 +82,7 @@ pub(super) async fn open<H: Handler>(
             keys.dedup();
             let read = shard
                 .store
-                .load_key_progress(shard.key, &keys)
+                .read_keys(shard.key, &keys)
                 .await
                 .map_err(|e| shard.state_error(e))?;
             Units::keys(read)
@@ -154,7 +154,7 @@ async fn claim_dedup_keys<H: Handler>(
         .collect();
     let outcomes = shard
         .store
-        .claim_dedup_keys(&shard.key.consumer, &leases, shard.now)
+        .claim(&shard.key.consumer, &leases, shard.now)
         .await
         .map_err(|e| shard.state_error(e))?;
     for ((position, claim), outcome) in wanted.into_iter().zip(outcomes) {

@@ -74,7 +74,7 @@ async fn run_records<H: Handler>(
             let item = &items[index];
             let outcome = match decide(shard, item, units, claims, pace).await {
                 Outcome::Quarantined { .. }
-                    if !budget.admit(units.key_of(item.record()), item.record().data.len()) =>
+                    if !budget.admit(units.unit_of(item.record()), item.record().data.len()) =>
                 {
                     Outcome::Deferred
                 }

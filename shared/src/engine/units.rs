@@ -1,8 +1,8 @@
 //! The ordering units of one shard's batch, and how a batch's outcomes fold into
 //! their progress.
 //!
-//! A unit is what keeps order: the shard itself ([`ProgressMode::Shard`]) or one
-//! partition key of it ([`ProgressMode::PartitionKey`]; for KPL user records the
+//! A unit is what keeps order: the shard itself ([`crate::state::ProgressMode::Shard`]) or one
+//! partition key of it ([`crate::state::ProgressMode::PartitionKey`]; for KPL user records the
 //! aggregate's key, which is what Lambda routes by). A unit's checkpoint only
 //! moves over done records; past the first record that is not done (another
 //! key of the shard may have gone on, with in-batch concurrency), done records
@@ -14,11 +14,11 @@ use super::budget::Carried;
 use crate::decode::Item;
 use crate::progress::just_after;
 use crate::record::{Position, Record};
-use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, ProgressMode, Settled};
+use crate::state::{Delivered, HeadAttempts, PositionRanges, Progress, Settled, Unit};
 
 /// One unit: what was read, and what this batch makes of it.
 #[derive(Debug, Default)]
-pub(super) struct Unit {
+pub(super) struct UnitChange {
     /// As stored when the batch began.
     pub read: Progress,
     pub checkpoint: Option<Position>,
@@ -45,13 +45,13 @@ pub(super) struct Unit {
     pub carried: Carried,
 }
 
-impl Unit {
+impl UnitChange {
     fn from_read(read: Progress) -> Self {
-        Unit {
+        UnitChange {
             checkpoint: read.checkpoint.clone(),
             heads: read.heads.clone(),
             read,
-            ..Unit::default()
+            ..UnitChange::default()
         }
     }
 
@@ -188,38 +188,31 @@ impl Unit {
 #[derive(Debug)]
 pub(super) enum Units {
     /// Checkpoint mode: the shard is the one unit (no lookup per record).
-    Shard(Box<Unit>),
+    Shard(Box<UnitChange>),
     /// Per-key mode: one unit per partition key.
-    Keys(HashMap<String, Unit>),
+    Keys(HashMap<String, UnitChange>),
 }
 
 impl Units {
     /// The shard as one unit.
     pub(super) fn shard(read: Progress) -> Self {
-        Units::Shard(Box::new(Unit::from_read(read)))
+        Units::Shard(Box::new(UnitChange::from_read(read)))
     }
 
     /// One unit per partition key, from what was read of them.
     pub(super) fn keys(read: HashMap<String, Progress>) -> Self {
         Units::Keys(
             read.into_iter()
-                .map(|(key, progress)| (key, Unit::from_read(progress)))
+                .map(|(key, progress)| (key, UnitChange::from_read(progress)))
                 .collect(),
         )
     }
 
-    pub(super) fn mode(&self) -> ProgressMode {
+    /// The unit `record` belongs to.
+    pub(super) fn unit_of<'r>(&self, record: &'r Record) -> Unit<&'r str> {
         match self {
-            Units::Shard(_) => ProgressMode::Shard,
-            Units::Keys(_) => ProgressMode::PartitionKey,
-        }
-    }
-
-    /// The name of the unit `record` belongs to.
-    pub(super) fn key_of<'r>(&self, record: &'r Record) -> &'r str {
-        match self {
-            Units::Shard(_) => "",
-            Units::Keys(_) => record.ordering_key(),
+            Units::Shard(_) => Unit::Shard,
+            Units::Keys(_) => Unit::Key(record.ordering_key()),
         }
     }
 
@@ -246,7 +239,7 @@ impl Units {
     /// Per destination, the records of `records` it held before this batch.
     pub(super) fn held(&self, items: &[Item]) -> HashMap<String, HashSet<Position>> {
         let mut held: HashMap<String, HashSet<Position>> = HashMap::new();
-        let reads = |unit: &Unit| unit.read.delivered.iter().next().is_some();
+        let reads = |unit: &UnitChange| unit.read.delivered.iter().next().is_some();
         let any = match self {
             Units::Shard(unit) => reads(unit),
             Units::Keys(units) => units.values().any(reads),
@@ -270,18 +263,21 @@ impl Units {
     }
 
     /// The unit of `record`, made if this batch is its first.
-    pub(super) fn unit_mut(&mut self, record: &Record) -> &mut Unit {
+    pub(super) fn unit_mut(&mut self, record: &Record) -> &mut UnitChange {
         match self {
             Units::Shard(unit) => unit,
             Units::Keys(units) => units.entry(record.ordering_key().to_owned()).or_default(),
         }
     }
 
-    /// Every unit, by name.
-    pub(super) fn into_units(self) -> Vec<(String, Unit)> {
+    /// Every unit, with what the batch made of it.
+    pub(super) fn into_units(self) -> Vec<(Unit, UnitChange)> {
         match self {
-            Units::Shard(unit) => vec![(String::new(), *unit)],
-            Units::Keys(units) => units.into_iter().collect(),
+            Units::Shard(unit) => vec![(Unit::Shard, *unit)],
+            Units::Keys(units) => units
+                .into_iter()
+                .map(|(key, unit)| (Unit::Key(key), unit))
+                .collect(),
         }
     }
 }

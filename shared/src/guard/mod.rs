@@ -400,7 +400,7 @@ impl ParentGuard {
                 parents: shard.parents.clone(),
             }
         };
-        store.save_lineage(key, &lineage).await?;
+        store.write_lineage(key, &lineage).await?;
         Ok(Some(shard.parents.clone()))
     }
 }

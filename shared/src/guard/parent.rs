@@ -186,7 +186,7 @@ impl Checker<'_> {
     ) -> BoxFuture<'b, Result<Unfinished, GuardError>> {
         Box::pin(async move {
             let key = self.key(shard);
-            let state = self.store.load_shard(&key).await?;
+            let state = self.store.read_shard(&key).await?;
             if let ShardStatus::Ended { .. } = state.status {
                 self.marks.forget(&key);
                 return Ok(None);
@@ -214,7 +214,7 @@ impl Checker<'_> {
             match tail {
                 TailState::Finished { children } => {
                     self.marks.forget(&key);
-                    self.store.mark_shard_end(&key, &children).await?;
+                    self.store.write_shard_end(&key, &children).await?;
                     Ok(None)
                 }
                 TailState::Unfinished(detail) => Ok(Some(detail)),
@@ -328,7 +328,7 @@ impl Checker<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let progress = match self.store.load_key_progress(key, &keys).await {
+        let progress = match self.store.read_keys(key, &keys).await {
             Ok(progress) => progress,
             Err(e) => {
                 walk.resume = started;

@@ -79,20 +79,25 @@ pub const DEFAULT_NAMESPACE: &str = "Shardline";
 /// The one dimension of every metric: the function's name.
 pub const FUNCTION_DIMENSION: &str = "Function";
 
-/// EMF units used here.
+/// The CloudWatch unit of a metric, as EMF names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub enum MetricUnit {
     /// A number of things.
     Count,
     /// A duration.
     Milliseconds,
 }
 
-impl Unit {
+/// The metric unit under its old name ("unit" is the shard or key progress is
+/// kept for, [`crate::state::Unit`]).
+#[deprecated(note = "renamed `MetricUnit`")]
+pub type Unit = MetricUnit;
+
+impl MetricUnit {
     fn name(self) -> &'static str {
         match self {
-            Unit::Count => "Count",
-            Unit::Milliseconds => "Milliseconds",
+            MetricUnit::Count => "Count",
+            MetricUnit::Milliseconds => "Milliseconds",
         }
     }
 }
@@ -161,44 +166,56 @@ pub(crate) struct Invocation<'a> {
     pub duration: Duration,
 }
 
-fn core_metrics(invocation: &Invocation<'_>) -> Vec<(&'static str, Unit, u64)> {
+fn core_metrics(invocation: &Invocation<'_>) -> Vec<(&'static str, MetricUnit, u64)> {
     let empty = BatchReport::default();
     let r = invocation.report.unwrap_or(&empty);
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut metrics = vec![
-        ("RecordsReceived", Unit::Count, r.records),
-        ("RecordsProcessed", Unit::Count, r.processed),
-        ("SkippedCheckpointed", Unit::Count, r.skipped_checkpointed),
-        ("SkippedStale", Unit::Count, r.skipped_stale),
-        ("SkippedDuplicate", Unit::Count, r.skipped_duplicate),
-        ("RecordsFailed", Unit::Count, r.failed),
-        ("RecordsNotStarted", Unit::Count, r.not_started),
-        ("QuarantinedPermanent", Unit::Count, r.quarantined_permanent),
-        ("QuarantinedExhausted", Unit::Count, r.quarantined_exhausted),
+        ("RecordsReceived", MetricUnit::Count, r.records),
+        ("RecordsProcessed", MetricUnit::Count, r.processed),
+        (
+            "SkippedCheckpointed",
+            MetricUnit::Count,
+            r.skipped_checkpointed,
+        ),
+        ("SkippedStale", MetricUnit::Count, r.skipped_stale),
+        ("SkippedDuplicate", MetricUnit::Count, r.skipped_duplicate),
+        ("RecordsFailed", MetricUnit::Count, r.failed),
+        ("RecordsNotStarted", MetricUnit::Count, r.not_started),
+        (
+            "QuarantinedPermanent",
+            MetricUnit::Count,
+            r.quarantined_permanent,
+        ),
+        (
+            "QuarantinedExhausted",
+            MetricUnit::Count,
+            r.quarantined_exhausted,
+        ),
         (
             "QuarantinedUndecodable",
-            Unit::Count,
+            MetricUnit::Count,
             r.quarantined_undecodable,
         ),
-        ("BlockedOnParent", Unit::Count, r.blocked_on_parent),
-        ("CutOff", Unit::Count, r.cut_off),
-        ("Superseded", Unit::Count, r.superseded),
-        ("KplAggregates", Unit::Count, r.kpl.aggregates),
-        ("KplUserRecords", Unit::Count, r.kpl.user_records),
-        ("KplFallbacks", Unit::Count, r.kpl.fallbacks),
+        ("BlockedOnParent", MetricUnit::Count, r.blocked_on_parent),
+        ("CutOff", MetricUnit::Count, r.cut_off),
+        ("Superseded", MetricUnit::Count, r.superseded),
+        ("KplAggregates", MetricUnit::Count, r.kpl.aggregates),
+        ("KplUserRecords", MetricUnit::Count, r.kpl.user_records),
+        ("KplFallbacks", MetricUnit::Count, r.kpl.fallbacks),
         (
             "InvocationErrors",
-            Unit::Count,
+            MetricUnit::Count,
             u64::from(invocation.report.is_none()),
         ),
         (
             "BatchDuration",
-            Unit::Milliseconds,
+            MetricUnit::Milliseconds,
             millis(invocation.duration),
         ),
     ];
     if let Some(age) = r.iterator_age {
-        metrics.push(("IteratorAge", Unit::Milliseconds, millis(age)));
+        metrics.push(("IteratorAge", MetricUnit::Milliseconds, millis(age)));
     }
     metrics
 }
@@ -217,7 +234,7 @@ pub(crate) fn document(
     root.insert("RequestId".to_owned(), json!(invocation.request_id));
     let custom_metrics = custom
         .iter()
-        .map(|(name, value)| (*name, Unit::Count, *value));
+        .map(|(name, value)| (*name, MetricUnit::Count, *value));
     for (name, unit, value) in core_metrics(invocation).into_iter().chain(custom_metrics) {
         if root.contains_key(name) || name.is_empty() || name == "_aws" {
             tracing::warn!(

@@ -1,17 +1,23 @@
-//! What `quarantine replay`, `redrive` and `purge` ask of a store, beyond the
-//! entries the engine's commit writes; both stores implement it.
+//! What `quarantine list`, `replay`, `redrive` and `purge` ask of a store,
+//! beyond the entries the engine's commit writes; both stores implement it.
 
 use async_trait::async_trait;
 
-use super::{QuarantineKey, QuarantineReason};
-use crate::state::{StateError, StateStore};
+use super::{QuarantineKey, QuarantineReason, QuarantinedRecord};
+use crate::state::StateError;
 
-/// A state store whose quarantine can be worked on: claimed for a replay,
-/// given a new failure, or emptied record by record. [`crate::state::EmbeddedStore`]
-/// and [`crate::state::DynamoDbStore`] are both one (`tests/tests/it/quarantine_ops.rs`
-/// runs the same cases on each).
+/// A store whose quarantine can be listed and worked on: claimed for a
+/// replay, given a new failure, or emptied record by record.
+/// [`crate::state::EmbeddedStore`] and [`crate::state::DynamoDbStore`] are both
+/// one (`tests/tests/it/quarantine_ops.rs` runs the same cases on each).
 #[async_trait]
-pub trait QuarantineStore: StateStore {
+pub trait QuarantineStore: Send + Sync {
+    /// Every quarantined record of `consumer`, oldest first, with its payload.
+    ///
+    /// # Errors
+    /// [`StateError`] when the store cannot be read.
+    async fn list_quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError>;
+
     /// Marks the record as being replayed since `now_ms` (epoch milliseconds),
     /// if no replay holds it, or, with `take_over_before`, if the replay that
     /// holds it claimed it at or before that time (epoch milliseconds: a claim

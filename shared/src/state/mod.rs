@@ -1,17 +1,36 @@
-//! State: checkpoints, attempt counts, dedup claims and the quarantine, behind
-//! one trait so the engine runs the same on the embedded store (local runs) and
-//! on DynamoDB (in AWS).
+//! State: checkpoints, attempt counts, dedup claims, lineage and the
+//! quarantine, so that the engine runs the same on the embedded store (local
+//! runs) and on DynamoDB (in AWS).
 //!
-//! The trait is shaped for few calls per batch: the engine calls
-//! [`StateStore::load_shard`] once, [`StateStore::claim_dedup_keys`] once when
-//! dedup is on, and [`StateStore::commit`] at most once, whatever the batch size
-//! (in per-key mode, [`StateStore::load_key_progress`] and
-//! [`StateStore::commit_key_progress`], batched by 100 keys). A fan-out's
-//! delivery progress lives in the same [`Progress`], so it costs no request of its own.
+//! A store plays three roles, a trait each, split by who calls it (as the
+//! KCL splits its checkpointer, lease refresher and shard detector):
+//!
+//! | role | caller | calls |
+//! |---|---|---|
+//! | [`ProgressStore`] (`progress_store.rs`) | the engine | read the shard (and its keys), claim dedup keys, commit the batch |
+//! | [`LineageStore`] (`lineage_store.rs`) | the parent guard | a shard's lineage, its end |
+//! | [`QuarantineStore`] (`quarantine/store.rs`) | the quarantine commands | list, claim for replay, requeue, remove |
+//!
+//! [`StateStore`] (`store.rs`) is every store that plays all three, and keeps
+//! the calls' names from before the split. [`StoreLayer`] (`layer.rs`) wraps
+//! a store and changes only the calls it overrides. The progress is kept per
+//! [`Unit`] (`unit.rs`): the shard, or a partition key; one [`UnitCommit`]
+//! per unit a batch changed, all in one [`ProgressStore::commit_batch`].
+//!
+//! The roles are shaped for few calls per batch: the engine reads the shard
+//! once, claims dedup keys once when dedup is on, and commits at most once,
+//! whatever the batch size (keys' reads and commits batched by 100 keys). A
+//! fan-out's delivery progress lives in the same [`Progress`], so it costs no
+//! request of its own.
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded;
+mod layer;
+mod lineage_store;
+mod progress_store;
+mod store;
+mod unit;
 /// Progress under its old path: it is [`crate::progress`].
 pub use crate::progress;
 /// The quarantine store's old path: it is [`crate::quarantine::QuarantineStore`].
@@ -19,10 +38,7 @@ pub mod quarantine {
     pub use crate::quarantine::QuarantineStore;
 }
 
-use std::collections::HashMap;
 use std::time::SystemTime;
-
-use async_trait::async_trait;
 
 use crate::error::BoxError;
 use crate::quarantine::QuarantinedRecord;
@@ -35,6 +51,11 @@ pub use crate::quarantine::QuarantineStore;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
 pub use embedded::EmbeddedStore;
+pub use layer::StoreLayer;
+pub use lineage_store::LineageStore;
+pub use progress_store::ProgressStore;
+pub use store::StateStore;
+pub use unit::{Unit, UnitCommit};
 
 /// Which consumer's state, for which shard. One store can hold many consumers
 /// (functions) and many streams.
@@ -89,9 +110,8 @@ pub struct ShardState {
     pub status: ShardStatus,
 }
 
-/// One partition key's change from one batch, written only if the key is still
-/// at the version the batch read, together with what the batch settled of
-/// that key's records (all of it, or none of it).
+/// One partition key's change from one batch, for
+/// [`StateStore::commit_key_progress`]: a [`UnitCommit`] of [`Unit::Key`].
 #[derive(Debug, Clone, Default)]
 pub struct KeyCommit {
     /// The partition key.
@@ -155,7 +175,7 @@ pub enum CommitOutcome {
 
 /// A claim on a dedup key, made before the record is handled.
 ///
-/// A claim has two lives. Made by [`StateStore::claim_dedup_keys`] it is *in
+/// A claim has two lives. Made by [`ProgressStore::claim`] it is *in
 /// flight*: a lease for as long as the invocation may run, so that a copy of
 /// the record met meanwhile waits for Lambda's retry instead of being skipped
 /// (the first copy may still fail, time out, or be discarded by Lambda).
@@ -242,120 +262,4 @@ impl StateError {
             _ => false,
         }
     }
-}
-
-/// Where Shardline keeps its state: [`EmbeddedStore`] locally,
-/// [`DynamoDbStore`] in AWS. Both keep the same contract
-/// (`tests/tests/it/state_contract.rs` runs every case against each).
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shardline::state::StateError> {
-/// use std::sync::Arc;
-/// use shardline::state::{CommitOutcome, EmbeddedStore, Progress, Settled, ConsumerShard, StateStore};
-/// use shardline::{Position, ShardRef};
-///
-/// let store = EmbeddedStore::open(&std::env::temp_dir().join(format!("doc-state-{}", std::process::id())))?;
-/// let key = ConsumerShard {
-///     consumer: "orders".into(),
-///     shard: ShardRef { stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"), shard_id: Arc::from("shardId-0") },
-/// };
-/// let read = store.load_shard(&key).await?;
-/// let progress = Progress { checkpoint: Some(Position::new("42".parse().unwrap(), 0)), ..Progress::default() };
-/// let first = store.commit(&key, read.progress.version, &progress, &Settled::default()).await?;
-/// assert!(matches!(first, CommitOutcome::Committed { .. }));
-/// // A writer that read the same version is stale now: nothing is written.
-/// let stale = store.commit(&key, read.progress.version, &progress, &Settled::default()).await?;
-/// assert_eq!(stale, CommitOutcome::Superseded);
-/// # Ok(()) }
-/// ```
-#[async_trait]
-pub trait StateStore: Send + Sync {
-    /// Reads one shard's state (one call per batch).
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be read.
-    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError>;
-
-    /// Claims dedup keys for records about to be handled, all in one call: each
-    /// claim won is in flight until its `expires_at` (see [`DedupClaim`]). A key
-    /// held by another owner and not expired at `now` is lost
-    /// ([`ClaimOutcome::HeldBy`] when that claim is done,
-    /// [`ClaimOutcome::InFlight`] when not); an expired one is taken over. Returns one outcome per claim, in order. The keys of one call
-    /// are distinct (the engine settles repeats within a batch itself).
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be read or written.
-    async fn claim_dedup_keys(
-        &self,
-        consumer: &str,
-        claims: &[DedupClaim],
-        now: SystemTime,
-    ) -> Result<Vec<ClaimOutcome>, StateError>;
-
-    /// Writes a shard's new progress, with what the batch settled, if the shard
-    /// is still at `read_version` (otherwise [`CommitOutcome::Superseded`] and
-    /// nothing is written). The progress, the quarantined records and the
-    /// released claims land together or not at all; a record already in the
-    /// quarantine is kept as it is (its replay claim too). `settled` holds at
-    /// most [`MAX_QUARANTINED_PER_COMMIT`] records and
-    /// [`MAX_QUARANTINED_BYTES_PER_COMMIT`] of payload beyond its first record.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be written.
-    async fn commit(
-        &self,
-        key: &ConsumerShard,
-        read_version: u64,
-        progress: &Progress,
-        settled: &Settled,
-    ) -> Result<CommitOutcome, StateError>;
-
-    /// Records what is known of a shard's parents. Lineage only moves forward
-    /// (unknown, pending, cleared); it does not change the shard's version.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be written.
-    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError>;
-
-    /// Records that a shard is finished (read to its end, every record done,
-    /// its own parents finished), with its children.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be written.
-    async fn mark_shard_end(
-        &self,
-        key: &ConsumerShard,
-        children: &[String],
-    ) -> Result<(), StateError>;
-
-    /// Reads the progress of `partition_keys` of one shard (batched: at most
-    /// one request per 100 keys). Keys with no progress are left out.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be read.
-    async fn load_key_progress(
-        &self,
-        key: &ConsumerShard,
-        partition_keys: &[String],
-    ) -> Result<HashMap<String, Progress>, StateError>;
-
-    /// Writes each key's progress with what it settled if that key is still at
-    /// the version it was read, as [`StateStore::commit`] does for a shard
-    /// (batched: about one request per 100 items). Returns the keys another
-    /// invocation moved first (nothing of theirs is written). Key progress
-    /// expires after the store's key progress TTL.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be written.
-    async fn commit_key_progress(
-        &self,
-        key: &ConsumerShard,
-        commits: &[KeyCommit],
-    ) -> Result<Vec<String>, StateError>;
-
-    /// Every quarantined record of `consumer`, oldest first.
-    ///
-    /// # Errors
-    /// [`StateError`] when the store cannot be read.
-    async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError>;
 }

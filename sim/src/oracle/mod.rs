@@ -91,7 +91,7 @@ impl fmt::Display for Stats {
 /// Judges the run of `setup`; its story is told on a violation, or always
 /// with `trace`.
 pub async fn judge(setup: &Setup, trace: bool) -> Verdict {
-    let quarantine = match setup.quarantine.quarantined(CONSUMER).await {
+    let quarantine = match setup.quarantine.list_quarantined(CONSUMER).await {
         Ok(records) => records,
         Err(error) => return Verdict::fail(format!("the quarantine cannot be read: {error}")),
     };

@@ -3,15 +3,13 @@
 //! ranges a key's failure left): else the response says done while nothing
 //! of the batch was written.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use shardline::decode::decode_event;
-use shardline::quarantine::QuarantinedRecord;
 use shardline::state::{
-    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, EmbeddedStore, KeyCommit, Lineage,
-    Progress, Settled, ShardState, StateError, StateStore,
+    CommitOutcome, ConsumerShard, EmbeddedStore, Progress, ProgressStore, Settled, StateError,
+    StateStore, StoreLayer, UnitCommit,
 };
 use shardline::{Deadline, EngineConfig, process_event};
 use shardline_tests::lambda::{event, made_up, stream_arn};
@@ -22,26 +20,19 @@ use shardline_tests::overlap::Probe;
 struct Overtaken(EmbeddedStore);
 
 #[async_trait]
-impl StateStore for Overtaken {
-    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError> {
-        self.0.load_shard(key).await
+impl StoreLayer for Overtaken {
+    type Inner = EmbeddedStore;
+
+    fn inner(&self) -> &EmbeddedStore {
+        &self.0
     }
-    async fn claim_dedup_keys(
-        &self,
-        consumer: &str,
-        claims: &[DedupClaim],
-        now: SystemTime,
-    ) -> Result<Vec<ClaimOutcome>, StateError> {
-        self.0.claim_dedup_keys(consumer, claims, now).await
-    }
-    async fn commit(
+
+    async fn commit_batch(
         &self,
         key: &ConsumerShard,
-        read_version: u64,
-        progress: &Progress,
-        settled: &Settled,
-    ) -> Result<CommitOutcome, StateError> {
-        let current = self.0.load_shard(key).await?.progress;
+        commits: &[UnitCommit],
+    ) -> Result<Vec<CommitOutcome>, StateError> {
+        let current = self.0.read_shard(key).await?.progress;
         let newer = Progress {
             version: current.version,
             ..current.clone()
@@ -49,34 +40,7 @@ impl StateStore for Overtaken {
         self.0
             .commit(key, current.version, &newer, &Settled::default())
             .await?;
-        self.0.commit(key, read_version, progress, settled).await
-    }
-    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError> {
-        self.0.save_lineage(key, lineage).await
-    }
-    async fn mark_shard_end(
-        &self,
-        key: &ConsumerShard,
-        children: &[String],
-    ) -> Result<(), StateError> {
-        self.0.mark_shard_end(key, children).await
-    }
-    async fn load_key_progress(
-        &self,
-        key: &ConsumerShard,
-        partition_keys: &[String],
-    ) -> Result<HashMap<String, Progress>, StateError> {
-        self.0.load_key_progress(key, partition_keys).await
-    }
-    async fn commit_key_progress(
-        &self,
-        key: &ConsumerShard,
-        commits: &[KeyCommit],
-    ) -> Result<Vec<String>, StateError> {
-        self.0.commit_key_progress(key, commits).await
-    }
-    async fn quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
-        self.0.quarantined(consumer).await
+        self.0.commit_batch(key, commits).await
     }
 }
 

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use shardline::quarantine::{QuarantineFilter, QuarantineReason, QuarantinedRecord};
 use shardline::quarantine::{RedriveOutcome, ReplayOptions, ReplayOutcome, redrive, replay};
 use shardline::state::{
-    ConsumerShard, DynamoDbStore, EmbeddedStore, Progress, QuarantineStore, Settled,
+    ConsumerShard, DynamoDbStore, EmbeddedStore, Progress, Settled, StateStore,
 };
 use shardline::{Handler, HandlerError, Record, ShardRef};
 use shardline_tests::kinesis::{create_stream, list_shards, read_shard};
@@ -57,7 +57,7 @@ fn entry(shard: &str, n: u64, data: &str, reason: QuarantineReason, at: u64) -> 
 }
 
 /// Stores `records` as the engine does: with a commit of their shard.
-async fn seed(store: &dyn QuarantineStore, records: Vec<QuarantinedRecord>) {
+async fn seed(store: &dyn StateStore, records: Vec<QuarantinedRecord>) {
     let mut shards: Vec<String> = records.iter().map(|r| r.shard_id.clone()).collect();
     shards.dedup();
     for shard in shards {
@@ -85,7 +85,7 @@ async fn seed(store: &dyn QuarantineStore, records: Vec<QuarantinedRecord>) {
     }
 }
 
-async fn listed(store: &dyn QuarantineStore) -> Vec<QuarantinedRecord> {
+async fn listed(store: &dyn StateStore) -> Vec<QuarantinedRecord> {
     QuarantineFilter::default().select(store.quarantined(CONSUMER).await.unwrap())
 }
 
@@ -139,7 +139,7 @@ impl Applier {
     }
 }
 
-async fn filters_select_and_purge_removes_only_what_they_select(store: &dyn QuarantineStore) {
+async fn filters_select_and_purge_removes_only_what_they_select(store: &dyn StateStore) {
     use QuarantineReason::{Exhausted, Permanent, Undecodable};
     seed(
         store,
@@ -189,7 +189,7 @@ async fn filters_select_and_purge_removes_only_what_they_select(store: &dyn Quar
     assert_eq!(payloads(&listed(store).await), ["a2", "b1", "b2"]);
 }
 
-async fn replay_runs_each_shard_in_order_and_keeps_what_fails_again(store: &dyn QuarantineStore) {
+async fn replay_runs_each_shard_in_order_and_keeps_what_fails_again(store: &dyn StateStore) {
     use QuarantineReason::{Exhausted, Permanent};
     // Quarantined in the reverse of their order in the shard.
     seed(
@@ -244,7 +244,7 @@ async fn replay_runs_each_shard_in_order_and_keeps_what_fails_again(store: &dyn 
     );
 }
 
-async fn a_dry_run_calls_no_handler_and_changes_nothing(store: &dyn QuarantineStore) {
+async fn a_dry_run_calls_no_handler_and_changes_nothing(store: &dyn StateStore) {
     seed(
         store,
         vec![
@@ -277,7 +277,7 @@ async fn a_dry_run_calls_no_handler_and_changes_nothing(store: &dyn QuarantineSt
     assert_eq!(listed(store).await, before);
 }
 
-async fn an_interrupted_replay_applies_no_record_twice(store: &dyn QuarantineStore) {
+async fn an_interrupted_replay_applies_no_record_twice(store: &dyn StateStore) {
     let records = ["r1", "r2", "hang-r3", "r4", "r5"];
     let entries = records
         .iter()
@@ -357,7 +357,7 @@ async fn an_interrupted_replay_applies_no_record_twice(store: &dyn QuarantineSto
 }
 
 async fn redrive_puts_records_back_with_their_keys_and_removes_each_after_its_put(
-    store: &dyn QuarantineStore,
+    store: &dyn StateStore,
 ) {
     let kinesis = Emulators::from_env().kinesis();
     let stream = unique_name("redrive");

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use shardline::quarantine::{QuarantineReason, QuarantinedRecord};
 use shardline::state::{
     ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, Delivered, DynamoDbStore,
-    EmbeddedStore, HeadAttempts, KeyCommit, Lineage, PositionRanges, Progress, QuarantineStore,
-    Settled, ShardState, ShardStatus, StateStore,
+    EmbeddedStore, HeadAttempts, KeyCommit, Lineage, PositionRanges, Progress, Settled, ShardState,
+    ShardStatus, StateStore,
 };
 use shardline::{Position, ShardRef};
 use shardline_tests::{Emulators, unique_name};

@@ -30,29 +30,24 @@
 mod commit;
 mod items;
 mod keys;
+mod lineage;
+mod progress;
 mod quarantine;
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{
-    Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{Delete, Put, Update};
 
-use self::commit::{Group, write_groups};
-use self::items::{ProgressUpdate, quarantined_records, read_progress, record_items};
-use self::keys::{PK, SK, dedup_pk, progress_pk, quarantine_pk, shard_pk};
-use super::{
-    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, KeyCommit, Lineage, Progress, Settled,
-    ShardState, ShardStatus, StateError, StateStore,
-};
-use crate::aws::dynamodb::attr::{Attributes, get_list, get_s, item, list, n, s};
+use self::commit::Group;
+use self::items::record_items;
+use self::keys::{PK, SK, dedup_pk, shard_pk};
+use super::{ConsumerShard, DedupClaim, Settled, StateError};
+use crate::aws::dynamodb::DynamoError;
+use crate::aws::dynamodb::attr::{Attributes, item, n, s};
 use crate::aws::dynamodb::table::{KeySchema, create_table};
-use crate::aws::dynamodb::write::{put_all, transact_conditional};
-use crate::aws::dynamodb::{DynamoError, read};
+use crate::aws::dynamodb::write::put_all;
 use crate::time::epoch_millis;
 
 /// The TTL attribute of the state table.
@@ -70,11 +65,11 @@ pub const KEY_SCHEMA: KeySchema<'static> = KeySchema {
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), shardline::state::StateError> {
-/// use shardline::state::{DynamoDbStore, StateStore};
+/// use shardline::state::{DynamoDbStore, QuarantineStore};
 /// let client = shardline::aws::dynamodb_client().await;
 /// let store = DynamoDbStore::new(client, "shardline-state");
 /// store.create_table().await?; // for emulators; in AWS the template makes it
-/// let quarantined = store.quarantined("ledger").await?;
+/// let quarantined = store.list_quarantined("ledger").await?;
 /// # let _ = quarantined; Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -262,223 +257,5 @@ impl DynamoDbStore {
             }
             Err(e) => Err(DynamoError::service(operation, e).into()),
         }
-    }
-}
-
-#[async_trait]
-impl StateStore for DynamoDbStore {
-    async fn load_shard(&self, key: &ConsumerShard) -> Result<ShardState, StateError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(shard_pk(key), "state")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::service("read a shard checkpoint", e))?;
-        let Some(item) = out.item() else {
-            return Ok(ShardState::default());
-        };
-        let parents = get_list(item, "parents");
-        Ok(ShardState {
-            progress: read_progress(item, &shard_pk(key))?,
-            lineage: match get_s(item, "lineage") {
-                Some("pending") => Lineage::Pending { parents },
-                Some("cleared") => Lineage::Cleared { parents },
-                _ => Lineage::Unknown,
-            },
-            status: match get_s(item, "status") {
-                Some("ended") => ShardStatus::Ended {
-                    children: get_list(item, "children"),
-                },
-                _ => ShardStatus::Active,
-            },
-        })
-    }
-
-    async fn claim_dedup_keys(
-        &self,
-        consumer: &str,
-        claims: &[DedupClaim],
-        now: SystemTime,
-    ) -> Result<Vec<ClaimOutcome>, StateError> {
-        let operation = "claim dedup keys";
-        let build = |claim: &DedupClaim| {
-            self.claim_put(consumer, claim)
-                .item(IN_FLIGHT, n(1))
-                .condition_expression(
-                    "attribute_not_exists(pk) OR #owner = :owner OR expires_ms < :now",
-                )
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":owner", s(claim.owner.clone()))
-                .expression_attribute_values(":now", n(epoch_millis(now)))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| DynamoError::build(operation, e))
-        };
-        let lost = transact_conditional(&self.client, claims, build, operation).await?;
-        let mut holders: HashMap<&str, ClaimOutcome> = HashMap::new();
-        for (claim, item) in lost {
-            let holder = item
-                .as_ref()
-                .and_then(|item| get_s(item, "owner"))
-                .unwrap_or("another record")
-                .to_owned();
-            let in_flight = item.as_ref().is_some_and(|i| i.contains_key(IN_FLIGHT));
-            let outcome = if in_flight {
-                ClaimOutcome::InFlight(holder)
-            } else {
-                ClaimOutcome::HeldBy(holder)
-            };
-            holders.insert(claim.key.as_str(), outcome);
-        }
-        Ok(claims
-            .iter()
-            .map(|claim| {
-                holders
-                    .remove(claim.key.as_str())
-                    .unwrap_or(ClaimOutcome::Won)
-            })
-            .collect())
-    }
-
-    async fn commit(
-        &self,
-        key: &ConsumerShard,
-        read_version: u64,
-        progress: &Progress,
-        settled: &Settled,
-    ) -> Result<CommitOutcome, StateError> {
-        let update = ProgressUpdate::new(progress, read_version, &[]);
-        let item_key = Self::key(shard_pk(key), "state");
-        let written = if settled.is_empty() {
-            let operation = "commit a checkpoint";
-            let (expression, condition) = (&update.expression, &update.condition);
-            self.update_if(item_key, expression, condition, update.values, operation)
-                .await?
-        } else {
-            let fence = update.build(&self.table, item_key)?;
-            let mut groups = vec![
-                self.group(&key.consumer, shard_pk(key), fence, settled)
-                    .await?,
-            ];
-            groups.extend(self.done_groups(&key.consumer, &settled.done)?);
-            let operation = "commit a checkpoint with what its batch settled";
-            write_groups(&self.client, groups, operation)
-                .await?
-                .is_empty()
-        };
-        Ok(if written {
-            CommitOutcome::Committed {
-                version: read_version + 1,
-            }
-        } else {
-            CommitOutcome::Superseded
-        })
-    }
-
-    async fn save_lineage(&self, key: &ConsumerShard, lineage: &Lineage) -> Result<(), StateError> {
-        let (name, rank, parents) = match lineage {
-            Lineage::Unknown => return Ok(()),
-            Lineage::Pending { parents } => ("pending", 1, parents),
-            Lineage::Cleared { parents } => ("cleared", 2, parents),
-        };
-        // A failed condition: another invocation got further already.
-        self.update_shard(
-            key,
-            "SET lineage = :name, lineage_rank = :rank, parents = :parents",
-            Some("attribute_not_exists(lineage_rank) OR lineage_rank <= :rank"),
-            &[],
-            item([
-                (":name", s(name)),
-                (":rank", n(rank)),
-                (":parents", list(parents)),
-            ]),
-            "record a shard's lineage",
-        )
-        .await
-    }
-
-    async fn mark_shard_end(
-        &self,
-        key: &ConsumerShard,
-        children: &[String],
-    ) -> Result<(), StateError> {
-        self.update_shard(
-            key,
-            "SET #status = :ended, children = :children",
-            None,
-            &[("#status", "status")],
-            item([(":ended", s("ended")), (":children", list(children))]),
-            "record a shard's end",
-        )
-        .await
-    }
-
-    async fn load_key_progress(
-        &self,
-        key: &ConsumerShard,
-        partition_keys: &[String],
-    ) -> Result<HashMap<String, Progress>, StateError> {
-        let pks: Vec<String> = partition_keys.iter().map(|k| progress_pk(key, k)).collect();
-        let keys = pks
-            .iter()
-            .map(|pk| Self::key(pk.clone(), "progress"))
-            .collect();
-        let items = read::get_all(&self.client, &self.table, keys, "read key progress").await?;
-        let by_pk: HashMap<&str, &Attributes> = items
-            .iter()
-            .filter_map(|item| Some((get_s(item, PK)?, item)))
-            .collect();
-        let mut found = HashMap::new();
-        for (partition_key, pk) in partition_keys.iter().zip(&pks) {
-            if let Some(item) = by_pk.get(pk.as_str()) {
-                found.insert(partition_key.clone(), read_progress(item, pk)?);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn commit_key_progress(
-        &self,
-        key: &ConsumerShard,
-        commits: &[KeyCommit],
-    ) -> Result<Vec<String>, StateError> {
-        let expires = n(epoch_millis(crate::time::now() + self.key_progress_ttl) / 1000);
-        let mut groups = Vec::with_capacity(commits.len());
-        for commit in commits {
-            let also = [(TTL_ATTRIBUTE, expires.clone())];
-            let item_key = Self::key(progress_pk(key, &commit.partition_key), "progress");
-            let fence = ProgressUpdate::new(&commit.progress, commit.read_version, &also)
-                .build(&self.table, item_key)?;
-            let unit = commit.partition_key.clone();
-            groups.push(
-                self.group(&key.consumer, unit, fence, &commit.settled)
-                    .await?,
-            );
-        }
-        for commit in commits {
-            groups.extend(self.done_groups(&key.consumer, &commit.settled.done)?);
-        }
-        write_groups(&self.client, groups, "commit key progress").await
-    }
-
-    async fn quarantined(
-        &self,
-        consumer: &str,
-    ) -> Result<Vec<super::QuarantinedRecord>, StateError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(quarantine_pk(consumer)))
-            .consistent_read(true);
-        let items = read::query_all(query, "list quarantined records").await?;
-        quarantined_records(items)
     }
 }

@@ -1,15 +1,16 @@
-//! The DynamoDB store's [`QuarantineStore`]: replay claims, new failures and
-//! deletes on the quarantine items (`{consumer}#quarantine`), each one
+//! The DynamoDB store's [`QuarantineStore`]: the list (one query), replay
+//! claims, new failures and deletes on the quarantine items (`{consumer}#quarantine`), each one
 //! conditional request (a delete also removes a large payload's parts).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::DynamoDbStore;
+use super::items::quarantined_records;
 use super::keys::{PK, SK, quarantine_key_sk, quarantine_pk};
-use crate::aws::dynamodb::DynamoError;
 use crate::aws::dynamodb::attr::{Attributes, get_n, item, n, s};
-use crate::quarantine::{QuarantineKey, QuarantineReason};
+use crate::aws::dynamodb::{DynamoError, read};
+use crate::quarantine::{QuarantineKey, QuarantineReason, QuarantinedRecord};
 use crate::state::{QuarantineStore, StateError};
 
 fn entry_key(consumer: &str, key: &QuarantineKey) -> Attributes {
@@ -21,6 +22,18 @@ fn entry_key(consumer: &str, key: &QuarantineKey) -> Attributes {
 
 #[async_trait]
 impl QuarantineStore for DynamoDbStore {
+    async fn list_quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(quarantine_pk(consumer)))
+            .consistent_read(true);
+        let items = read::query_all(query, "list quarantined records").await?;
+        quarantined_records(items)
+    }
+
     async fn claim_replay(
         &self,
         consumer: &str,

@@ -59,6 +59,10 @@ pub(super) fn read_all(
 
 #[async_trait]
 impl QuarantineStore for EmbeddedStore {
+    async fn list_quarantined(&self, consumer: &str) -> Result<Vec<QuarantinedRecord>, StateError> {
+        self.with_conn(|conn| read_all(conn, consumer))?
+    }
+
     async fn claim_replay(
         &self,
         consumer: &str,

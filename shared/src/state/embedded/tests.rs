@@ -1,10 +1,15 @@
 //! The embedded store on its own (the contract both stores keep is in
 //! `tests/tests/it/state_contract.rs`).
 
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
 use super::*;
 use crate::record::{Position, ShardRef};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::state::{
+    ClaimOutcome, CommitOutcome, ConsumerShard, DedupClaim, Progress, Settled, ShardState,
+    StateStore,
+};
 
 fn key() -> ConsumerShard {
     ConsumerShard {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shardline::quarantine::{QuarantineReason, QuarantinedRecord};
 use shardline::quarantine::{ReplayOptions, ReplayOutcome, replay};
-use shardline::state::QuarantineStore;
+use shardline::state::StateStore;
 
 use super::{Applier, CONSUMER, entry, listed, payloads, seed, seq};
 
@@ -41,7 +41,7 @@ fn now_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap()
 }
 
-pub(super) async fn a_key_waits_behind_its_record_that_is_not_applied(store: &dyn QuarantineStore) {
+pub(super) async fn a_key_waits_behind_its_record_that_is_not_applied(store: &dyn StateStore) {
     seed(
         store,
         vec![
@@ -107,7 +107,7 @@ pub(super) async fn a_key_waits_behind_its_record_that_is_not_applied(store: &dy
 }
 
 pub(super) async fn include_interrupted_leaves_alone_a_record_another_replay_is_applying(
-    store: &dyn QuarantineStore,
+    store: &dyn StateStore,
 ) {
     seed(
         store,
@@ -165,7 +165,7 @@ pub(super) async fn include_interrupted_leaves_alone_a_record_another_replay_is_
 }
 
 pub(super) async fn a_take_over_takes_only_claims_started_at_or_before_its_cut_off(
-    store: &dyn QuarantineStore,
+    store: &dyn StateStore,
 ) {
     seed(store, vec![keyed("shardId-a", 1, "r1", "k1")]).await;
     let key = listed(store).await[0].key();

@@ -64,7 +64,7 @@ pub(super) async fn a_superseded_commit_writes_none_of_what_it_settled(store: &d
 /// as it is: a replay that claimed it still holds it. DynamoDB's Put
 /// overwrote the entry and cleared the claim, where SQLite kept it.
 pub(super) async fn quarantining_a_record_again_keeps_its_entry_and_replay_claim(
-    store: &dyn QuarantineStore,
+    store: &dyn StateStore,
 ) {
     let k = key("quarantine-again");
     let record = quarantined(70, 10);
