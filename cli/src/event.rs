@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use kpl::{Aggregator, UserRecord};
 use serde_json::Value;
-use shardline::sample::{
+use shardline_event::sample::{
     SAMPLE_SHARD, SAMPLE_STREAM_ARN, SampleRecord, SampleWindow, epoch_seconds, event_json,
     sequence_number,
 };

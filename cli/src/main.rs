@@ -114,7 +114,7 @@ async fn source(args: SourceArgs) -> Result<(), String> {
         .build();
     let config = aws_config::from_env()
         .timeout_config(timeouts)
-        .retry_config(shardline::aws::sdk_retry())
+        .retry_config(reader_retry())
         .load()
         .await;
     let client = aws_sdk_kinesis::Client::new(&config);
@@ -158,4 +158,15 @@ async fn source(args: SourceArgs) -> Result<(), String> {
     summary["seconds"] = (started.elapsed().as_millis() as f64 / 1000.0).into();
     println!("{summary}");
     Ok(())
+}
+
+/// The reader's SDK retry: the numbers of the framework's
+/// `shardline::aws::sdk_retry` (3 attempts, pauses from 50 ms to 2 s), set
+/// here so that the CLI builds with the Kinesis client alone, not the
+/// framework's DynamoDB, SQLite and runtime.
+fn reader_retry() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(2))
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use shardline::sample::{SampleRecord, event_json, sequence_number};
+use shardline_event::sample::{SampleRecord, event_json, sequence_number};
 
 /// `shardline-cli new`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,7 +59,8 @@ pub(crate) enum NewError {
 /// The framework's version requirement in a generated crate: this release's
 /// major and minor (`0.1`), which Cargo reads as `^0.1`.
 fn version_requirement() -> String {
-    let version = shardline::VERSION;
+    // Released together with the framework, at the same version.
+    let version = env!("CARGO_PKG_VERSION");
     let mut parts = version.split('.');
     match (parts.next(), parts.next()) {
         (Some(major), Some(minor)) => format!("{major}.{minor}"),
@@ -384,9 +385,9 @@ mod tests {
     #[test]
     fn the_sample_events_decode_and_hold_one_poison_record() {
         let [(_, batch), (_, poison)] = events();
-        let batch = shardline::decode::decode_event(batch.as_bytes()).unwrap();
+        let batch = shardline_event::decode::decode_event(batch.as_bytes()).unwrap();
         assert_eq!(batch.items.len(), 3);
-        let poison = shardline::decode::decode_event(poison.as_bytes()).unwrap();
+        let poison = shardline_event::decode::decode_event(poison.as_bytes()).unwrap();
         let not_json = poison
             .items
             .iter()

@@ -1,8 +1,8 @@
 //! Records as the mapping holds them, and the Lambda event made of them.
 
 use bytes::Bytes;
-use shardline::SequenceNumber;
-use shardline::sample::{SampleRecord, event_bytes};
+use shardline_event::SequenceNumber;
+use shardline_event::sample::{SampleRecord, event_bytes};
 
 /// The most bytes of one invocation's payload: 6 MB.
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;

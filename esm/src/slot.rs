@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use shardline::SequenceNumber;
+use shardline_event::SequenceNumber;
 
 use crate::answer::{Verdict, verdict};
 use crate::config::MappingConfig;
@@ -447,7 +447,7 @@ fn expired(
     now: SystemTime,
 ) -> Option<Discard> {
     let max_age = config.max_record_age?;
-    let now = shardline::sample::epoch_seconds(now);
+    let now = shardline_event::sample::epoch_seconds(now);
     let oldest = now - max_age.as_secs_f64();
     if !batch.iter().any(|r| r.arrival < oldest) {
         return None;

@@ -21,7 +21,7 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use shardline::sample::SampleWindow;
+use shardline_event::sample::SampleWindow;
 
 use crate::record::StreamRecord;
 

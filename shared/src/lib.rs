@@ -41,7 +41,8 @@
 //! | consumer | the name a function keeps its state under (`App::new("orders", …)`), one per event source mapping |
 //! | mapping | Lambda's event source mapping: batch size, `ParallelizationFactor`, retries, bisect |
 //! | progress | what is done of a unit: its checkpoint, the ranges done past it, attempts ([`progress`]) |
-//! | unit | what progress is kept for: the whole shard (`SHARDLINE_PROGRESS=shard`) or one partition key ([`ProgressMode`]) |
+//! | unit | what progress is kept for: the whole shard (`SHARDLINE_PROGRESS=shard`) or one partition key ([`state::Unit`], [`ProgressMode`]) |
+//! | store | where the state is kept, in three roles: the engine's progress, the guard's lineage, the operator's quarantine ([`state`]) |
 //! | checkpoint | the position up to which a unit is done |
 //! | commit | the one write of a unit's progress at the end of a batch, fenced by the version it read |
 //! | settled | what a commit writes besides progress, under the same fence: quarantined records, released and done dedup claims ([`state::Settled`]) |
@@ -56,7 +57,7 @@
 //! | sink | where a flush writes: the fan-out's destination streams ([`sink`]) |
 //! | request queue | the Kinesis sink's line of PutRecords requests; `throughput` order sends several at once |
 //! | window | a tumbling window's records and the state folded from them ([`window`]) |
-//! | source | `shardline-cli source`: Lambda's mapping run locally against a stream |
+//! | source | the stream a function reads, as against a destination it writes; a record's source is its position there ([`sink::OutRecord::source`]); `shardline-cli source` runs Lambda's mapping locally against it |
 //!
 //! ## Example
 //!

@@ -1,8 +1,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Parser as _;
-use shardline::decode::decode_event;
 use shardline::window::decode_window_event;
+use shardline_event::decode::decode_event;
 
 use super::*;
 use crate::args::{Cli, Command};

@@ -369,3 +369,40 @@ fn the_event_crate_holds_the_event_and_needs_no_aws_sqlite_or_runtime() {
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     assert!(lib.contains("pub use shardline_event::{decode, record, response, sample, time};"));
 }
+
+/// `shardline-cli` (the local mapping, event files, `new`) and `shardline-esm`
+/// build on the event crate and the Kinesis client, not on the framework: no
+/// DynamoDB SDK, SQLite or Lambda runtime in `cargo install shardline-cli`.
+/// The CLI writes its own version as the framework's into a new crate: the
+/// two are released together.
+#[test]
+fn the_cli_and_the_mapping_model_need_only_the_event_crate_and_kinesis() {
+    for folder in ["cli", "esm"] {
+        let deps = dependencies(folder);
+        assert!(
+            deps.iter().any(|d| d == "shardline-event"),
+            "{folder}: {deps:?}"
+        );
+        for heavy in [
+            "shardline",
+            "aws-sdk-dynamodb",
+            "rusqlite",
+            "lambda_runtime",
+        ] {
+            assert!(
+                !deps.iter().any(|d| d == heavy),
+                "{folder} depends on {heavy}"
+            );
+        }
+    }
+    let version = |folder: &str| {
+        let manifest =
+            std::fs::read_to_string(workspace().join(folder).join("Cargo.toml")).unwrap();
+        manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("version = ").map(str::to_owned))
+            .unwrap()
+    };
+    assert_eq!(version("cli"), version("shared"));
+    assert_eq!(format!("\"{}\"", shardline::VERSION), version("cli"));
+}
