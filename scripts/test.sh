@@ -19,8 +19,7 @@ step "install the emulators and cfn-lint in the background (first run only)"
 scripts/emulators.sh install >"$install_log" 2>&1 &
 install_pid=$!
 
-lint_pid="" side_pid=""
-trap 'kill "$install_pid" $lint_pid $side_pid 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log"' EXIT
+trap 'kill "$install_pid" 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -50,6 +49,9 @@ if grep -E '^warning: .*generated [0-9]+ warnings?' "$build_log" >&2; then
   exit 1
 fi
 rm -f "$build_log"
+step "rustdoc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 step "wait for the install, start the emulators"
 wait "$install_pid" || {
   cat "$install_log" >&2
@@ -58,51 +60,18 @@ wait "$install_pid" || {
 scripts/emulators.sh start
 # shellcheck source=/dev/null
 source .tools/emulators.env
-# The template lint (one Python process) runs beside rustdoc (the compiler).
-step "lint the template, and rustdoc beside it"
-lint_log="$(mktemp "${TMPDIR:-/tmp}/shardline-lint.XXXXXX")"
-(scripts/lint-template.sh && scripts/lint-template.sh --non-default) >"$lint_log" 2>&1 &
-lint_pid=$!
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-lint_status=0
-wait "$lint_pid" || lint_status=$?
-cat "$lint_log" >&2
-rm -f "$lint_log"
-[[ "$lint_status" == 0 ]] || exit "$lint_status"
-# The tests that wait on the emulators (shardline-tests: the integration
-# tests, then the fault tests) use little CPU of their own. Beside them, one
-# after the other, run what works the CPU: the crates as a user outside this
-# repository gets them (packaged, built on the newest dependencies, and a
-# project from `shardline-cli new`: see the script), then every other crate's
-# tests (the simulator's thousands of scenarios above all). That side's output
-# is shown after the first's.
+step "lint the template"
+scripts/lint-template.sh
+scripts/lint-template.sh --non-default
+# The crates as a user outside this repository gets them: packaged, built on
+# the newest dependencies, and a project from `shardline-cli new` (see the script).
+step "user-build"
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
+  scripts/user-build.sh
+step "cargo test"
 rm -f target/fault-summaries.txt
 status=0
-if [[ $# -eq 0 ]]; then
-  step "cargo test -p shardline-tests; beside it user-build, then the other crates' tests"
-  side_log="$(mktemp "${TMPDIR:-/tmp}/shardline-side.XXXXXX")"
-  (
-    set -e
-    echo "test.sh: ${SECONDS}s: user-build"
-    env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
-      scripts/user-build.sh
-    echo "test.sh: ${SECONDS}s: cargo test, every crate but shardline-tests"
-    cargo test --workspace --exclude shardline-tests --no-fail-fast
-    echo "test.sh: ${SECONDS}s: user-build and the other crates' tests done"
-  ) >"$side_log" 2>&1 &
-  side_pid=$!
-  cargo test -p shardline-tests --no-fail-fast || status=$?
-  step "shardline-tests done (exit $status); waiting for the side"
-  wait "$side_pid" || status=$?
-  cat "$side_log"
-  rm -f "$side_log"
-else
-  step "user-build"
-  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
-    scripts/user-build.sh
-  step "cargo test $*"
-  cargo test --workspace --no-fail-fast "$@" || status=$?
-fi
+cargo test --workspace --no-fail-fast "$@" || status=$?
 # The fault tests' summary lines (a passing test's own output is not shown).
 if [ -f target/fault-summaries.txt ]; then
   echo "fault test summaries:"
