@@ -365,6 +365,27 @@ mod tests {
         }
     }
 
+    /// The mapping publishes its own counts, and the function alarms on what
+    /// it dropped and on failed invocations, both on that mapping.
+    #[test]
+    fn the_template_turns_on_the_mappings_metrics_and_alarms_on_them() {
+        let names = Names::new("orders").unwrap();
+        let files = files(&names, &Framework::Registry);
+        let (_, template) = files
+            .iter()
+            .find(|(path, _)| *path == "template.yaml")
+            .unwrap();
+        assert!(template.contains("MetricsConfig:\n              Metrics: [EventCount]"));
+        for metric in ["DroppedEventCount", "FailedInvokeEventCount"] {
+            let alarm = template
+                .split("\n\n")
+                .find(|block| block.contains(&format!("MetricName: {metric}")))
+                .unwrap_or_else(|| panic!("no alarm on {metric}"));
+            assert!(alarm.contains("Name: EventSourceMappingUUID"), "{alarm}");
+            assert!(alarm.contains("Value: !Ref FunctionStream"), "{alarm}");
+        }
+    }
+
     #[test]
     fn the_dependency_line_is_the_registry_release_or_the_checkout() {
         assert_eq!(

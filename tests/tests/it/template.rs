@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use shardline_tests::yaml::{Yaml, parse};
 
+#[path = "template/mapping_metrics.rs"]
+mod mapping_metrics;
 #[path = "template/options.rs"]
 mod options;
 

@@ -11,7 +11,7 @@ use shardline_tests::yaml::{Yaml, parse};
 use super::{event_source_problems, workspace};
 
 /// Each function: its logical id prefix, its binary, its stream, its Kinesis event.
-const FUNCTIONS: [(&str, &str, &str, &str); 4] = [
+pub(super) const FUNCTIONS: [(&str, &str, &str, &str); 4] = [
     ("Fanout", "fanout", "SourceStream", "Source"),
     (
         "ActiveUsers",
@@ -23,14 +23,14 @@ const FUNCTIONS: [(&str, &str, &str, &str); 4] = [
     ("KeyCounts", "key-counts", "KeyCountsStream", "KeyCounts"),
 ];
 
-fn tagged<'a>(node: Option<&'a Yaml>, tag: &str) -> Option<&'a Yaml> {
+pub(super) fn tagged<'a>(node: Option<&'a Yaml>, tag: &str) -> Option<&'a Yaml> {
     match node {
         Some(Yaml::Tagged(t, value)) if t == tag => Some(value),
         _ => None,
     }
 }
 
-fn is_ref(node: Option<&Yaml>, name: &str) -> bool {
+pub(super) fn is_ref(node: Option<&Yaml>, name: &str) -> bool {
     tagged(node, "!Ref").and_then(Yaml::as_str) == Some(name)
 }
 
@@ -257,7 +257,7 @@ fn grant_problems(resources: &Yaml, logical: &str, consumer: &str) -> Vec<String
 
 /// `template.yaml` with the parameters of `tests/template-non-default.params`
 /// as defaults, and those values.
-fn non_default_variant() -> (String, Vec<(String, String)>) {
+pub(super) fn non_default_variant() -> (String, Vec<(String, String)>) {
     let params =
         std::fs::read_to_string(workspace().join("tests/template-non-default.params")).unwrap();
     let values: Vec<(String, String)> = params
@@ -380,6 +380,7 @@ fn the_template_with_every_new_parameter_at_a_non_default_value_passes_the_same_
         "QuarantinedAlarmThreshold",
         "GuardHoldAlarmMinutes",
         "ErrorsAlarmThreshold",
+        "FailedInvokeAlarmThreshold",
     ] {
         assert!(
             values.iter().any(|(k, _)| k == name),
