@@ -6,7 +6,7 @@
 
 use shardline_tests::yaml::{Yaml, parse};
 
-use super::options::{FUNCTIONS, is_ref, non_default_variant, tagged};
+use super::options::{FUNCTIONS, dashboard_body, is_ref, non_default_variant};
 use super::workspace;
 
 /// The metrics `EventCount` makes the mapping publish, all on the dashboard.
@@ -73,15 +73,7 @@ fn mapping_metric_problems(template: &Yaml) -> Vec<String> {
                 problems.push(format!("{name}: threshold {threshold:?}"));
             }
         }
-        let body = resources
-            .path(&[
-                &format!("{logical}Dashboard"),
-                "Properties",
-                "DashboardBody",
-            ])
-            .and_then(|b| tagged(Some(b), "!Sub"))
-            .and_then(Yaml::as_str)
-            .unwrap_or_default();
+        let body = dashboard_body(resources, logical);
         for metric in MAPPING_METRICS {
             let shown = format!(
                 "[\"AWS/Lambda\", \"{metric}\", \"EventSourceMappingUUID\", \"${{{mapping}}}\"]"

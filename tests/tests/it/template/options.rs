@@ -66,6 +66,19 @@ fn app_name(binary: &str) -> String {
     rest[start..end].to_owned()
 }
 
+/// The body of the dashboard of the function `logical` (`!Sub` text), or "".
+pub(super) fn dashboard_body<'a>(resources: &'a Yaml, logical: &str) -> &'a str {
+    resources
+        .path(&[
+            &format!("{logical}Dashboard"),
+            "Properties",
+            "DashboardBody",
+        ])
+        .and_then(|b| tagged(Some(b), "!Sub"))
+        .and_then(Yaml::as_str)
+        .unwrap_or_default()
+}
+
 /// What is wrong with the alarms and dashboards of `template`.
 fn alarm_problems(template: &Yaml) -> Vec<String> {
     let metrics_doc =
@@ -128,15 +141,7 @@ fn alarm_problems(template: &Yaml) -> Vec<String> {
                 }
             }
         }
-        let dashboard = resources
-            .path(&[
-                &format!("{logical}Dashboard"),
-                "Properties",
-                "DashboardBody",
-            ])
-            .and_then(|b| tagged(Some(b), "!Sub"))
-            .and_then(Yaml::as_str)
-            .unwrap_or_default();
+        let dashboard = dashboard_body(resources, logical);
         let body: serde_json::Value = serde_json::from_str(dashboard).unwrap_or_default();
         let shown = body.to_string();
         for metric in [
