@@ -34,7 +34,7 @@ CRATES=(shardline-kpl shardline-event shardline-lambda shardline-esm shardline-c
 # Where each package goes in the scratch workspace: the checkout's layout, so
 # that `--local` finds `shared/`.
 declare -A FOLDER=([shardline-kpl]=kpl [shardline-event]=event [shardline-lambda]=shared [shardline-esm]=esm [shardline-cli]=cli)
-export CARGO_TARGET_DIR="$ROOT/target/user-build"
+export CARGO_TARGET_DIR="$ROOT/target"
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"
 trap 'rm -rf "$SCRATCH"' EXIT
@@ -96,6 +96,12 @@ mkdir -p "$SCRATCH/packages"
   echo '# The packages depend on each other by version, as published ones do.'
   echo '[patch.crates-io]'
   for crate in "${CRATES[@]}"; do echo "$crate = { path = \"${FOLDER[$crate]}\" }"; done
+  echo
+  echo '# The debug profile of this workspace and of the project `new` writes.'
+  echo '[profile.dev]'
+  echo 'debug = "line-tables-only"'
+  echo '[profile.dev.package."*"]'
+  echo 'debug = false'
 } > "$SCRATCH/packages/Cargo.toml"
 for crate in "${CRATES[@]}"; do
   folder="${FOLDER[$crate]}"

@@ -47,6 +47,13 @@ pub(crate) struct InvokeArgs {
     /// The function's timeout in seconds (1 to 900): the process is killed past it.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub function_timeout: u64,
+    /// Invocations one function process answers at once (the events in turns of
+    /// this many, one process), as on Lambda Managed
+    /// Instances (PerExecutionEnvironmentMaxConcurrency, 1 to 1600; 1: classic
+    /// Lambda). The process gets AWS_LAMBDA_MAX_CONCURRENCY; killing it fails
+    /// every invocation it has in flight.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1600))]
+    pub per_execution_environment_max_concurrency: u32,
     /// The function's name (AWS_LAMBDA_FUNCTION_NAME); the command's file name by default.
     #[arg(long)]
     pub function_name: Option<String>,
@@ -145,6 +152,12 @@ pub(crate) struct SourceArgs {
     /// 900; 0: none): the state is threaded per shard as Lambda does.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=900))]
     pub tumbling_window_in_seconds: u64,
+    /// Invocations one function process answers at once, as on Lambda Managed
+    /// Instances (PerExecutionEnvironmentMaxConcurrency, 1 to 1600; 1: classic
+    /// Lambda). The process gets AWS_LAMBDA_MAX_CONCURRENCY; killing it fails
+    /// every invocation it has in flight.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1600))]
+    pub per_execution_environment_max_concurrency: u32,
     /// The function's name (AWS_LAMBDA_FUNCTION_NAME); the command's file name by default.
     #[arg(long)]
     pub function_name: Option<String>,

@@ -1,6 +1,8 @@
 //! `shardline-cli invoke`: event files through a function's own Lambda runtime
 //! loop, one process kept warm from one event to the next, as one sandbox in
-//! Lambda serves one invocation after another.
+//! Lambda serves one invocation after another; with
+//! `--per-execution-environment-max-concurrency N`, in turns of N events at
+//! once to that one process, as on Lambda Managed Instances.
 //!
 //! Each invocation prints one JSON line: the event file, the outcome
 //! (`response`, `function_error`, `crashed`, `timed_out`, or `refused` for an
@@ -22,16 +24,34 @@ use shardline_esm::MAX_PAYLOAD;
 
 /// Runs every event of `args` and prints one line each.
 pub(crate) async fn run(args: InvokeArgs) -> ExitCode {
-    let pool = Pool::new(FunctionSpec::new(args.command.clone(), args.name()));
+    let at_once = args.per_execution_environment_max_concurrency;
+    let pool = Pool::new(
+        FunctionSpec::new(args.command.clone(), args.name()),
+        at_once,
+    );
     let timeout = Duration::from_secs(args.function_timeout);
     let mut all_answered = true;
-    for path in &args.events {
-        let line = match std::fs::read(path) {
-            Ok(event) => invoke(&pool, Bytes::from(event), timeout).await,
-            Err(e) => json!({"outcome": "unreadable", "error": e.to_string()}),
-        };
-        all_answered &= line["outcome"] == "response";
-        println!("{}", with_event(line, path));
+    let turn = usize::try_from(at_once).unwrap_or(1).max(1);
+    for paths in args.events.chunks(turn) {
+        let invocations: Vec<_> = paths
+            .iter()
+            .map(|path| {
+                let (pool, path) = (pool.clone(), path.clone());
+                tokio::spawn(async move {
+                    match std::fs::read(&path) {
+                        Ok(event) => invoke(&pool, Bytes::from(event), timeout).await,
+                        Err(e) => json!({"outcome": "unreadable", "error": e.to_string()}),
+                    }
+                })
+            })
+            .collect();
+        for (invocation, path) in invocations.into_iter().zip(paths) {
+            let line = invocation.await.unwrap_or_else(
+                |e| json!({"outcome": "crashed", "error": format!("the invocation's task failed: {e}")}),
+            );
+            all_answered &= line["outcome"] == "response";
+            println!("{}", with_event(line, path));
+        }
     }
     if all_answered {
         ExitCode::SUCCESS
@@ -62,13 +82,13 @@ async fn invoke(pool: &Pool, event: Bytes, timeout: Duration) -> Value {
         }
     };
     let started = Instant::now();
-    let (sandbox, outcome) = sandbox.invoke(event, timeout, None, &|_| {}).await;
+    let (nth, outcome) = sandbox.invoke(event, timeout, None, &|_| {}).await;
     let ms = (started.elapsed().as_secs_f64() * 1e5).round() / 1e2;
     let mut line = outcome_line(outcome, ms);
-    if let Some(sandbox) = sandbox {
+    if sandbox.is_alive() {
         // A process's first invocation is its cold start: how long its init
         // took (start to first `invocation/next`); and its memory so far.
-        if sandbox.invocations() == 1
+        if nth == 1
             && let Some(init) = sandbox.init_time()
         {
             line["init_ms"] = (init.as_secs_f64() * 1e3).into();
@@ -76,7 +96,6 @@ async fn invoke(pool: &Pool, event: Bytes, timeout: Duration) -> Value {
         if let Some(peak) = sandbox.peak_rss_kib() {
             line["peak_rss_kib"] = peak.into();
         }
-        pool.give_back(sandbox);
     }
     line
 }

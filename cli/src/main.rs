@@ -120,7 +120,10 @@ async fn source(args: SourceArgs) -> Result<(), String> {
     let client = aws_sdk_kinesis::Client::new(&config);
     let (stream_name, stream_arn) = resolve(&client, &args.stream).await?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
-    let pool = Pool::new(FunctionSpec::new(args.command.clone(), args.name()));
+    let pool = Pool::new(
+        FunctionSpec::new(args.command.clone(), args.name()),
+        args.per_execution_environment_max_concurrency,
+    );
     let mapping = Arc::new(
         Mapping::new(&args, stream_name, stream_arn, pool.clone(), seed)
             .map_err(|e| format!("on-failure file: {e}"))?,

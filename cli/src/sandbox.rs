@@ -1,15 +1,18 @@
-//! Sandboxes: one function process each, with its own Runtime API. A sandbox
-//! serves one invocation at a time, as in Lambda; a crash or a timeout is a real
-//! process death, and the next invocation starts a fresh process (a cold start).
+//! Sandboxes: one function process each, with its own Runtime API. On classic
+//! Lambda a sandbox serves one invocation at a time; on Lambda Managed
+//! Instances up to its `PerExecutionEnvironmentMaxConcurrency` at once
+//! (lambda/latest/dg/lambda-managed-instances-rust.html). A crash or a timeout
+//! is a real process death that fails every invocation the process had in
+//! flight, and the next invocation starts a fresh process (a cold start).
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::runtime::{Answer, Invocation, RuntimeApi};
 
@@ -45,30 +48,42 @@ pub(crate) enum Outcome {
     TimedOut,
 }
 
-/// A running function process.
+/// A running function process, shared by the invocations it serves.
 pub(crate) struct Sandbox {
     api: RuntimeApi,
-    child: Child,
+    pid: Option<u32>,
     started: Instant,
-    invocations: u64,
+    invocations: AtomicU64,
+    /// Invocations in flight now (the pool's count against its limit).
+    in_flight: AtomicU32,
+    /// Asks the process's keeper to kill it, with the reason.
+    kill: mpsc::UnboundedSender<String>,
+    /// Why the process is gone; `None` while it runs.
+    death: watch::Receiver<Option<String>>,
 }
 
 static REQUESTS: AtomicU64 = AtomicU64::new(1);
 
 impl Sandbox {
-    /// Starts the function with `AWS_LAMBDA_RUNTIME_API` pointing at a new API;
-    /// the rest of the environment is passed through.
+    /// Starts the function with `AWS_LAMBDA_RUNTIME_API` pointing at a new API
+    /// and `AWS_LAMBDA_MAX_CONCURRENCY` at `max_concurrency` when above 1 (as
+    /// on Lambda Managed Instances); the rest of the environment is passed
+    /// through.
     ///
     /// # Errors
     /// The I/O error when the API or the process cannot start.
-    pub(crate) async fn start(spec: &FunctionSpec) -> std::io::Result<Sandbox> {
+    pub(crate) async fn start(
+        spec: &FunctionSpec,
+        max_concurrency: u32,
+    ) -> std::io::Result<Sandbox> {
         let api = RuntimeApi::start(spec.arn.clone()).await?;
         let (program, args) = spec
             .command
             .split_first()
             .ok_or_else(|| std::io::Error::other("no function command"))?;
         let started = Instant::now();
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .env("AWS_LAMBDA_RUNTIME_API", api.address.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
@@ -83,13 +98,25 @@ impl Sandbox {
             // The function's stdout (metrics lines) joins its logs on stderr:
             // stdout is the summary's.
             .stdout(Stdio::from(std::io::stderr()))
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        if max_concurrency > 1 {
+            command.env("AWS_LAMBDA_MAX_CONCURRENCY", max_concurrency.to_string());
+        } else {
+            command.env_remove("AWS_LAMBDA_MAX_CONCURRENCY");
+        }
+        let child = command.spawn()?;
+        let pid = child.id();
+        let (kill, killed) = mpsc::unbounded_channel();
+        let (died, death) = watch::channel(None);
+        tokio::spawn(keep(child, killed, died));
         Ok(Sandbox {
             api,
-            child,
+            pid,
             started,
-            invocations: 0,
+            invocations: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            kill,
+            death,
         })
     }
 
@@ -99,28 +126,43 @@ impl Sandbox {
         Some(self.api.first_next()? - self.started)
     }
 
-    /// Invocations this process has served (answered or not).
-    pub(crate) fn invocations(&self) -> u64 {
-        self.invocations
-    }
-
     /// The process's peak resident memory so far, in KiB (`VmHWM`; Linux only).
     pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// Invokes the function with `event`. A process that answers is handed
-    /// back for the next invocation; one that died, timed out or was killed
-    /// (`kill_after`: chaos) is not.
+    /// Whether the process still runs.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.death.borrow().is_none()
+    }
+
+    /// Waits until the process is gone: why.
+    async fn gone(&self) -> String {
+        let mut death = self.death.clone();
+        let why = death.wait_for(Option::is_some).await;
+        why.ok().and_then(|why| why.clone()).unwrap_or_default()
+    }
+
+    /// Kills the process (if it still runs) and waits until it is gone; every
+    /// invocation it had in flight then fails.
+    async fn kill(&self, reason: &str) {
+        let _ = self.kill.send(reason.to_owned());
+        self.gone().await;
+    }
+
+    /// Invokes the function with `event`: the invocation's number on this
+    /// process (1 for its cold start) and its outcome. A timeout or a chaos
+    /// kill (`kill_after`) kills the process, and with it every invocation it
+    /// has in flight, as on Lambda.
     pub(crate) async fn invoke(
-        mut self,
+        &self,
         event: Bytes,
         timeout: Duration,
         kill_after: Option<Duration>,
         phase: &(dyn Fn(&'static str) + Sync),
-    ) -> (Option<Sandbox>, Outcome) {
+    ) -> (u64, Outcome) {
         let (reply, answer) = oneshot::channel();
         let deadline = SystemTime::now() + timeout;
         let invocation = Invocation {
@@ -139,84 +181,188 @@ impl Sandbox {
         };
         // The timeout covers handing the event over too, as Lambda's covers
         // the whole invocation: nothing here can wait longer than it.
-        self.invocations += 1;
-        let Sandbox { api, child, .. } = &mut self;
+        let nth = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
         let delivered = async {
             phase("handing the event to the runtime API");
-            api.send(invocation).await.map_err(|_| ())?;
+            self.api.send(invocation).await.map_err(|_| ())?;
             phase("awaiting the answer");
             answer.await.map_err(|_| ())
         };
         let outcome = tokio::select! {
             answer = delivered => match answer {
-                Ok(Answer::Response(body)) => Ok(Outcome::Response(body)),
-                Ok(Answer::Error(body)) => Ok(Outcome::FunctionError(String::from_utf8_lossy(&body).into_owned())),
-                Err(()) => Err(Outcome::Crashed("the runtime API stopped or dropped the invocation".into())),
+                Ok(Answer::Response(body)) => Outcome::Response(body),
+                Ok(Answer::Error(body)) => Outcome::FunctionError(String::from_utf8_lossy(&body).into_owned()),
+                Err(()) => Outcome::Crashed("the runtime API stopped or dropped the invocation".into()),
             },
-            status = child.wait() => {
-                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                Err(Outcome::Crashed(format!("the function process exited: {status}")))
-            }
+            why = self.gone() => Outcome::Crashed(why),
             () = tokio::time::sleep(timeout) => {
                 phase("killing the timed-out process");
-                let _ = child.kill().await;
-                Err(Outcome::TimedOut)
+                self.kill("killed: another invocation of the process timed out").await;
+                Outcome::TimedOut
             }
             () = chaos => {
                 phase("killing the process (--kill-rate)");
-                let _ = child.kill().await;
-                Err(Outcome::Crashed("killed by --kill-rate".into()))
+                self.kill("killed by --kill-rate").await;
+                Outcome::Crashed("killed by --kill-rate".into())
             }
         };
-        match outcome {
-            Ok(answered) => (Some(self), answered),
-            Err(failed) => (None, failed),
-        }
+        (nth, outcome)
     }
 }
 
-/// Idle sandboxes, reused; a new one is started (a cold start) when none is idle.
+/// Keeps the process: kills it when asked (or when its sandbox is dropped),
+/// and says why it is gone once it is.
+async fn keep(
+    mut child: Child,
+    mut killed: mpsc::UnboundedReceiver<String>,
+    died: watch::Sender<Option<String>>,
+) {
+    let why = tokio::select! {
+        status = child.wait() => {
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            format!("the function process exited: {status}")
+        }
+        reason = killed.recv() => {
+            let _ = child.kill().await;
+            reason.unwrap_or_else(|| "the sandbox was dropped".to_owned())
+        }
+    };
+    let _ = died.send(Some(why));
+}
+
+/// One invocation's turn on a sandbox: its slot is free again when dropped.
+pub(crate) struct Lease(Arc<Sandbox>);
+
+impl std::ops::Deref for Lease {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The function's sandboxes: a live one with a free slot serves the next
+/// invocation, and a new one is started (a cold start) when none has.
 pub(crate) struct Pool {
     spec: FunctionSpec,
-    idle: Mutex<Vec<Sandbox>>,
+    /// Invocations one process serves at once (`PerExecutionEnvironmentMaxConcurrency`; 1 on classic Lambda).
+    per_process: u32,
+    /// Held across a start, so that invocations arriving together fill one
+    /// new process instead of starting one each.
+    sandboxes: tokio::sync::Mutex<Vec<Arc<Sandbox>>>,
     cold_starts: AtomicU64,
 }
 
 impl Pool {
-    /// An empty pool for `spec`.
-    pub(crate) fn new(spec: FunctionSpec) -> Arc<Self> {
+    /// An empty pool for `spec`, each process serving up to `per_process`
+    /// invocations at once.
+    pub(crate) fn new(spec: FunctionSpec, per_process: u32) -> Arc<Self> {
         Arc::new(Pool {
             spec,
-            idle: Mutex::new(Vec::new()),
+            per_process: per_process.max(1),
+            sandboxes: tokio::sync::Mutex::new(Vec::new()),
             cold_starts: AtomicU64::new(0),
         })
     }
 
-    /// An idle sandbox, or a new one.
+    /// A slot on a live sandbox, or on a new one.
     ///
     /// # Errors
     /// The I/O error when a new process cannot start.
-    pub(crate) async fn take(&self) -> std::io::Result<Sandbox> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        match idle {
-            Some(sandbox) => Ok(sandbox),
+    pub(crate) async fn take(&self) -> std::io::Result<Lease> {
+        let mut sandboxes = self.sandboxes.lock().await;
+        sandboxes.retain(|s| s.is_alive());
+        let free = sandboxes
+            .iter()
+            .find(|s| s.in_flight.load(Ordering::Relaxed) < self.per_process)
+            .cloned();
+        let sandbox = match free {
+            Some(sandbox) => sandbox,
             None => {
                 self.cold_starts.fetch_add(1, Ordering::Relaxed);
-                Sandbox::start(&self.spec).await
+                let sandbox = Arc::new(Sandbox::start(&self.spec, self.per_process).await?);
+                sandboxes.push(sandbox.clone());
+                sandbox
             }
-        }
-    }
-
-    /// Gives a live sandbox back.
-    pub(crate) fn give_back(&self, sandbox: Sandbox) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(sandbox);
+        };
+        sandbox.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease(sandbox))
     }
 
     /// Processes started so far.
     pub(crate) fn cold_starts(&self) -> u64 {
         self.cold_starts.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A function that asks for `n` events at once (one thread each) and never
+    /// answers: Python's standard library speaking the Runtime API.
+    fn silent_function(n: u32) -> FunctionSpec {
+        let script = format!(
+            "import os, threading, time, urllib.request\n\
+             url = 'http://' + os.environ['AWS_LAMBDA_RUNTIME_API'] + '/2018-06-01/runtime/invocation/next'\n\
+             for _ in range({n}):\n    threading.Thread(target=lambda: urllib.request.urlopen(url).read(), daemon=True).start()\n\
+             time.sleep(600)\n"
+        );
+        FunctionSpec::new(vec!["python3".into(), "-c".into(), script], "silent".into())
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_process_and_every_invocation_it_has_in_flight() {
+        let pool = Pool::new(silent_function(2), 2);
+        let first = pool.take().await.unwrap();
+        let second = pool.take().await.unwrap();
+        assert_eq!(pool.cold_starts(), 1, "two invocations share one process");
+        let started = Instant::now();
+        let quiet = |_: &'static str| {};
+        let short = first.invoke(
+            Bytes::from_static(b"{}"),
+            Duration::from_secs(2),
+            None,
+            &quiet,
+        );
+        let long = second.invoke(
+            Bytes::from_static(b"{}"),
+            Duration::from_secs(60),
+            None,
+            &quiet,
+        );
+        let ((_, short), (_, long)) = tokio::join!(short, long);
+        assert!(matches!(short, Outcome::TimedOut), "{short:?}");
+        assert!(
+            matches!(&long, Outcome::Crashed(why) if why.contains("timed out")),
+            "{long:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!first.is_alive());
+        drop((first, second));
+        let _next = pool.take().await.unwrap();
+        assert_eq!(
+            pool.cold_starts(),
+            2,
+            "the next invocation starts a new process"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_at_a_time_a_second_invocation_gets_a_process_of_its_own() {
+        let pool = Pool::new(silent_function(1), 1);
+        let _first = pool.take().await.unwrap();
+        let _second = pool.take().await.unwrap();
+        assert_eq!(pool.cold_starts(), 2);
     }
 }

@@ -48,13 +48,16 @@ pub(crate) fn init_local(spec: &str) {
         .try_init();
 }
 
-/// JSON logs for Lambda: one object per line, fields flattened.
+/// JSON logs for Lambda: one object per line, the event's fields flattened,
+/// and `spans`: the runtime's invocation span (`requestId`) and the batch's
+/// (`shard`), so the lines of invocations that overlap in one process
+/// (Lambda Managed Instances) say which one wrote them.
 pub(crate) fn init_lambda(spec: &str) {
     let layer = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_span_list(false)
+        .with_span_list(true)
         .with_target(false)
         .without_time()
         .with_ansi(false);

@@ -24,6 +24,9 @@ pub struct Binaries {
     pub key_counts: PathBuf,
     /// The probe function (`src/bin/probe.rs`): does what each payload asks.
     pub probe: PathBuf,
+    /// A Shardline function whose invocations must overlap
+    /// (`src/bin/rendezvous.rs`).
+    pub rendezvous: PathBuf,
 }
 
 /// The workspace's binaries, built on first use.
@@ -58,6 +61,7 @@ pub fn binaries() -> &'static Binaries {
             active_users: dir.join("active-users"),
             key_counts: dir.join("key-counts"),
             probe: dir.join("probe"),
+            rendezvous: dir.join("rendezvous"),
         }
     })
 }

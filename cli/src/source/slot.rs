@@ -183,16 +183,14 @@ impl Slot {
         mapping.counters.invocation(records);
         let kill_after = mapping.chaos_kill();
         let started = Instant::now();
-        let (sandbox, outcome) = sandbox
+        let (_, outcome) = sandbox
             .invoke(payload, mapping.config.timeout, kill_after, &|phase| {
                 self.queue.set_phase(Some(phase));
             })
             .await;
+        drop(sandbox);
         if matches!(outcome, Outcome::Response(_) | Outcome::FunctionError(_)) {
             mapping.took(started.elapsed());
-        }
-        if let Some(sandbox) = sandbox {
-            mapping.pool.give_back(sandbox);
         }
         mapping.touch();
         match outcome {

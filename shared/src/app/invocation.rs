@@ -87,6 +87,7 @@ impl<H: Handler> InvocationHandler for H {
         let decoded = decode_event_with(&body, invocation.decode)?;
         drop(body);
         let range = BatchRange::of(&decoded);
+        range.record_shard();
         let outcome = process_event(
             decoded,
             self,
@@ -118,6 +119,7 @@ impl<W: WindowHandler> InvocationHandler for Windowed<W> {
         let event = decode_window_event_with(&body, invocation.decode)?;
         drop(body);
         let range = BatchRange::of(&event.records);
+        range.record_shard();
         let (shard, start, end) = (
             event.info.shard_id.clone(),
             event.info.start.clone(),

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use lambda_runtime::LambdaEvent;
 use serde::de::IgnoredAny;
 use tokio::sync::{Mutex, OnceCell};
+use tracing::Instrument as _;
 
 use super::invocation::{Invocation, InvocationHandler, InvocationOutput, Response};
 use super::raw_body::{Bodies, RawBody};
@@ -99,11 +100,29 @@ async fn setup<H: InvocationHandler>(app: App<H>, settings: Settings) -> Result<
     })
 }
 
+/// How many invocations Lambda may hand this process at once:
+/// `AWS_LAMBDA_MAX_CONCURRENCY`, set on Lambda Managed Instances to the
+/// function's `PerExecutionEnvironmentMaxConcurrency`; 1 when unset or not a
+/// number above 0 (classic Lambda), as the runtime reads it.
+fn max_concurrency() -> u32 {
+    std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
 /// Runs the Lambda runtime loop until the runtime stops.
 ///
 /// The event's bytes are taken from the invocation as they came
 /// ([`RawBody`]) and decoded by [`decode_event_with`], borrowing from them,
 /// instead of being deserialized into owned strings by the runtime.
+///
+/// On Lambda Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY` above 1) the
+/// runtime's concurrent mode answers up to that many invocations at once, one
+/// long-poll worker each, all sharing the one handler and store; otherwise the
+/// runtime's one-at-a-time loop. Each invocation keeps its own event bytes
+/// (by request id), deadline, counts and metrics line, and log span.
 pub(super) async fn run<H: InvocationHandler>(
     app: App<H>,
     settings: Settings,
@@ -122,12 +141,20 @@ pub(super) async fn run<H: InvocationHandler>(
             invocation(shared, body, event.context).await
         }
     });
-    lambda_runtime::Runtime::new(service)
+    let runtime = lambda_runtime::Runtime::new(service)
         .layer(lambda_runtime::layers::TracingLayer::new())
-        .layer(RawBody { bodies })
-        .run()
-        .await
-        .map_err(Error::Runtime)
+        .layer(RawBody { bodies });
+    let concurrency = max_concurrency();
+    let ran = if concurrency > 1 {
+        tracing::info!(
+            concurrency,
+            "Lambda Managed Instances: up to {concurrency} invocations at once in this process"
+        );
+        runtime.run_concurrent().await
+    } else {
+        runtime.run().await
+    };
+    ran.map_err(Error::Runtime)
 }
 
 /// One invocation: decode, process, a metrics line, a log line, the response.
@@ -144,7 +171,13 @@ async fn invocation<H: InvocationHandler>(
         deadline: Deadline::from_epoch_millis(context.deadline),
         decode: &DecodeOptions::default(),
     };
-    let (result, added) = crate::metrics::counted(shared.handler.consume(body, invocation)).await;
+    // The batch's own log span: the runtime's span above it carries the
+    // request id, this one the shard once the event is decoded, so that every
+    // line of overlapping invocations says which batch it belongs to.
+    let span = tracing::info_span!("batch", shard = tracing::field::Empty);
+    let (result, added) = crate::metrics::counted(shared.handler.consume(body, invocation))
+        .instrument(span)
+        .await;
     // One metrics line per invocation, failed ones included.
     crate::metrics::flush(
         &shared.metrics,
@@ -188,6 +221,12 @@ pub(crate) struct BatchRange {
 }
 
 impl BatchRange {
+    /// Names the batch's shards on the current log span's `shard` field (the
+    /// invocation's, inside Lambda; nothing elsewhere).
+    pub(crate) fn record_shard(&self) {
+        tracing::Span::current().record("shard", self.shards.as_str());
+    }
+
     pub(crate) fn of(event: &DecodedEvent) -> Self {
         let mut shards: Vec<&str> = Vec::new();
         for item in &event.items {

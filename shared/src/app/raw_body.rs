@@ -63,7 +63,9 @@ impl<S> Layer<S> for RawBody {
     }
 }
 
-/// [`RawBody`] around the runtime's own services.
+/// [`RawBody`] around the runtime's own services (cloned once per worker of
+/// the runtime's concurrent mode).
+#[derive(Clone)]
 pub(super) struct RawBodyService<S> {
     inner: S,
     bodies: Bodies,

@@ -12,6 +12,7 @@ mod kinesis;
 mod kinesis_resharding;
 mod lambda_setup;
 mod layout;
+mod managed_instances;
 mod own_function;
 mod quarantine_ops;
 mod source_iterator_expiry;
