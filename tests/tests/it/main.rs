@@ -13,6 +13,7 @@ mod kinesis_resharding;
 mod lambda_setup;
 mod layout;
 mod managed_instances;
+mod overlapping_invocations;
 mod own_function;
 mod quarantine_ops;
 mod source_iterator_expiry;
