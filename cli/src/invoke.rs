@@ -13,6 +13,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -66,7 +67,7 @@ fn with_event(mut line: Value, path: &Path) -> Value {
 }
 
 /// One invocation, as a JSON line.
-async fn invoke(pool: &Pool, event: Bytes, timeout: Duration) -> Value {
+async fn invoke(pool: &Arc<Pool>, event: Bytes, timeout: Duration) -> Value {
     if event.len() > MAX_PAYLOAD {
         // Lambda's Invoke refuses it (RequestEntityTooLargeException): the
         // function never sees it.

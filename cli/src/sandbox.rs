@@ -6,13 +6,15 @@
 //! flight, and the next invocation starts a fresh process (a cold start).
 
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use shardline_esm::Environments;
 
 use crate::runtime::{Answer, Invocation, RuntimeApi};
 
@@ -54,8 +56,6 @@ pub(crate) struct Sandbox {
     pid: Option<u32>,
     started: Instant,
     invocations: AtomicU64,
-    /// Invocations in flight now (the pool's count against its limit).
-    in_flight: AtomicU32,
     /// Asks the process's keeper to kill it, with the reason.
     kill: mpsc::UnboundedSender<String>,
     /// Why the process is gone; `None` while it runs.
@@ -114,7 +114,6 @@ impl Sandbox {
             pid,
             started,
             invocations: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
             kill,
             death,
         })
@@ -230,69 +229,89 @@ async fn keep(
     let _ = died.send(Some(why));
 }
 
-/// One invocation's turn on a sandbox: its slot is free again when dropped.
-pub(crate) struct Lease(Arc<Sandbox>);
+/// One invocation's turn on a sandbox: its slot is free again when dropped,
+/// or the sandbox counted dead when its process is gone.
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
+    id: u64,
+    sandbox: Arc<Sandbox>,
+}
 
 impl std::ops::Deref for Lease {
     type Target = Sandbox;
 
     fn deref(&self) -> &Sandbox {
-        &self.0
+        &self.sandbox
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut environments = self.pool.environments();
+        if self.sandbox.is_alive() {
+            environments.answered(self.id);
+        } else {
+            environments.died(self.id);
+        }
     }
 }
 
-/// The function's sandboxes: a live one with a free slot serves the next
-/// invocation, and a new one is started (a cold start) when none has.
+/// The function's sandboxes, placed by Lambda's rules ([`Environments`]): a
+/// live one with a free slot serves the next invocation, and a new one is
+/// started (a cold start) when none has.
 pub(crate) struct Pool {
     spec: FunctionSpec,
-    /// Invocations one process serves at once (`PerExecutionEnvironmentMaxConcurrency`; 1 on classic Lambda).
-    per_process: u32,
+    environments: Mutex<Environments<Arc<Sandbox>>>,
     /// Held across a start, so that invocations arriving together fill one
     /// new process instead of starting one each.
-    sandboxes: tokio::sync::Mutex<Vec<Arc<Sandbox>>>,
+    starting: tokio::sync::Mutex<()>,
     cold_starts: AtomicU64,
 }
 
 impl Pool {
     /// An empty pool for `spec`, each process serving up to `per_process`
-    /// invocations at once.
+    /// invocations at once (`PerExecutionEnvironmentMaxConcurrency`; 1 on
+    /// classic Lambda).
     pub(crate) fn new(spec: FunctionSpec, per_process: u32) -> Arc<Self> {
         Arc::new(Pool {
             spec,
-            per_process: per_process.max(1),
-            sandboxes: tokio::sync::Mutex::new(Vec::new()),
+            environments: Mutex::new(Environments::new(per_process)),
+            starting: tokio::sync::Mutex::new(()),
             cold_starts: AtomicU64::new(0),
         })
+    }
+
+    fn environments(&self) -> std::sync::MutexGuard<'_, Environments<Arc<Sandbox>>> {
+        self.environments.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A slot on a live sandbox, or on a new one.
     ///
     /// # Errors
     /// The I/O error when a new process cannot start.
-    pub(crate) async fn take(&self) -> std::io::Result<Lease> {
-        let mut sandboxes = self.sandboxes.lock().await;
-        sandboxes.retain(|s| s.is_alive());
-        let free = sandboxes
-            .iter()
-            .find(|s| s.in_flight.load(Ordering::Relaxed) < self.per_process)
-            .cloned();
-        let sandbox = match free {
-            Some(sandbox) => sandbox,
-            None => {
-                self.cold_starts.fetch_add(1, Ordering::Relaxed);
-                let sandbox = Arc::new(Sandbox::start(&self.spec, self.per_process).await?);
-                sandboxes.push(sandbox.clone());
-                sandbox
-            }
+    pub(crate) async fn take(self: &Arc<Self>) -> std::io::Result<Lease> {
+        let _starting = self.starting.lock().await;
+        let lease = |id, sandbox| Lease {
+            pool: self.clone(),
+            id,
+            sandbox,
         };
-        sandbox.in_flight.fetch_add(1, Ordering::Relaxed);
-        Ok(Lease(sandbox))
+        loop {
+            let free = self.environments().take_free();
+            match free {
+                Some((id, sandbox)) if sandbox.is_alive() => return Ok(lease(id, sandbox)),
+                // A process that died between invocations serves nothing.
+                Some((id, _)) => {
+                    self.environments().died(id);
+                }
+                None => break,
+            }
+        }
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
+        let per_process = self.environments().per_environment();
+        let sandbox = Arc::new(Sandbox::start(&self.spec, per_process).await?);
+        let id = self.environments().started(sandbox.clone());
+        Ok(lease(id, sandbox))
     }
 
     /// Processes started so far.

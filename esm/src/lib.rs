@@ -25,11 +25,16 @@
 //!   destination as metadata ([`Discard`]);
 //! - with tumbling windows, a batch holds one window's records, the state goes
 //!   from answer to invocation, and a final invocation without records closes
-//!   the window ([`window`]).
+//!   the window ([`window`]);
+//! - an execution environment serves one invocation at a time, or up to
+//!   `PerExecutionEnvironmentMaxConcurrency` at once on Lambda Managed
+//!   Instances, and a process that dies fails every invocation it has in
+//!   flight ([`Environments`]).
 
 pub mod answer;
 mod config;
 mod discard;
+mod environment;
 pub mod record;
 mod slot;
 pub mod window;
@@ -37,6 +42,7 @@ pub mod window;
 pub use answer::{Verdict, verdict};
 pub use config::MappingConfig;
 pub use discard::Discard;
+pub use environment::Environments;
 pub use record::{MAX_PAYLOAD, StreamRecord};
 pub use slot::{Answer, Answered, Invocation, SlotModel, Step, slot_of};
 

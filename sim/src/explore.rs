@@ -118,6 +118,7 @@ impl Report {
         t.discarded += stats.discarded;
         t.reruns += stats.reruns;
         t.duplicates += stats.duplicates;
+        t.killed_with_process += stats.killed_with_process;
     }
 
     fn count(&mut self, scenario: &Scenario) {
@@ -165,6 +166,14 @@ impl Report {
                     > 0.0,
             ),
             ("operator replay and redrive", scenario.operator),
+            (
+                "several invocations per process (LMI)",
+                scenario.environment_concurrency > 1,
+            ),
+            (
+                "a crash failing a process's other invocations (LMI)",
+                scenario.environment_concurrency > 1 && scenario.faults.crash > 0.0,
+            ),
         ];
         for (name, on) in drawn {
             if !on {

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use shardline::Deadline;
 use shardline::time::{Instant, now};
 use shardline_esm::{
-    Answer, Discard, Invocation, MappingConfig, SlotModel, Step, StreamRecord, slot_of,
+    Answer, Discard, Environments, Invocation, MappingConfig, SlotModel, Step, StreamRecord,
+    slot_of,
 };
 
 use crate::faults::Dials;
@@ -75,9 +76,19 @@ pub struct Mapping {
     tasks: Cell<usize>,
     /// Polls an invocation takes, on average (where crashes land).
     typical_polls: Cell<f64>,
-    /// Function processes with nothing to do (one invocation at a time each,
-    /// as classic Lambda runs them).
-    idle: RefCell<Vec<Rc<Instance>>>,
+    /// Function processes, each serving one invocation at a time (classic
+    /// Lambda) or several (Lambda Managed Instances), placed by the shared
+    /// model's rules.
+    environments: RefCell<Environments<Rc<Process>>>,
+}
+
+/// A function process: its instance, and the word of its death, which ends
+/// every invocation it has in flight.
+#[derive(Debug)]
+pub struct Process {
+    /// The handler (and fan-out) the process built.
+    pub instance: Instance,
+    gone: tokio::sync::watch::Sender<bool>,
 }
 
 impl Mapping {
@@ -104,8 +115,16 @@ impl Mapping {
             made: Cell::new(0),
             tasks: Cell::new(0),
             typical_polls: Cell::new(20.0),
-            idle: RefCell::new(Vec::new()),
+            environments: RefCell::new(Environments::new(1)),
         })
+    }
+
+    /// Each function process serves up to `at_once` invocations at once
+    /// (Lambda Managed Instances' `PerExecutionEnvironmentMaxConcurrency`);
+    /// 1, one at a time, is classic Lambda and the default.
+    pub fn serving_at_once(self: Rc<Self>, at_once: u32) -> Rc<Self> {
+        self.environments.replace(Environments::new(at_once));
+        self
     }
 
     fn arn(&self) -> String {
@@ -366,16 +385,31 @@ impl Mapping {
         // moves with every invocation, as it does with Lambda's.
         let handover = Duration::from_millis(2 + self.dials.below(20) as u64);
         tokio::time::sleep(handover).await;
-        let instance = self.take_instance();
+        let (environment, process) = self.take_process();
         let run = INVOCATION.scope(
             id,
             self.function
-                .run(&instance, payload, Deadline::after(faults.timeout)),
+                .run(&process.instance, payload, Deadline::after(faults.timeout)),
         );
-        let outcome = tokio::time::timeout(faults.timeout, Crashable::new(run, crash_at)).await;
+        let mut gone = process.gone.subscribe();
+        // `biased`: the same seed, the same run.
+        let outcome = tokio::select! {
+            biased;
+            outcome = tokio::time::timeout(faults.timeout, Crashable::new(run, crash_at)) => outcome,
+            // Another invocation of the process crashed or timed out: this
+            // one dies with it, at the await point it was at.
+            _ = gone.wait_for(|gone| *gone) => {
+                self.world.lock().killed_with_process += 1;
+                Ok((None, 0))
+            }
+        };
         if matches!(outcome, Ok((Some(_), _))) {
-            // A process that died or timed out is gone; Lambda starts another.
-            self.idle.borrow_mut().push(instance);
+            self.environments.borrow_mut().answered(environment);
+        } else {
+            // A process that died or timed out is gone, with every invocation
+            // it had in flight; Lambda starts another.
+            process.gone.send_replace(true);
+            self.environments.borrow_mut().died(environment);
         }
         let undisturbed = matches!(&outcome, Ok((Some(Ok((_, report))), _))
             if report.not_started == 0 && report.failed == 0 && report.superseded == 0);
@@ -399,10 +433,26 @@ impl Mapping {
         answer
     }
 
-    /// An idle process, or a new one (a cold start).
-    pub fn take_instance(&self) -> Rc<Instance> {
-        let idle = self.idle.borrow_mut().pop();
-        idle.unwrap_or_else(|| Rc::new((self.function.start)()))
+    /// A process with a free slot, or a new one (a cold start): its
+    /// environment's id, and the process.
+    fn take_process(&self) -> (u64, Rc<Process>) {
+        let free = self.environments.borrow_mut().take_free();
+        free.unwrap_or_else(|| {
+            let process = Rc::new(Process {
+                instance: (self.function.start)(),
+                gone: tokio::sync::watch::channel(false).0,
+            });
+            let id = self.environments.borrow_mut().started(process.clone());
+            (id, process)
+        })
+    }
+
+    /// A process taken out of Lambda's hands for the operator's own command
+    /// (a replay): an idle one, or a new one.
+    pub fn take_instance(&self) -> Rc<Process> {
+        let (environment, process) = self.take_process();
+        self.environments.borrow_mut().died(environment);
+        process
     }
 
     fn took(&self, polls: u32) {

@@ -60,7 +60,7 @@ pub async fn mend_and_return(
     let instance = mapping.take_instance();
     replay(
         store,
-        &*instance.handler,
+        &*instance.instance.handler,
         CONSUMER,
         to_replay,
         &options,

@@ -258,7 +258,8 @@ async fn play(setup: &Setup, trace: bool) -> Verdict {
         setup.function.clone(),
         setup.world.clone(),
         setup.dials.clone(),
-    );
+    )
+    .serving_at_once(scenario.environment_concurrency);
     let total = producer.total();
     let produce = async {
         while producer.done < total {

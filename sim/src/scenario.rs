@@ -176,6 +176,10 @@ pub struct Scenario {
     pub faults: Faults,
     /// A replay and a redrive of the quarantine during the drain.
     pub operator: bool,
+    /// Invocations one function process serves at once: Lambda Managed
+    /// Instances' `PerExecutionEnvironmentMaxConcurrency` (1: classic Lambda).
+    /// A process that crashes or times out fails every one it has in flight.
+    pub environment_concurrency: u32,
 }
 
 impl Scenario {
@@ -225,6 +229,12 @@ impl Scenario {
             children_at_once: rng.bool(),
             faults,
             operator: rng.u8(..4) == 0,
+            // Drawn last: the draws before it stay as they were for a seed.
+            environment_concurrency: if rng.u8(..4) == 0 {
+                pick(&mut rng, &[2, 4, 8])
+            } else {
+                1
+            },
         }
     }
 
@@ -374,6 +384,11 @@ impl fmt::Display for Scenario {
         writeln!(f, "  workload: {:?}", self.workload)?;
         writeln!(f, "  mapping: {:?}", self.mapping)?;
         writeln!(f, "  faults: {:?}", self.faults)?;
+        writeln!(
+            f,
+            "  invocations per process at once: {}",
+            self.environment_concurrency
+        )?;
         write!(f, "  operator actions: {}", self.operator)
     }
 }

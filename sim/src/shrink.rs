@@ -45,6 +45,7 @@ fn candidates(s: &Scenario) -> Vec<Scenario> {
     });
     with(&|c| c.shards = 1);
     with(&|c| c.operator = false);
+    with(&|c| c.environment_concurrency = 1);
     with(&|c| c.faults = Faults::none(c.faults.timeout));
     with(&|c| c.faults.crash = 0.0);
     with(&|c| c.faults.duplicate_delivery = 0.0);

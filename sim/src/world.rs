@@ -181,6 +181,9 @@ pub struct Record {
     /// in turn, and a fan-out writes each user key in order even when its
     /// records sit in aggregates of different keys.
     pub disturbed: bool,
+    /// Invocations that died with their process because another invocation
+    /// of it crashed or timed out (several at once per process: LMI).
+    pub killed_with_process: u64,
 }
 
 /// The run's record, shared by the handlers and the driver.

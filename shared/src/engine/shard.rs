@@ -55,9 +55,14 @@ impl<H: Handler> ShardRun<'_, H> {
             deliveries: &deliveries,
             counts: &counts,
         };
-        self.handler.begin(&batch).await;
-        let ran: Ran = run(self, items, &opened).await;
-        let flushed: Flushed = flush(self, &batch, items, &opened.units, ran).await;
+        // One batch for the handler's buffers, apart from any other batch the
+        // process runs at once (Lambda Managed Instances).
+        let flushed: Flushed = crate::buffer::in_batch(async {
+            self.handler.begin(&batch).await;
+            let ran: Ran = run(self, items, &opened).await;
+            flush(self, &batch, items, &opened.units, ran).await
+        })
+        .await;
         for (name, value) in counts.take() {
             *report.counts.entry(name).or_default() += value;
         }

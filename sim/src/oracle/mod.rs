@@ -54,6 +54,9 @@ pub struct Stats {
     pub reruns: u64,
     /// Copies at destinations beyond the first (a put whose answer was lost).
     pub duplicates: u64,
+    /// Invocations that died with their process when another of its
+    /// invocations crashed or timed out (Lambda Managed Instances).
+    pub killed_with_process: u64,
 }
 
 impl Verdict {
@@ -76,14 +79,15 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} records, {} invocations, {} applied, {} quarantined, {} discarded, {} handler re-runs, {} destination duplicates",
+            "{} records, {} invocations, {} applied, {} quarantined, {} discarded, {} handler re-runs, {} destination duplicates, {} killed with their process",
             self.records,
             self.invocations,
             self.applied,
             self.quarantined,
             self.discarded,
             self.reruns,
-            self.duplicates
+            self.duplicates,
+            self.killed_with_process
         )
     }
 }
@@ -143,6 +147,7 @@ pub async fn judge(setup: &Setup, trace: bool) -> Verdict {
             .map(|c| u64::from(c.saturating_sub(1)))
             .sum(),
         duplicates,
+        killed_with_process: world.killed_with_process,
     };
     let story = if judge.violations.is_empty() && !trace {
         Vec::new()

@@ -42,6 +42,19 @@ fn generated_scenarios_keep_every_promise() {
         let small = shardline_sim::shrink::shrink(&scenario);
         println!("seed {} shrunk:\n{small}", first.seed);
     }
+    for feature in [
+        "several invocations per process (LMI)",
+        "a crash failing a process's other invocations (LMI)",
+    ] {
+        assert!(
+            report
+                .coverage
+                .iter()
+                .any(|(name, n)| *name == feature && *n > 0),
+            "the matrix never drew {feature:?}: {:?}",
+            report.coverage
+        );
+    }
     assert!(
         report.failures.is_empty(),
         "{} of {} scenarios broke a promise:\n{report}",
@@ -111,6 +124,15 @@ fn seeds_a_soak_found_keep_every_promise() {
             79005,
             "the age caveat: held invocations shorter than the timeout",
         ),
+        (
+            6,
+            "LMI: two slots of a shard at once in one process shared a fan-out buffer: lost",
+        ),
+        (
+            105,
+            "LMI: a duplicate delivery beside its batch in one process emptied its buffer: lost",
+        ),
+        (650, "LMI: the same, a key's records out of order"),
     ];
     for (seed, what) in found {
         let verdict = shardline_sim::run::run(&shardline_sim::scenario::Scenario::draw(seed));
@@ -120,4 +142,27 @@ fn seeds_a_soak_found_keep_every_promise() {
             verdict.violations
         );
     }
+}
+
+/// Lambda Managed Instances in the simulation: with eight invocations per
+/// process, a crash or a timeout fails the process's other invocations too,
+/// and every promise still holds; with one per process, none dies with
+/// another's process.
+#[test]
+fn a_process_serving_eight_invocations_fails_them_all_when_it_dies_and_keeps_every_promise() {
+    let mut killed = 0;
+    for seed in 0..12 {
+        let mut scenario = shardline_sim::scenario::Scenario::draw(seed);
+        scenario.shards = 4;
+        scenario.faults.crash = 0.3;
+        scenario.environment_concurrency = 8;
+        let verdict = shardline_sim::run::run(&scenario);
+        assert!(verdict.is_ok(), "{scenario}\n{:?}", verdict.violations);
+        killed += verdict.stats.killed_with_process;
+        scenario.environment_concurrency = 1;
+        let classic = shardline_sim::run::run(&scenario);
+        assert!(classic.is_ok(), "{scenario}\n{:?}", classic.violations);
+        assert_eq!(classic.stats.killed_with_process, 0, "{scenario}");
+    }
+    assert!(killed > 0, "some invocations died with their process");
 }

@@ -7,7 +7,9 @@
 //! end each destination holds every record exactly once and, in ordered mode,
 //! each key's records in order. One run packs the destinations' records into
 //! KPL aggregates (`FANOUT_AGGREGATE=on`); its destinations are read as a
-//! consumer that deaggregates reads them.
+//! consumer that deaggregates reads them. The ordered run with two batches per
+//! shard runs on Lambda Managed Instances: one function process serves every
+//! shard's batches, up to eight at once.
 //!
 //! Exactly once holds while the function's processes live: what reached a
 //! destination is written beside the checkpoint, so a Lambda retry sends only
@@ -51,6 +53,9 @@ struct Shape {
     ordered: bool,
     kill_rate: f64,
     aggregate: bool,
+    /// Invocations one function process serves at once (Lambda Managed
+    /// Instances; 1: classic Lambda).
+    at_once: u32,
 }
 
 /// The records: per key, `n` from 1.
@@ -145,6 +150,10 @@ async fn run(shape: Shape, seed: u64) {
         .args(["--batch-size", "100", "--function-timeout", "60"])
         .args(["--kill-rate", &shape.kill_rate.to_string()])
         .args([
+            "--per-execution-environment-max-concurrency",
+            &shape.at_once.to_string(),
+        ])
+        .args([
             "--parallelization-factor",
             &shape.parallelization.to_string(),
         ])
@@ -196,7 +205,7 @@ async fn run(shape: Shape, seed: u64) {
         .unwrap_or(0);
     let sum = |f: fn(&Damage) -> usize| damages.iter().map(f).sum::<usize>();
     report(&format!(
-        "fault-fanout pf={} order={} aggregate={} kill-rate={} seed={seed}: records {} x {} destinations, \
+        "fault-fanout pf={} order={} aggregate={} kill-rate={} per-process={} seed={seed}: records {} x {} destinations, \
          invocations {} crashes {} injected PutRecords faults {injected} DynamoDB faults {injected_dynamodb} \
          | lost {} duplicated {} out of order {} | {:.1}s",
         shape.parallelization,
@@ -207,6 +216,7 @@ async fn run(shape: Shape, seed: u64) {
         },
         shape.aggregate,
         shape.kill_rate,
+        shape.at_once,
         record_count(),
         destinations.len(),
         summary["invocations"],
@@ -268,17 +278,22 @@ async fn ordered_with_one_batch_per_shard_delivers_exactly_once_in_order() {
         ordered: true,
         kill_rate: 0.0,
         aggregate: false,
+        at_once: 1,
     })
     .await;
 }
 
+/// On Lambda Managed Instances: one process serves every shard's batches, up
+/// to eight at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordered_with_two_batches_per_shard_delivers_exactly_once_in_order() {
+async fn ordered_with_two_batches_per_shard_in_one_process_at_eight_at_once_delivers_exactly_once_in_order()
+ {
     runs(Shape {
         parallelization: 2,
         ordered: true,
         kill_rate: 0.0,
         aggregate: false,
+        at_once: 8,
     })
     .await;
 }
@@ -290,6 +305,7 @@ async fn throughput_with_one_batch_per_shard_delivers_exactly_once() {
         ordered: false,
         kill_rate: 0.0,
         aggregate: false,
+        at_once: 1,
     })
     .await;
 }
@@ -301,6 +317,7 @@ async fn throughput_with_two_batches_per_shard_delivers_exactly_once() {
         ordered: false,
         kill_rate: 0.0,
         aggregate: false,
+        at_once: 1,
     })
     .await;
 }
@@ -312,6 +329,7 @@ async fn killed_processes_lose_nothing_and_keep_each_keys_first_copies_in_order(
         ordered: true,
         kill_rate: 0.25,
         aggregate: false,
+        at_once: 1,
     })
     .await;
 }
@@ -323,6 +341,7 @@ async fn aggregated_ordered_delivers_every_user_record_exactly_once_in_order() {
         ordered: true,
         kill_rate: 0.0,
         aggregate: true,
+        at_once: 1,
     })
     .await;
 }

@@ -5,7 +5,10 @@
 //! starts), a split and a merge during the run, at least 3% of invocations
 //! killed mid-flight. At the end every balance is the expected
 //! sum, every transaction was applied once, each account in `seq` order, and
-//! no record of a child shard was applied before its parents' last one.
+//! no record of a child shard was applied before its parents' last one. The
+//! run with two batches per shard runs on Lambda Managed Instances: one
+//! function process serves every shard's batches, up to eight at once, and a
+//! kill fails every invocation it has in flight.
 //!
 //! `SHARDLINE_FAULT_SEED` replays a run; `SHARDLINE_SOAK_MINUTES` repeats runs
 //! with new seeds for that long.
@@ -126,7 +129,9 @@ fn check(
     damage
 }
 
-async fn run(parallelization: u32, seed: u64) {
+/// One run: `parallelization` batches per shard, `at_once` invocations per
+/// function process (Lambda Managed Instances; 1: classic Lambda).
+async fn run(parallelization: u32, at_once: u32, seed: u64) {
     let emulators = Emulators::from_env();
     let client = emulators.kinesis();
     let stream = unique_name("fault-ledger");
@@ -149,7 +154,11 @@ async fn run(parallelization: u32, seed: u64) {
             "--kill-rate",
             "0.1",
         ])
-        .args(["--parallelization-factor", &parallelization.to_string()]);
+        .args(["--parallelization-factor", &parallelization.to_string()])
+        .args([
+            "--per-execution-environment-max-concurrency",
+            &at_once.to_string(),
+        ]);
     // A manual check that the oracle catches an overtaking child:
     // SHARDLINE_FAULT_NO_GUARD=1 turns the guard off and starts children at once.
     let no_guard = std::env::var_os("SHARDLINE_FAULT_NO_GUARD").is_some();
@@ -205,7 +214,7 @@ async fn run(parallelization: u32, seed: u64) {
         .as_u64()
         .unwrap_or(0);
     report(&format!(
-        "fault-ledger pf={parallelization} seed={seed}: records {} invocations {} crashes {} \
+        "fault-ledger pf={parallelization} per-process={at_once} seed={seed}: records {} invocations {} crashes {} \
          timeouts {} injected DynamoDB faults {injected} | lost {} duplicated {} out of order {} \
          child before parent {} wrong balances {} | {:.1}s",
         txns.len(),
@@ -248,10 +257,13 @@ async fn run(parallelization: u32, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_batch_per_shard_loses_duplicates_and_reorders_nothing() {
-    runs(8, |seed| run(1, seed)).await;
+    runs(8, |seed| run(1, 1, seed)).await;
 }
 
+/// On Lambda Managed Instances: one process serves every shard's batches, up
+/// to eight at once, and a kill fails every one it has in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_batches_per_shard_with_per_key_progress_lose_duplicate_and_reorder_nothing() {
-    runs(9, |seed| run(2, seed)).await;
+async fn two_batches_per_shard_with_per_key_progress_in_one_process_at_eight_at_once_lose_duplicate_and_reorder_nothing()
+ {
+    runs(9, |seed| run(2, 8, seed)).await;
 }

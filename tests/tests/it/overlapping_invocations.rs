@@ -224,3 +224,74 @@ async fn an_old_batch_redelivered_while_a_newer_runs_is_fenced_in_one_process_as
  {
     the_fence_settles_a_redelivery_alike(Backend::dynamodb().await).await;
 }
+
+/// A fan-out whose batch `a` stops after buffering its first record until the
+/// other batch has begun (two slots of one shard in one process).
+struct Interleaved {
+    fanout: shardline::sink::FanOut,
+    begun: std::sync::atomic::AtomicUsize,
+    both_begun: Notify,
+}
+
+impl Handler for Interleaved {
+    async fn begin(&self, batch: &shardline::Batch<'_>) {
+        self.fanout.begin(batch).await;
+        if self.begun.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+            self.both_begun.notify_waiters();
+        }
+    }
+
+    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+        self.fanout.handle(record).await?;
+        let waiting = self.both_begun.notified();
+        if record.ordering_key() == "a" && self.begun.load(Ordering::SeqCst) < 2 {
+            waiting.await;
+        }
+        Ok(())
+    }
+
+    async fn flush(&self, batch: &shardline::Batch<'_>) -> Result<(), shardline::FlushError> {
+        self.fanout.flush(batch).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_slots_of_one_shard_at_once_keep_their_fan_out_buffers_apart() {
+    use shardline::sink::{FanOut, Sink, StaticDestinations, file::FileSink};
+    let dir = TempDir::new("lmi-slots");
+    let out = dir.path().join("copies.jsonl");
+    let sink: Arc<dyn Sink> = Arc::new(FileSink::new("copies", &out));
+    let handler = Arc::new(Interleaved {
+        fanout: FanOut::new(StaticDestinations(vec![sink]), 1024 * 1024),
+        begun: std::sync::atomic::AtomicUsize::new(0),
+        both_begun: Notify::new(),
+    });
+    let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let mut config = EngineConfig::new(CONSUMER);
+    config.progress = shardline::ProgressMode::PartitionKey;
+    // The shard's records by key: slot `a` and slot `b`, as Lambda splits a
+    // shard by partition key hash with ParallelizationFactor 2.
+    let records = made_up(0, 10, |i| if i % 2 == 0 { "a" } else { "b" }.into(), |i| {
+        i.to_string().into()
+    });
+    let slots: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|key| {
+            let mine: Vec<_> = records.iter().filter(|r| r.partition_key == key).cloned().collect();
+            let json = event(&stream_arn(STREAM), "shardId-000000000000", &mine);
+            let (handler, store, config) = (handler.clone(), store.clone(), config.clone());
+            tokio::spawn(async move {
+                let decoded = decode_event(&json).unwrap();
+                process_event(decoded, &*handler, &*store, &config, Deadline::none())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for slot in slots {
+        let outcome = slot.await.unwrap();
+        assert!(outcome.response.is_success(), "{:?}", outcome.report);
+    }
+    let copies = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(copies.lines().count(), 10, "every record copied once:\n{copies}");
+}
