@@ -271,13 +271,20 @@ async fn two_slots_of_one_shard_at_once_keep_their_fan_out_buffers_apart() {
     config.progress = shardline::ProgressMode::PartitionKey;
     // The shard's records by key: slot `a` and slot `b`, as Lambda splits a
     // shard by partition key hash with ParallelizationFactor 2.
-    let records = made_up(0, 10, |i| if i % 2 == 0 { "a" } else { "b" }.into(), |i| {
-        i.to_string().into()
-    });
+    let records = made_up(
+        0,
+        10,
+        |i| if i % 2 == 0 { "a" } else { "b" }.into(),
+        |i| i.to_string().into(),
+    );
     let slots: Vec<_> = ["a", "b"]
         .into_iter()
         .map(|key| {
-            let mine: Vec<_> = records.iter().filter(|r| r.partition_key == key).cloned().collect();
+            let mine: Vec<_> = records
+                .iter()
+                .filter(|r| r.partition_key == key)
+                .cloned()
+                .collect();
             let json = event(&stream_arn(STREAM), "shardId-000000000000", &mine);
             let (handler, store, config) = (handler.clone(), store.clone(), config.clone());
             tokio::spawn(async move {
@@ -293,5 +300,9 @@ async fn two_slots_of_one_shard_at_once_keep_their_fan_out_buffers_apart() {
         assert!(outcome.response.is_success(), "{:?}", outcome.report);
     }
     let copies = std::fs::read_to_string(&out).unwrap_or_default();
-    assert_eq!(copies.lines().count(), 10, "every record copied once:\n{copies}");
+    assert_eq!(
+        copies.lines().count(),
+        10,
+        "every record copied once:\n{copies}"
+    );
 }
