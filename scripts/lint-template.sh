@@ -9,6 +9,9 @@
 #       parameter defaults are the non-default values of
 #       tests/template-non-default.params (every option at its other setting;
 #       tests/tests/it/template.rs checks the same copy)
+#   scripts/lint-template.sh --non-default FILE.yaml PARAMS
+#       the same for another template and its values (scripts/user-build.sh:
+#       the template `shardline-cli new` writes, tests/new-template-non-default.params)
 #
 # cfn-lint gets its own virtualenv, .tools/cfn-lint: the emulators' venv
 # (.tools/venv) pins a newer cfn-lint as a dependency of moto, and the two must
@@ -46,8 +49,13 @@ if [[ "$(installed_version)" != "$VERSION" ]]; then
 fi
 
 if [[ "$TEMPLATE" == "--non-default" ]]; then
+  SOURCE="${2:-$ROOT/template.yaml}"
+  PARAMS="${3:-$ROOT/tests/template-non-default.params}"
   TEMPLATE="$ROOT/.tools/template-non-default.yaml"
-  "$PYTHON" - "$ROOT/template.yaml" "$ROOT/tests/template-non-default.params" "$TEMPLATE" <<'PY'
+  if [[ $# -gt 1 ]]; then
+    TEMPLATE="$ROOT/.tools/non-default-$(basename "$(dirname "$SOURCE")").yaml"
+  fi
+  "$PYTHON" - "$SOURCE" "$PARAMS" "$TEMPLATE" <<'PY'
 import sys
 template, params, out = sys.argv[1:4]
 values = {}
@@ -87,7 +95,8 @@ if problems or template is None:
         print(p, file=sys.stderr)
     sys.exit("lint-template: the template does not parse")
 
-ORDERED = {"FanoutFunction", "LedgerFunction"}
+# Each with its twin on Lambda Managed Instances (<Name>ManagedFunction).
+ORDERED = {"FanoutFunction", "LedgerFunction", "FanoutManagedFunction", "LedgerManagedFunction"}
 
 def reports_failures(props):
     types = props.get("FunctionResponseTypes") or []

@@ -83,6 +83,9 @@ grep -q "2 processed, .*1 quarantined (1 permanent" "$SCRATCH/poison.log" || fai
   fail "quarantine: $quarantined"
 log "orders: lint template.yaml"
 "$ROOT/scripts/lint-template.sh" "$SCRATCH/own/orders/template.yaml"
+# Every option at its other setting, Lambda Managed Instances included.
+"$ROOT/scripts/lint-template.sh" --non-default "$SCRATCH/own/orders/template.yaml" \
+  "$ROOT/tests/new-template-non-default.params"
 
 # 3. Newest dependencies, from the packages.
 mkdir -p "$SCRATCH/packages"

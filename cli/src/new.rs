@@ -382,8 +382,57 @@ mod tests {
                 .find(|block| block.contains(&format!("MetricName: {metric}")))
                 .unwrap_or_else(|| panic!("no alarm on {metric}"));
             assert!(alarm.contains("Name: EventSourceMappingUUID"), "{alarm}");
-            assert!(alarm.contains("Value: !Ref FunctionStream"), "{alarm}");
+            // The mapping, or its twin's on Lambda Managed Instances.
+            assert!(
+                alarm.contains(
+                    "Value: !If [Managed, !Ref ManagedFunctionStream, !Ref FunctionStream]"
+                ),
+                "{alarm}"
+            );
         }
+    }
+
+    /// Lambda Managed Instances, optional: three parameters (classic Lambda by
+    /// default), the function's twin with SAM's `CapacityProviderConfig` under
+    /// the condition, and alarms and output on whichever function exists
+    /// (tests/tests/it/template/managed_instances.rs checks the parsed template).
+    #[test]
+    fn the_template_offers_lambda_managed_instances_off_by_default() {
+        let files = files(&Names::new("orders").unwrap(), &Framework::Registry);
+        let (_, template) = files.iter().find(|(p, _)| p == "template.yaml").unwrap();
+        for wanted in [
+            "  CapacityProviderArn:\n    Type: String\n    Default: \"\"\n",
+            "  PerExecutionEnvironmentMaxConcurrency:\n    Type: Number\n    Default: 8\n    MinValue: 1\n    MaxValue: 1600\n",
+            "  ExecutionEnvironmentMemoryGiBPerVCpu:\n    Type: Number\n    Default: \"2\"\n    MinValue: 2\n    MaxValue: 8\n    AllowedValues: [\"2\", \"4\", \"8\"]\n",
+            "  Managed: !Not [!Equals [!Ref CapacityProviderArn, \"\"]]\n",
+            "  Classic: !Equals [!Ref CapacityProviderArn, \"\"]\n",
+            "  Function:\n    Type: AWS::Serverless::Function\n    Condition: Classic\n",
+            "  ManagedFunction:\n    Type: AWS::Serverless::Function\n    Condition: Managed\n",
+            "      CapacityProviderConfig:\n        Arn: !Ref CapacityProviderArn\n        PerExecutionEnvironmentMaxConcurrency: !Ref PerExecutionEnvironmentMaxConcurrency\n        ExecutionEnvironmentMemoryGiBPerVCpu: !Ref ExecutionEnvironmentMemoryGiBPerVCpu\n      PublishToLatestPublished: true\n",
+            "lambda:PassCapacityProvider",
+        ] {
+            assert!(template.contains(wanted), "no {wanted:?}");
+        }
+        assert_eq!(template.matches("CapacityProviderConfig:\n").count(), 1);
+        // The function and its mapping are named only as the one that exists.
+        let mut picks = 0;
+        for line in template.lines() {
+            for named in line.split("!Ref ").skip(1) {
+                let name: String = named
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                if name.ends_with("Function") || name.ends_with("FunctionStream") {
+                    let twin = name.strip_prefix("Managed").unwrap_or(&name);
+                    let pick = format!("!If [Managed, !Ref Managed{twin}, !Ref {twin}]");
+                    assert!(line.contains(&pick), "{line}");
+                    picks += 1;
+                }
+            }
+        }
+        // The errors alarm, the two alarms on the mapping, the output; each
+        // pick names both.
+        assert_eq!(picks, 8);
     }
 
     #[test]

@@ -144,6 +144,12 @@ impl Reader {
                 items.push(self.nested(indent));
                 continue;
             }
+            if matches!(content, "|" | ">" | "|-" | ">-") {
+                // A block scalar item (`!Sub` then `- |`, the text, `- vars`).
+                self.pos += 1;
+                items.push(self.block_scalar(indent));
+                continue;
+            }
             // `- x`: read `x` as if it stood on its own line at its column.
             let column = indent + (line.text.len() - content.len());
             self.lines[self.pos] = Line {
@@ -392,6 +398,11 @@ Top:
   - Name: b
   Empty:
   Flow: {Type: SQS, N: 3}
+  SubVars: !Sub
+    - |
+      {\"a\": \"${X}\",
+       \"b\": 1}
+    - X: !Ref Y
 ",
         );
         assert_eq!(
@@ -437,6 +448,16 @@ Top:
         assert_eq!(
             top.get("Flow").unwrap(),
             &Yaml::Map(vec![("Type".into(), s("SQS")), ("N".into(), s("3"))])
+        );
+        assert_eq!(
+            top.get("SubVars").unwrap(),
+            &tag(
+                "!Sub",
+                Yaml::Seq(vec![
+                    s("{\"a\": \"${X}\", \"b\": 1}"),
+                    Yaml::Map(vec![("X".into(), tag("!Ref", s("Y")))]),
+                ])
+            )
         );
     }
 

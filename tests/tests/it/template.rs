@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use shardline_tests::yaml::{Yaml, parse};
 
+#[path = "template/managed_instances.rs"]
+mod managed_instances;
 #[path = "template/mapping_metrics.rs"]
 mod mapping_metrics;
 #[path = "template/options.rs"]
@@ -31,8 +33,14 @@ mod options;
 
 // --- The checks -----------------------------------------------------------------
 
-/// Functions whose records must never be skipped.
+/// Functions whose records must never be skipped (their twins on Lambda
+/// Managed Instances, `<Name>ManagedFunction`, too).
 const ORDERED: [&str; 3] = ["FanoutFunction", "LedgerFunction", "KeyCountsFunction"];
+
+/// Whether `name` (a function or its twin on Lambda Managed Instances) is ordered.
+fn is_ordered(name: &str) -> bool {
+    ORDERED.contains(&name.replace("ManagedFunction", "Function").as_str())
+}
 
 fn number(node: Option<&Yaml>) -> Option<i64> {
     node.and_then(Yaml::as_str).and_then(|s| s.parse().ok())
@@ -53,7 +61,7 @@ fn event_source_problems(template: &Yaml) -> (Vec<String>, usize) {
                         sources.push((
                             format!("{name}.Events.{event}"),
                             spec.get("Properties"),
-                            ORDERED.contains(&name.as_str()),
+                            is_ordered(name),
                         ));
                     }
                 }
@@ -112,7 +120,10 @@ fn every_kinesis_event_source_reports_batch_item_failures_and_retries_safely() {
     );
     let (problems, sources) = event_source_problems(&template);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(sources, 4, "one Kinesis event source per function");
+    assert_eq!(
+        sources, 8,
+        "one Kinesis event source per function and per twin on Lambda Managed Instances"
+    );
 }
 
 #[test]
@@ -174,7 +185,14 @@ fn every_function_is_a_workspace_binary_built_by_cargo_lambda() {
         binaries.push(binary.to_owned());
     }
     binaries.sort();
-    assert_eq!(binaries, ["active-users", "fanout", "key-counts", "ledger"]);
+    // Each function and its twin on Lambda Managed Instances.
+    assert_eq!(
+        binaries,
+        ["active-users", "active-users", "fanout", "fanout"]
+            .into_iter()
+            .chain(["key-counts", "key-counts", "ledger", "ledger"])
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -258,7 +276,7 @@ fn the_readme_and_the_template_agree_on_bisect() {
             }
         }
     }
-    assert_eq!(bisect.len(), 4);
+    assert_eq!(bisect.len(), 8, "four functions and their twins");
     assert!(
         bisect.iter().all(|(_, on)| on.as_deref() == Some("true")),
         "{bisect:?}"

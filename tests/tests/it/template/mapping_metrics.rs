@@ -6,7 +6,9 @@
 
 use shardline_tests::yaml::{Yaml, parse};
 
-use super::options::{FUNCTIONS, dashboard_body, is_ref, non_default_variant};
+use super::options::{
+    FUNCTIONS, dashboard_body, dashboard_variables, if_parts, is_ref, non_default_variant,
+};
 use super::workspace;
 
 /// The metrics `EventCount` makes the mapping publish, all on the dashboard.
@@ -73,10 +75,21 @@ fn mapping_metric_problems(template: &Yaml) -> Vec<String> {
                 problems.push(format!("{name}: threshold {threshold:?}"));
             }
         }
+        // `${Mapping}`: the mapping of the function, or of its twin on Lambda
+        // Managed Instances, whichever the stack has.
+        let twin = format!("{logical}ManagedFunction{event}");
+        let variable = dashboard_variables(resources, logical).and_then(|v| v.get("Mapping"));
+        let picks = matches!(if_parts(variable), Some(("Managed", then, otherwise))
+            if is_ref(Some(then), &twin) && is_ref(Some(otherwise), &mapping));
+        if !picks {
+            problems.push(format!(
+                "{logical}Dashboard: Mapping is not !If [Managed, {twin}, {mapping}]"
+            ));
+        }
         let body = dashboard_body(resources, logical);
         for metric in MAPPING_METRICS {
             let shown = format!(
-                "[\"AWS/Lambda\", \"{metric}\", \"EventSourceMappingUUID\", \"${{{mapping}}}\"]"
+                "[\"AWS/Lambda\", \"{metric}\", \"EventSourceMappingUUID\", \"${{Mapping}}\"]"
             );
             if !body.contains(&shown) {
                 problems.push(format!("{logical}Dashboard: no {metric} of {mapping}"));

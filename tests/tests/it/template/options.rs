@@ -34,7 +34,7 @@ pub(super) fn is_ref(node: Option<&Yaml>, name: &str) -> bool {
     tagged(node, "!Ref").and_then(Yaml::as_str) == Some(name)
 }
 
-fn seq(node: Option<&Yaml>) -> &[Yaml] {
+pub(super) fn seq(node: Option<&Yaml>) -> &[Yaml] {
     match node {
         Some(Yaml::Seq(items)) => items,
         _ => &[],
@@ -42,7 +42,7 @@ fn seq(node: Option<&Yaml>) -> &[Yaml] {
 }
 
 /// `!If [condition, then, else]` as its three parts.
-fn if_parts(node: Option<&Yaml>) -> Option<(&str, &Yaml, &Yaml)> {
+pub(super) fn if_parts(node: Option<&Yaml>) -> Option<(&str, &Yaml, &Yaml)> {
     match seq(tagged(node, "!If")) {
         [condition, then, otherwise] => Some((condition.as_str()?, then, otherwise)),
         _ => None,
@@ -66,17 +66,31 @@ fn app_name(binary: &str) -> String {
     rest[start..end].to_owned()
 }
 
-/// The body of the dashboard of the function `logical` (`!Sub` text), or "".
+/// The body of the dashboard of the function `logical` (the text of its
+/// `!Sub`, alone or with its variables), or "".
 pub(super) fn dashboard_body<'a>(resources: &'a Yaml, logical: &str) -> &'a str {
-    resources
+    let sub = resources
         .path(&[
             &format!("{logical}Dashboard"),
             "Properties",
             "DashboardBody",
         ])
-        .and_then(|b| tagged(Some(b), "!Sub"))
-        .and_then(Yaml::as_str)
-        .unwrap_or_default()
+        .and_then(|b| tagged(Some(b), "!Sub"));
+    match sub {
+        Some(Yaml::Seq(parts)) => parts.first().and_then(Yaml::as_str),
+        other => other.and_then(Yaml::as_str),
+    }
+    .unwrap_or_default()
+}
+
+/// The variables of the dashboard's `!Sub [text, variables]`, if it has them.
+pub(super) fn dashboard_variables<'a>(resources: &'a Yaml, logical: &str) -> Option<&'a Yaml> {
+    let sub = resources.path(&[
+        &format!("{logical}Dashboard"),
+        "Properties",
+        "DashboardBody",
+    ]);
+    seq(tagged(sub, "!Sub")).get(1)
 }
 
 /// What is wrong with the alarms and dashboards of `template`.
@@ -263,8 +277,14 @@ fn grant_problems(resources: &Yaml, logical: &str, consumer: &str) -> Vec<String
 /// `template.yaml` with the parameters of `tests/template-non-default.params`
 /// as defaults, and those values.
 pub(super) fn non_default_variant() -> (String, Vec<(String, String)>) {
-    let params =
-        std::fs::read_to_string(workspace().join("tests/template-non-default.params")).unwrap();
+    let text = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    non_default_copy(&text, "tests/template-non-default.params")
+}
+
+/// `text` (a template) with the parameters of the file `params` (relative to
+/// the workspace) as defaults, and those values.
+pub(super) fn non_default_copy(text: &str, params: &str) -> (String, Vec<(String, String)>) {
+    let params = std::fs::read_to_string(workspace().join(params)).unwrap();
     let values: Vec<(String, String)> = params
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -273,7 +293,6 @@ pub(super) fn non_default_variant() -> (String, Vec<(String, String)>) {
             (k.to_owned(), v.to_owned())
         })
         .collect();
-    let text = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
     let mut section = String::new();
     let mut current: Option<&(String, String)> = None;
     let mut out = Vec::new();
@@ -386,6 +405,9 @@ fn the_template_with_every_new_parameter_at_a_non_default_value_passes_the_same_
         "GuardHoldAlarmMinutes",
         "ErrorsAlarmThreshold",
         "FailedInvokeAlarmThreshold",
+        "CapacityProviderArn",
+        "PerExecutionEnvironmentMaxConcurrency",
+        "ExecutionEnvironmentMemoryGiBPerVCpu",
     ] {
         assert!(
             values.iter().any(|(k, _)| k == name),
@@ -394,7 +416,7 @@ fn the_template_with_every_new_parameter_at_a_non_default_value_passes_the_same_
     }
     let (problems, sources) = event_source_problems(&variant);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(sources, 4);
+    assert_eq!(sources, 8);
     assert!(alarm_problems(&variant).is_empty());
     assert!(option_problems(&variant).is_empty());
 }
