@@ -11,6 +11,7 @@
 #   3. fan-out          cargo bench --bench fanout
 #   4. concurrency      cargo bench --bench concurrency; scripts/peers/concurrency.{py,mjs}
 #   5. cold start       scripts/bench/cold_start.py
+#   6. LMI              scripts/bench/managed_instances.py (N invocations per process)
 # then writes BENCHMARKS.md (scripts/bench/report.py) from the results in
 # target/bench-results. About 25 minutes on 2 cores. Numbers never fail it;
 # an error or a wrong result (the sums must match) does.
@@ -34,13 +35,14 @@ fi
 cp scripts/peers/*.mjs "$PEERS/node/"
 log "building the functions for release"
 cargo build -q --release -p ledger -p fanout -p active-users -p shardline-cli
+cargo build -q --release -p shardline-tests --bin io-wait
 scripts/emulators.sh install
 trap 'scripts/emulators.sh stop' EXIT
 scripts/emulators.sh start
 # shellcheck source=/dev/null
 source .tools/emulators.env
 
-log "1/5 engine speed"
+log "1/6 engine speed"
 cargo bench -q -p shardline-tests --bench speed > "$OUT/speed.jsonl"
 while read -r name path sum; do
   "$PEERS/python/bin/python" scripts/peers/speed.py "$name" "$path" "$sum" >> "$OUT/speed.jsonl"
@@ -51,7 +53,7 @@ for line in open(sys.argv[1]):
     e = json.loads(line)
     if "path" in e: print(e["event"], e["path"], e["sum"])' "$OUT/speed.jsonl")
 
-log "2/5 requests per batch"
+log "2/6 requests per batch"
 cargo bench -q -p shardline-tests --bench requests > "$OUT/requests.jsonl"
 python3 scripts/fault_proxy.py --target "$SHARDLINE_TEST_DYNAMODB_ENDPOINT" > "$OUT/proxy.log" 2>&1 &
 proxy_pid=$!
@@ -63,10 +65,10 @@ for n in 100 1000 10000; do
 done
 kill "$proxy_pid"
 
-log "3/5 fan-out"
+log "3/6 fan-out"
 cargo bench -q -p shardline-tests --bench fanout > "$OUT/fanout.jsonl"
 
-log "4/5 in-batch concurrency"
+log "4/6 in-batch concurrency"
 ts=$(cd "$PEERS/node" && node concurrency.mjs)
 py=$("$PEERS/python/bin/python" scripts/peers/concurrency.py)
 tables=$(LEDGER_BIN="$ROOT/target/release/ledger" LEDGER_RECORDS=500 cargo bench -q -p shardline-tests --bench concurrency)
@@ -87,8 +89,11 @@ records, all records at once, no order kept (median of 7 runs after 2 warm-ups):
 | Powertools Python 3.37.0, \`AsyncBatchProcessor\` + \`async_process_partial_response\` | $(field "$py" median_ms) ms | $(field "$py" best_ms) ms |
 MD
 
-log "5/5 cold start and footprint"
+log "5/6 cold start and footprint"
 python3 scripts/bench/cold_start.py "$ROOT/target/release" "$PEERS" > "$OUT/cold.jsonl"
+
+log "6/6 Lambda Managed Instances"
+python3 scripts/bench/managed_instances.py "$ROOT/target/release" > "$OUT/managed.jsonl"
 
 PEERS="$PEERS" python3 - "$OUT/meta.json" <<'PY'
 import datetime, json, os, platform, subprocess, sys

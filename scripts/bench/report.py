@@ -149,3 +149,26 @@ print("\nThe peers' import and init of the batch utility alone (a fresh process 
 for r in cold:
     if "peer" in r:
         print(f"- {r['peer']}: {r['import_ms']:.0f} ms")
+
+# 6. Lambda Managed Instances
+managed = lines("managed.jsonl")
+print("\n## 6. Lambda Managed Instances\n")
+print("""One function process answering N invocations at once (`AWS_LAMBDA_MAX_CONCURRENCY`, the
+runtime's concurrent mode) against one at a time, through `shardline-cli invoke
+--per-execution-environment-max-concurrency N` (`scripts/bench/managed_instances.py`). Throughput:
+`io-wait` (5 ms of simulated I/O per record, in-batch concurrency 1), state in DynamoDB on moto
+(2 requests per batch), 8 shards, two 1,000-record batches each (16 invocations). Memory: peak
+RSS of the process with 8 events of about 6 MB at once, against one.
+""")
+runs = {r["at_once"]: r for r in managed if r["measure"] == "throughput"}
+print("| invocations at once | invocations | wall | invocations per second | ratio |")
+print("|---|---|---|---|---|")
+for n, r in sorted(runs.items()):
+    print(f"| {n} | {r['invocations']} | {r['wall_s']:.1f} s | {r['per_second']:.2f} | "
+          f"{r['per_second'] / runs[1]['per_second']:.2f}x |")
+memory = {r["at_once"]: r for r in managed if r["measure"] == "memory"}
+print("\n| events at once | event size | peak RSS | ratio |")
+print("|---|---|---|---|")
+for n, r in sorted(memory.items()):
+    print(f"| {r['events']} | {r['event_bytes'] / 1e6:.2f} MB | {r['peak_rss_kib'] / 1024:.1f} MiB | "
+          f"{r['peak_rss_kib'] / memory[1]['peak_rss_kib']:.2f}x |")

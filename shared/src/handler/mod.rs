@@ -185,6 +185,33 @@ impl fmt::Debug for HandlerError {
 /// ```
 ///
 /// or wrap a closure with [`handler_fn`].
+///
+/// # One handler, shared by every invocation
+///
+/// A function process builds its handler once and calls it through `&self`
+/// for every batch. On Lambda Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY`
+/// above 1) that means several invocations at once, on several threads
+/// ([Rust on Lambda Managed Instances](https://docs.aws.amazon.com/lambda/latest/dg/lambda-managed-instances-rust.html)).
+/// So a handler is `Send + Sync`: state it changes sits behind a `Mutex`, an
+/// atomic or a client that is itself shareable, and what belongs to one batch
+/// goes in [`ShardBuffers`](crate::buffer::ShardBuffers) (a buffer per batch)
+/// or in the [`Batch`] that [`Handler::begin`] and [`Handler::flush`] get.
+/// A handler that is not `Sync` is refused when it is compiled, not found out
+/// in production:
+///
+/// ```compile_fail
+/// use std::cell::RefCell;
+/// use shardline::{Handler, HandlerError, Record};
+///
+/// struct Count(RefCell<u64>); // not Sync: two invocations could change it at once
+///
+/// impl Handler for Count {
+///     async fn handle(&self, _: &Record) -> Result<(), HandlerError> {
+///         *self.0.borrow_mut() += 1;
+///         Ok(())
+///     }
+/// }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Processes one record. Records of one partition key arrive one at a
     /// time, in order; with [`crate::App::concurrency`] above 1, records of
