@@ -88,13 +88,15 @@ impl<H: Handler> InvocationHandler for H {
         drop(body);
         let range = BatchRange::of(&decoded);
         range.record_shard();
-        let outcome = process_event(
+        // Boxed: the engine's future is large, and a debug build copies it
+        // into every frame that wraps it (see `app::lambda::run`).
+        let outcome = Box::pin(process_event(
             decoded,
             self,
             invocation.store,
             invocation.config,
             invocation.deadline,
-        )
+        ))
         .await?;
         Ok(InvocationOutput {
             response: Response::Batch(outcome.response),
@@ -126,13 +128,13 @@ impl<W: WindowHandler> InvocationHandler for Windowed<W> {
             event.info.end.clone(),
         );
         let (is_final, early) = (event.info.is_final, event.info.terminated_early);
-        let outcome = process_window_event(
+        let outcome = Box::pin(process_window_event(
             event,
             self.handler(),
             invocation.store,
             invocation.config,
             invocation.deadline,
-        )
+        ))
         .await?;
         tracing::info!(
             shard = %shard,

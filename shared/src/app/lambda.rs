@@ -69,7 +69,7 @@ impl<H: InvocationHandler> Lazy<H> {
                 let (app, settings) = self.pending.lock().await.take().ok_or_else(|| {
                     Error::Setup("the function's setup already failed in this sandbox".into())
                 })?;
-                setup(app, settings).await
+                Box::pin(setup(app, settings)).await
             })
             .await;
         match built {
@@ -138,7 +138,11 @@ pub(super) async fn run<H: InvocationHandler>(
         async move {
             let body = lazy.bodies.take(&event.context.request_id)?;
             let shared = lazy.shared().await;
-            invocation(shared, body, event.context).await
+            // Boxed, so that the future every runtime layer builds and moves
+            // stays small: on Lambda Managed Instances an invocation runs on
+            // a tokio worker thread (2 MiB of stack), where an unboxed one,
+            // copied through each layer's `call`, overflows a debug build.
+            Box::pin(invocation(shared, body, event.context)).await
         }
     });
     let runtime = lambda_runtime::Runtime::new(service)
@@ -175,7 +179,8 @@ async fn invocation<H: InvocationHandler>(
     // request id, this one the shard once the event is decoded, so that every
     // line of overlapping invocations says which batch it belongs to.
     let span = tracing::info_span!("batch", shard = tracing::field::Empty);
-    let (result, added) = crate::metrics::counted(shared.handler.consume(body, invocation))
+    let consume = Box::pin(shared.handler.consume(body, invocation));
+    let (result, added) = crate::metrics::counted(consume)
         .instrument(span)
         .await;
     // One metrics line per invocation, failed ones included.

@@ -193,7 +193,7 @@ pub async fn process_event<H: Handler>(
             deadline,
             now,
         };
-        if let Some(retry_from) = run.process(&items, &mut outcome.report).await? {
+        if let Some(retry_from) = Box::pin(run.process(&items, &mut outcome.report)).await? {
             outcome.response.retry_from(retry_from.sequence.to_string());
         }
     }

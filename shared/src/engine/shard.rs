@@ -41,7 +41,7 @@ impl<H: Handler> ShardRun<'_, H> {
         items: &[Item],
         report: &mut BatchReport,
     ) -> Result<Option<Position>, EngineError> {
-        let opened: Opened = match open(self, items, report).await? {
+        let opened: Opened = match Box::pin(open(self, items, report)).await? {
             Some(opened) => opened,
             // Held back by the guard: the whole batch is left for the retry.
             None => return Ok(items.first().map(|item| item.record().position.clone())),
@@ -57,18 +57,21 @@ impl<H: Handler> ShardRun<'_, H> {
         };
         // One batch for the handler's buffers, apart from any other batch the
         // process runs at once (Lambda Managed Instances).
-        let flushed: Flushed = crate::buffer::in_batch(async {
+        // Each phase boxed: a debug build keeps a copy of every inline
+        // future in the frame that awaits it, too much for a tokio worker's
+        // stack once several invocations share the process.
+        let flushed: Flushed = crate::buffer::in_batch(Box::pin(async {
             self.handler.begin(&batch).await;
-            let ran: Ran = run(self, items, &opened).await;
-            flush(self, &batch, items, &opened.units, ran).await
-        })
+            let ran: Ran = Box::pin(run(self, items, &opened)).await;
+            Box::pin(flush(self, &batch, items, &opened.units, ran)).await
+        }))
         .await;
         for (name, value) in counts.take() {
             *report.counts.entry(name).or_default() += value;
         }
         let noted = deliveries.into_noted();
         let folded: Folded = fold(self, items, flushed, opened, report);
-        commit(self, folded, &noted, report).await
+        Box::pin(commit(self, folded, &noted, report)).await
     }
 
     pub(super) fn state_error(&self, source: StateError) -> EngineError {

@@ -36,7 +36,21 @@ fn event(dir: &Path, shard: &str, payloads: &[&str]) -> PathBuf {
 
 /// `shardline-cli invoke` of `rendezvous` with `events`, `at_once` per process.
 fn invoke(dir: &Path, events: &[PathBuf], at_once: u32, timeout: u32) -> Output {
+    invoke_function(&binaries().rendezvous, dir, events, at_once, timeout, &[])
+}
+
+/// `shardline-cli invoke` of `function` with `events`, `at_once` per process
+/// and `env` on top.
+fn invoke_function(
+    function: &Path,
+    dir: &Path,
+    events: &[PathBuf],
+    at_once: u32,
+    timeout: u32,
+    env: &[(&str, &str)],
+) -> Output {
     let mut command = clean_command(&binaries().shardline);
+    command.envs(env.iter().copied());
     command
         .env("SHARDLINE_STATE_DIR", dir.join("state"))
         .args(["invoke", "--function-timeout", &timeout.to_string()])
@@ -47,11 +61,7 @@ fn invoke(dir: &Path, events: &[PathBuf], at_once: u32, timeout: u32) -> Output 
     for event in events {
         command.arg("--event").arg(event);
     }
-    command
-        .arg("--")
-        .arg(&binaries().rendezvous)
-        .output()
-        .unwrap()
+    command.arg("--").arg(function).output().unwrap()
 }
 
 fn json_lines(bytes: &[u8]) -> Vec<Value> {
@@ -159,4 +169,46 @@ fn one_invocation_at_a_time_never_meets_the_other() {
     assert_eq!(answers[0]["outcome"], "response", "{answers:?}");
     let failures = answers[0]["response"]["batchItemFailures"].as_array();
     assert_eq!(failures.map(Vec::len), Some(1), "{answers:?}");
+}
+
+/// Concurrent invocations run on the function's tokio worker threads (2 MiB of
+/// stack by default), not on the main thread (8 MiB) as one at a time does.
+/// The ledger, a debug build, on half of that: two batches at once both
+/// answer. Before the engine boxed its phases, a debug build's copies of the
+/// inline futures needed 2.5 MiB and every concurrent invocation aborted
+/// with a stack overflow.
+#[test]
+fn concurrent_invocations_fit_a_worker_threads_stack_with_room_to_spare() {
+    let dir = TempDir::new("lmi-stack");
+    let txn = |shard: &str, n: u32| {
+        format!(r#"{{"account":"{shard}-{n}","seq":1,"amount":{n},"txn":"{shard}-t{n}"}}"#)
+    };
+    let events: Vec<PathBuf> = ["shardId-000000000000", "shardId-000000000001"]
+        .iter()
+        .map(|shard| {
+            let payloads: Vec<String> = (1..=20).map(|n| txn(shard, n)).collect();
+            let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
+            event(dir.path(), shard, &payloads)
+        })
+        .collect();
+    let out = invoke_function(
+        &binaries().ledger,
+        dir.path(),
+        &events,
+        2,
+        30,
+        &[("RUST_MIN_STACK", "1048576"), ("SHARDLINE_LOG", "warn")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("overflowed its stack"), "{stderr}");
+    let answers = json_lines(&out.stdout);
+    assert_eq!(answers.len(), 2, "{answers:?} {stderr}");
+    for answer in &answers {
+        assert_eq!(answer["outcome"], "response", "{answer} {stderr}");
+        assert_eq!(
+            answer["response"]["batchItemFailures"].as_array().map(Vec::len),
+            Some(0),
+            "{answer}"
+        );
+    }
 }
