@@ -28,33 +28,43 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::record::ShardRef;
 
 tokio::task_local! {
-    /// The batch the current task runs (see [`in_batch`]).
-    static BATCH: u64;
+    /// The batch the current task runs (see [`in_batch`]); it ends when the
+    /// last clone of the `Arc` goes, with the scope.
+    static BATCH: Arc<u64>;
 }
 
 /// Runs `batch` (a batch's `begin`, handler calls and flush) as one batch:
 /// buffers of [`ShardBuffers`] touched inside it are its own.
 pub(crate) async fn in_batch<F: Future>(batch: F) -> F::Output {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    BATCH
-        .scope(NEXT.fetch_add(1, Ordering::Relaxed), batch)
-        .await
+    let id = Arc::new(NEXT.fetch_add(1, Ordering::Relaxed));
+    BATCH.scope(id, batch).await
 }
 
-/// The batch of the current task; 0 outside any.
-fn current_batch() -> u64 {
-    BATCH.try_with(|batch| *batch).unwrap_or(0)
+/// The batch of the current task, and a handle that dies with it; 0 and a
+/// dead handle outside any.
+fn current_batch() -> (u64, Weak<u64>) {
+    BATCH
+        .try_with(|batch| (**batch, Arc::downgrade(batch)))
+        .unwrap_or((0, Weak::new()))
+}
+
+/// One batch's buffer, and whether that batch still runs.
+#[derive(Debug)]
+struct Slot<B> {
+    buffer: B,
+    batch: Weak<u64>,
 }
 
 /// One buffer of type `B` per shard and batch.
 #[derive(Debug)]
 pub struct ShardBuffers<B> {
-    buffers: Mutex<HashMap<(ShardRef, u64), B>>,
+    buffers: Mutex<HashMap<(ShardRef, u64), Slot<B>>>,
 }
 
 impl<B> Default for ShardBuffers<B> {
@@ -66,31 +76,100 @@ impl<B> Default for ShardBuffers<B> {
 }
 
 impl<B: Default> ShardBuffers<B> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(ShardRef, u64), B>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(ShardRef, u64), Slot<B>>> {
         // A panic while holding the lock leaves at worst a partly filled
         // buffer, which `begin` of the retried batch empties.
         self.buffers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts `shard`'s batch with an empty buffer.
+    /// Starts `shard`'s batch with an empty buffer. Buffers of batches that
+    /// have ended without being taken (a flush that returned early) go too,
+    /// so they do not pile up in a warm process.
     pub fn begin(&self, shard: &ShardRef) {
-        self.lock()
-            .insert((shard.clone(), current_batch()), B::default());
+        let (id, batch) = current_batch();
+        let mut buffers = self.lock();
+        buffers.retain(|(_, of), slot| *of == 0 || slot.batch.strong_count() > 0);
+        buffers.insert(
+            (shard.clone(), id),
+            Slot {
+                buffer: B::default(),
+                batch,
+            },
+        );
     }
 
     /// Changes `shard`'s buffer (of the current batch) with `change`.
     pub fn with<T>(&self, shard: &ShardRef, change: impl FnOnce(&mut B) -> T) -> T {
-        change(
-            self.lock()
-                .entry((shard.clone(), current_batch()))
-                .or_default(),
-        )
+        let (id, batch) = current_batch();
+        let mut buffers = self.lock();
+        let slot = buffers.entry((shard.clone(), id)).or_insert_with(|| Slot {
+            buffer: B::default(),
+            batch,
+        });
+        change(&mut slot.buffer)
     }
 
     /// Takes `shard`'s buffer (of the current batch), leaving none.
     pub fn take(&self, shard: &ShardRef) -> B {
         self.lock()
-            .remove(&(shard.clone(), current_batch()))
+            .remove(&(shard.clone(), current_batch().0))
+            .map(|slot| slot.buffer)
             .unwrap_or_default()
+    }
+
+    /// How many buffers are held, taken ones not counted.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str) -> ShardRef {
+        ShardRef {
+            stream_arn: Arc::from("arn:aws:kinesis:us-east-1:1:stream/s"),
+            shard_id: Arc::from(id),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_one_shard_at_once_keep_their_own_buffers() {
+        let buffers: ShardBuffers<Vec<u32>> = ShardBuffers::default();
+        let s = shard("shardId-0");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let first = in_batch(async {
+            buffers.begin(&s);
+            buffers.with(&s, |b| b.push(1));
+            rx.await.unwrap();
+            buffers.take(&s)
+        });
+        let second = in_batch(async {
+            buffers.begin(&s);
+            buffers.with(&s, |b| b.push(2));
+            tx.send(()).unwrap();
+            buffers.take(&s)
+        });
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!((first, second), (vec![1], vec![2]));
+    }
+
+    #[tokio::test]
+    async fn a_buffer_its_batch_never_took_goes_at_the_next_begin() {
+        let buffers: ShardBuffers<Vec<u32>> = ShardBuffers::default();
+        let s = shard("shardId-0");
+        for n in 0..100 {
+            in_batch(async {
+                buffers.begin(&s);
+                buffers.with(&s, |b| b.push(n));
+                // a flush that returns before it takes the buffer
+            })
+            .await;
+        }
+        assert_eq!(buffers.held(), 1, "only the last batch's");
+        in_batch(async { buffers.begin(&shard("shardId-1")) }).await;
+        assert_eq!(buffers.held(), 1);
     }
 }
