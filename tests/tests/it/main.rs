@@ -4,6 +4,7 @@
 mod bad_input;
 mod concurrency;
 mod concurrency_race;
+mod docs_links;
 mod dynamodb;
 mod fanout;
 mod fanout_aggregate;
