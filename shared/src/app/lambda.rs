@@ -180,9 +180,7 @@ async fn invocation<H: InvocationHandler>(
     // line of overlapping invocations says which batch it belongs to.
     let span = tracing::info_span!("batch", shard = tracing::field::Empty);
     let consume = Box::pin(shared.handler.consume(body, invocation));
-    let (result, added) = crate::metrics::counted(consume)
-        .instrument(span)
-        .await;
+    let (result, added) = crate::metrics::counted(consume).instrument(span).await;
     // One metrics line per invocation, failed ones included.
     crate::metrics::flush(
         &shared.metrics,

@@ -149,7 +149,10 @@ fn slugs_follow_githubs_rule() {
         slug(" Aggregated fan-out (`FANOUT_AGGREGATE=on`)"),
         "aggregated-fan-out-fanout_aggregateon"
     );
-    assert_eq!(slug(" 6. Lambda Managed Instances"), "6-lambda-managed-instances");
+    assert_eq!(
+        slug(" 6. Lambda Managed Instances"),
+        "6-lambda-managed-instances"
+    );
     let twice = anchors("# A\n## A\n```\n# not a heading\n```\n");
     assert_eq!(twice, BTreeSet::from(["a".to_owned(), "a-1".to_owned()]));
 }

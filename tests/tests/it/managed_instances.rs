@@ -206,7 +206,9 @@ fn concurrent_invocations_fit_a_worker_threads_stack_with_room_to_spare() {
     for answer in &answers {
         assert_eq!(answer["outcome"], "response", "{answer} {stderr}");
         assert_eq!(
-            answer["response"]["batchItemFailures"].as_array().map(Vec::len),
+            answer["response"]["batchItemFailures"]
+                .as_array()
+                .map(Vec::len),
             Some(0),
             "{answer}"
         );
