@@ -26,18 +26,22 @@ fn slug(heading: &str) -> String {
         .collect()
 }
 
-/// The anchors of a markdown file's headings (outside code blocks).
-fn anchors(text: &str) -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
+/// A markdown file's lines outside fenced code blocks.
+fn prose(text: &str) -> impl Iterator<Item = &str> {
     let mut in_code = false;
-    for line in text.lines() {
+    text.lines().filter(move |line| {
         if line.trim_start().starts_with("```") {
             in_code = !in_code;
-            continue;
+            return false;
         }
-        if in_code || !line.starts_with('#') {
-            continue;
-        }
+        !in_code
+    })
+}
+
+/// The anchors of a markdown file's headings.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for line in prose(text).filter(|line| line.starts_with('#')) {
         let base = slug(line.trim_start_matches('#'));
         let mut anchor = base.clone();
         let mut n = 0;
@@ -50,19 +54,10 @@ fn anchors(text: &str) -> BTreeSet<String> {
     seen
 }
 
-/// The targets of a markdown file's `[text](target)` links, outside code.
+/// The targets of a markdown file's `[text](target)` links.
 fn links(text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
-        let mut rest = line;
+    for mut rest in prose(text) {
         while let Some(at) = rest.find("](") {
             let after = &rest[at + 2..];
             let Some(end) = after.find(')') else { break };
