@@ -44,7 +44,9 @@ pub(crate) struct InvokeArgs {
     /// An event file (JSON); repeat for several invocations of one warm process.
     #[arg(long = "event", value_name = "FILE", required = true)]
     pub events: Vec<PathBuf>,
-    /// The function's timeout in seconds (1 to 900): the process is killed past it.
+    /// The function's timeout in seconds (1 to 900): the process is killed past it
+    /// (with N above 1, as on Lambda Managed Instances, only the invocation fails,
+    /// and runs on).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub function_timeout: u64,
     /// Invocations one function process answers at once (the events in turns of
@@ -124,7 +126,9 @@ pub(crate) struct SourceArgs {
     /// Records older than this are discarded unprocessed (-1: never; else 60 to 604800).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_parser = record_age)]
     pub maximum_record_age_in_seconds: i64,
-    /// The function's timeout in seconds (1 to 900): the process is killed past it.
+    /// The function's timeout in seconds (1 to 900): the process is killed past it
+    /// (with N above 1, as on Lambda Managed Instances, only the invocation fails,
+    /// and runs on).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub function_timeout: u64,
     /// Read `batchItemFailures` from the response (FunctionResponseTypes: ReportBatchItemFailures).

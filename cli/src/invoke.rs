@@ -76,14 +76,14 @@ async fn invoke(pool: &Arc<Pool>, event: Bytes, timeout: Duration) -> Value {
             "error": format!("the event is {} bytes, over Lambda's 6 MB invocation payload", event.len()),
         });
     }
-    let sandbox = match pool.take().await {
-        Ok(sandbox) => sandbox,
+    let lease = match pool.take().await {
+        Ok(lease) => lease,
         Err(e) => {
             return json!({"outcome": "crashed", "error": format!("cannot start the function: {e}")});
         }
     };
     let started = Instant::now();
-    let (nth, outcome) = sandbox.invoke(event, timeout, None, &|_| {}).await;
+    let (nth, outcome, sandbox) = lease.invoke(event, timeout, None, &|_| {}).await;
     let ms = (started.elapsed().as_secs_f64() * 1e5).round() / 1e2;
     let mut line = outcome_line(outcome, ms);
     if sandbox.is_alive() {

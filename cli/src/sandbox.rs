@@ -1,9 +1,13 @@
 //! Sandboxes: one function process each, with its own Runtime API. On classic
 //! Lambda a sandbox serves one invocation at a time; on Lambda Managed
 //! Instances up to its `PerExecutionEnvironmentMaxConcurrency` at once
-//! (lambda/latest/dg/lambda-managed-instances-rust.html). A crash or a timeout
-//! is a real process death that fails every invocation the process had in
-//! flight, and the next invocation starts a fresh process (a cold start).
+//! (lambda/latest/dg/lambda-managed-instances-rust.html). A crash is a real
+//! process death that fails every invocation the process had in flight, and
+//! the next invocation starts a fresh process (a cold start). A timeout is one
+//! too on classic Lambda; on Lambda Managed Instances it fails only its own
+//! invocation, whose code runs on, holding its slot until it answers
+//! (lambda/latest/dg/lambda-managed-instances-execution-environment.html,
+//! "Error handling and recovery").
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +50,8 @@ pub(crate) enum Outcome {
     FunctionError(String),
     /// The process died before answering (a crash, or killed by chaos).
     Crashed(String),
-    /// No answer within the timeout: the process was killed.
+    /// No answer within the timeout: the process was killed (classic
+    /// Lambda), or the invocation left to run on (Lambda Managed Instances).
     TimedOut,
 }
 
@@ -54,6 +59,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Sandbox {
     api: RuntimeApi,
     pid: Option<u32>,
+    /// Invocations it serves at once; above 1, Lambda Managed Instances.
+    max_concurrency: u32,
     started: Instant,
     invocations: AtomicU64,
     /// Asks the process's keeper to kill it, with the reason.
@@ -112,6 +119,7 @@ impl Sandbox {
         Ok(Sandbox {
             api,
             pid,
+            max_concurrency,
             started,
             invocations: AtomicU64::new(0),
             kill,
@@ -152,17 +160,18 @@ impl Sandbox {
     }
 
     /// Invokes the function with `event`: the invocation's number on this
-    /// process (1 for its cold start) and its outcome. A timeout or a chaos
-    /// kill (`kill_after`) kills the process, and with it every invocation it
-    /// has in flight, as on Lambda.
-    pub(crate) async fn invoke(
+    /// process (1 for its cold start), its outcome, and, for a timed-out
+    /// invocation left running, where its late answer will come. A chaos kill
+    /// (`kill_after`), and a timeout on classic Lambda, kill the process, and
+    /// with it every invocation it has in flight, as on Lambda.
+    async fn invoke(
         &self,
         event: Bytes,
         timeout: Duration,
         kill_after: Option<Duration>,
         phase: &(dyn Fn(&'static str) + Sync),
-    ) -> (u64, Outcome) {
-        let (reply, answer) = oneshot::channel();
+    ) -> (u64, Outcome, Option<oneshot::Receiver<Answer>>) {
+        let (reply, mut answer) = oneshot::channel();
         let deadline = SystemTime::now() + timeout;
         let invocation = Invocation {
             request_id: format!("source-{:012}", REQUESTS.fetch_add(1, Ordering::Relaxed)),
@@ -185,7 +194,7 @@ impl Sandbox {
             phase("handing the event to the runtime API");
             self.api.send(invocation).await.map_err(|_| ())?;
             phase("awaiting the answer");
-            answer.await.map_err(|_| ())
+            (&mut answer).await.map_err(|_| ())
         };
         let outcome = tokio::select! {
             answer = delivered => match answer {
@@ -195,8 +204,12 @@ impl Sandbox {
             },
             why = self.gone() => Outcome::Crashed(why),
             () = tokio::time::sleep(timeout) => {
+                if self.max_concurrency > 1 {
+                    phase("leaving the timed-out invocation to run on");
+                    return (nth, Outcome::TimedOut, Some(answer));
+                }
                 phase("killing the timed-out process");
-                self.kill("killed: another invocation of the process timed out").await;
+                self.kill("killed: its invocation timed out").await;
                 Outcome::TimedOut
             }
             () = chaos => {
@@ -205,7 +218,7 @@ impl Sandbox {
                 Outcome::Crashed("killed by --kill-rate".into())
             }
         };
-        (nth, outcome)
+        (nth, outcome, None)
     }
 }
 
@@ -242,6 +255,36 @@ impl std::ops::Deref for Lease {
 
     fn deref(&self) -> &Sandbox {
         &self.sandbox
+    }
+}
+
+impl Lease {
+    /// Invokes the function with `event` on this slot: the invocation's
+    /// number on its process (1 for its cold start), its outcome, and the
+    /// process (to look at once the slot is given back).
+    ///
+    /// On Lambda Managed Instances a timed-out invocation runs on and keeps
+    /// its slot until it answers or its process dies: its late answer is
+    /// dropped, as Lambda drops it.
+    pub(crate) async fn invoke(
+        self,
+        event: Bytes,
+        timeout: Duration,
+        kill_after: Option<Duration>,
+        phase: &(dyn Fn(&'static str) + Sync),
+    ) -> (u64, Outcome, Arc<Sandbox>) {
+        let sandbox = self.sandbox.clone();
+        let (nth, outcome, late) = sandbox.invoke(event, timeout, kill_after, phase).await;
+        if let Some(late) = late {
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = late => {}
+                    _ = self.sandbox.gone() => {}
+                }
+                drop(self);
+            });
+        }
+        (nth, outcome, sandbox)
     }
 }
 
@@ -336,45 +379,76 @@ mod tests {
         FunctionSpec::new(vec!["python3".into(), "-c".into(), script], "silent".into())
     }
 
+    const QUIET: &(dyn Fn(&'static str) + Sync) = &|_| {};
+
+    fn invoke(
+        lease: Lease,
+        timeout: u64,
+        kill_after: Option<u64>,
+    ) -> impl Future<Output = (u64, Outcome, Arc<Sandbox>)> {
+        lease.invoke(
+            Bytes::from_static(b"{}"),
+            Duration::from_secs(timeout),
+            kill_after.map(Duration::from_secs),
+            QUIET,
+        )
+    }
+
     #[tokio::test]
-    async fn a_timeout_kills_the_process_and_every_invocation_it_has_in_flight() {
+    async fn a_kill_fails_every_invocation_the_process_has_in_flight() {
         let pool = Pool::new(silent_function(2), 2);
         let first = pool.take().await.unwrap();
         let second = pool.take().await.unwrap();
         assert_eq!(pool.cold_starts(), 1, "two invocations share one process");
         let started = Instant::now();
-        let quiet = |_: &'static str| {};
-        let short = first.invoke(
-            Bytes::from_static(b"{}"),
-            Duration::from_secs(2),
-            None,
-            &quiet,
-        );
-        let long = second.invoke(
-            Bytes::from_static(b"{}"),
-            Duration::from_secs(60),
-            None,
-            &quiet,
-        );
-        let ((_, short), (_, long)) = tokio::join!(short, long);
-        assert!(matches!(short, Outcome::TimedOut), "{short:?}");
+        let ((_, killed, process), (_, other, _)) =
+            tokio::join!(invoke(first, 60, Some(1)), invoke(second, 60, None));
+        assert!(matches!(killed, Outcome::Crashed(_)), "{killed:?}");
         assert!(
-            matches!(&long, Outcome::Crashed(why) if why.contains("timed out")),
-            "{long:?}"
+            matches!(&other, Outcome::Crashed(why) if why.contains("kill-rate")),
+            "{other:?}"
         );
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(!first.is_alive());
-        drop((first, second));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(!process.is_alive());
         let _next = pool.take().await.unwrap();
         assert_eq!(
             pool.cold_starts(),
             2,
             "the next invocation starts a new process"
         );
+    }
+
+    #[tokio::test]
+    async fn on_managed_instances_a_timeout_fails_only_its_invocation_which_keeps_its_slot() {
+        let pool = Pool::new(silent_function(2), 2);
+        let first = pool.take().await.unwrap();
+        let second = pool.take().await.unwrap();
+        let started = Instant::now();
+        let short = invoke(first, 1, None);
+        let long = async {
+            // Still in flight when the first times out.
+            let long = tokio::spawn(invoke(second, 600, None));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            long
+        };
+        let ((_, short, process), long) = tokio::join!(short, long);
+        assert!(matches!(short, Outcome::TimedOut), "{short:?}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(process.is_alive(), "the process lives on");
+        assert!(!long.is_finished(), "the other invocation goes on");
+        // Both slots are busy (the timed-out invocation runs on): the next
+        // invocation gets a process of its own.
+        let _third = pool.take().await.unwrap();
+        assert_eq!(pool.cold_starts(), 2);
+        long.abort();
+    }
+
+    #[tokio::test]
+    async fn on_classic_lambda_a_timeout_kills_the_process() {
+        let pool = Pool::new(silent_function(1), 1);
+        let (_, outcome, process) = invoke(pool.take().await.unwrap(), 1, None).await;
+        assert!(matches!(outcome, Outcome::TimedOut), "{outcome:?}");
+        assert!(!process.is_alive());
     }
 
     #[tokio::test]

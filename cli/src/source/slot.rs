@@ -183,12 +183,11 @@ impl Slot {
         mapping.counters.invocation(records);
         let kill_after = mapping.chaos_kill();
         let started = Instant::now();
-        let (_, outcome) = sandbox
+        let (_, outcome, _) = sandbox
             .invoke(payload, mapping.config.timeout, kill_after, &|phase| {
                 self.queue.set_phase(Some(phase));
             })
             .await;
-        drop(sandbox);
         if matches!(outcome, Outcome::Response(_) | Outcome::FunctionError(_)) {
             mapping.took(started.elapsed());
         }
