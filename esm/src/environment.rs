@@ -3,10 +3,12 @@
 //! invocation at a time; on Lambda Managed Instances up to the function's
 //! `PerExecutionEnvironmentMaxConcurrency` at once
 //! ([lambda-managed-instances-rust](https://docs.aws.amazon.com/lambda/latest/dg/lambda-managed-instances-rust.html)).
-//! An environment whose process dies (a crash, a timeout, a kill) serves
-//! nothing more, and every invocation it had in flight fails with it; the
-//! next invocation goes to another environment or starts a new one (a cold
-//! start).
+//! An environment whose process dies (a crash, a kill; a timeout on classic
+//! Lambda) serves nothing more, and every invocation it had in flight fails
+//! with it; the next invocation goes to another environment or starts a new
+//! one (a cold start). On Lambda Managed Instances a timeout fails only its
+//! invocation, which runs on in its slot until it answers
+//! ([execution environment](https://docs.aws.amazon.com/lambda/latest/dg/lambda-managed-instances-execution-environment.html)).
 
 /// The live environments of one function, each with the invocations it has in
 /// flight. `T` is what the driver keeps of a process (a handle, a simulated
