@@ -54,6 +54,20 @@ fn current_batch() -> (u64, Weak<u64>) {
         .unwrap_or((0, Weak::new()))
 }
 
+/// Warns, once a process, that a buffer was filled outside the engine's
+/// batch scope (from a task a handler spawned, say): its flush, inside the
+/// scope, will not find those records.
+fn outside_a_batch(shard: &ShardRef) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            shard = %shard.shard_id,
+            "ShardBuffers::with called outside the batch the engine runs (from a spawned \
+             task?): the batch's flush will not see these records; call it from handle itself"
+        );
+    });
+}
+
 /// One batch's buffer, and whether that batch still runs.
 #[derive(Debug)]
 struct Slot<B> {
@@ -101,6 +115,9 @@ impl<B: Default> ShardBuffers<B> {
     /// Changes `shard`'s buffer (of the current batch) with `change`.
     pub fn with<T>(&self, shard: &ShardRef, change: impl FnOnce(&mut B) -> T) -> T {
         let (id, batch) = current_batch();
+        if id == 0 {
+            outside_a_batch(shard);
+        }
         let mut buffers = self.lock();
         let slot = buffers.entry((shard.clone(), id)).or_insert_with(|| Slot {
             buffer: B::default(),

@@ -119,6 +119,7 @@ impl Report {
         t.reruns += stats.reruns;
         t.duplicates += stats.duplicates;
         t.killed_with_process += stats.killed_with_process;
+        t.ran_on_after_timeout += stats.ran_on_after_timeout;
     }
 
     fn count(&mut self, scenario: &Scenario) {

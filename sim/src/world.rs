@@ -182,8 +182,11 @@ pub struct Record {
     /// records sit in aggregates of different keys.
     pub disturbed: bool,
     /// Invocations that died with their process because another invocation
-    /// of it crashed or timed out (several at once per process: LMI).
+    /// of it crashed (several at once per process: LMI).
     pub killed_with_process: u64,
+    /// Invocations that timed out on Lambda Managed Instances and ran on
+    /// beside Lambda's retry.
+    pub ran_on_after_timeout: u64,
 }
 
 /// The run's record, shared by the handlers and the driver.

@@ -359,7 +359,7 @@ async fn run_handler<H: Handler>(
             Err(FlushError::Records(_)) => Ok(()),
         }
     };
-    match guarded(work, Deadline::after(timeout)).await {
+    match guarded(crate::buffer::in_batch(work), Deadline::after(timeout)).await {
         Guarded::Finished(result) => Ran::Done(result),
         Guarded::Panicked(_) => Ran::Unsettled("the handler panicked".into()),
         Guarded::OutOfTime => Ran::Unsettled(format!(

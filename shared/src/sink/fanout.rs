@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::{OutRecord, SendOutcome, Sink, validate};
 use crate::buffer::ShardBuffers;
@@ -185,14 +186,18 @@ impl FanOut {
                 .collect();
             let subset: Vec<OutRecord> = todo.iter().map(|&i| records[i].clone()).collect();
             let (sink, deadline) = (sink.clone(), batch.deadline());
-            sends.spawn(async move {
-                let outcome = if subset.is_empty() {
-                    SendOutcome::default()
-                } else {
-                    sink.send(&subset, deadline).await
-                };
-                (slot, todo, outcome)
-            });
+            // In the invocation's log span: a sink's warnings name its batch.
+            sends.spawn(
+                async move {
+                    let outcome = if subset.is_empty() {
+                        SendOutcome::default()
+                    } else {
+                        sink.send(&subset, deadline).await
+                    };
+                    (slot, todo, outcome)
+                }
+                .in_current_span(),
+            );
         }
         // Per record: why it is not delivered everywhere, if so.
         let mut failed: HashMap<usize, HandlerError> = HashMap::new();

@@ -55,8 +55,10 @@ pub struct Stats {
     /// Copies at destinations beyond the first (a put whose answer was lost).
     pub duplicates: u64,
     /// Invocations that died with their process when another of its
-    /// invocations crashed or timed out (Lambda Managed Instances).
+    /// invocations crashed (Lambda Managed Instances).
     pub killed_with_process: u64,
+    /// Invocations that timed out on Lambda Managed Instances and ran on.
+    pub ran_on_after_timeout: u64,
 }
 
 impl Verdict {
@@ -79,7 +81,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} records, {} invocations, {} applied, {} quarantined, {} discarded, {} handler re-runs, {} destination duplicates, {} killed with their process",
+            "{} records, {} invocations, {} applied, {} quarantined, {} discarded, {} handler re-runs, {} destination duplicates, {} killed with their process, {} ran on after a timeout",
             self.records,
             self.invocations,
             self.applied,
@@ -87,7 +89,8 @@ impl fmt::Display for Stats {
             self.discarded,
             self.reruns,
             self.duplicates,
-            self.killed_with_process
+            self.killed_with_process,
+            self.ran_on_after_timeout
         )
     }
 }
@@ -148,6 +151,7 @@ pub async fn judge(setup: &Setup, trace: bool) -> Verdict {
             .sum(),
         duplicates,
         killed_with_process: world.killed_with_process,
+        ran_on_after_timeout: world.ran_on_after_timeout,
     };
     let story = if judge.violations.is_empty() && !trace {
         Vec::new()

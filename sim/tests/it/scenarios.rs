@@ -55,6 +55,11 @@ fn generated_scenarios_keep_every_promise() {
             report.coverage
         );
     }
+    if report.scenarios >= 2_000 {
+        // Observed, not only drawn: LMI's two ways an invocation meets another.
+        assert!(report.totals.killed_with_process > 0, "{report}");
+        assert!(report.totals.ran_on_after_timeout > 0, "{report}");
+    }
     assert!(
         report.failures.is_empty(),
         "{} of {} scenarios broke a promise:\n{report}",
@@ -145,7 +150,7 @@ fn seeds_a_soak_found_keep_every_promise() {
 }
 
 /// Lambda Managed Instances in the simulation: with eight invocations per
-/// process, a crash or a timeout fails the process's other invocations too,
+/// process, a crash fails the process's other invocations too,
 /// and every promise still holds; with one per process, none dies with
 /// another's process.
 #[test]
@@ -165,4 +170,29 @@ fn a_process_serving_eight_invocations_fails_them_all_when_it_dies_and_keeps_eve
         assert_eq!(classic.stats.killed_with_process, 0, "{scenario}");
     }
     assert!(killed > 0, "some invocations died with their process");
+}
+
+/// Lambda Managed Instances in the simulation: a timed-out invocation fails
+/// alone and its code runs on beside Lambda's retry of its batch (Lambda does
+/// not stop it there), and every promise still holds; with one invocation
+/// per process a timeout ends the process instead, and nothing runs on.
+#[test]
+fn on_managed_instances_a_timed_out_invocation_runs_on_beside_its_retry_and_keeps_every_promise() {
+    let mut ran_on = 0;
+    for seed in 0..12 {
+        let mut scenario = shardline_sim::scenario::Scenario::draw(seed);
+        scenario.shards = 4;
+        scenario.features.time_reserve_ms = 1;
+        scenario.faults.slow = 0.5;
+        scenario.workload.hang = 0.05;
+        scenario.environment_concurrency = 8;
+        let verdict = shardline_sim::run::run(&scenario);
+        assert!(verdict.is_ok(), "{scenario}\n{:?}", verdict.violations);
+        ran_on += verdict.stats.ran_on_after_timeout;
+        scenario.environment_concurrency = 1;
+        let classic = shardline_sim::run::run(&scenario);
+        assert!(classic.is_ok(), "{scenario}\n{:?}", classic.violations);
+        assert_eq!(classic.stats.ran_on_after_timeout, 0, "{scenario}");
+    }
+    assert!(ran_on > 0, "some timed-out invocations ran on");
 }

@@ -60,6 +60,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use self::plan::Plan;
 use self::request::{EntryResult, Failure, classify};
@@ -220,11 +221,10 @@ impl KinesisSink {
                             .map(|entry| (index, entry))
                     })
                     .collect();
-                in_flight.spawn(request::put(
-                    self.client.clone(),
-                    self.stream.clone(),
-                    entries,
-                ));
+                in_flight.spawn(
+                    request::put(self.client.clone(), self.stream.clone(), entries)
+                        .in_current_span(),
+                );
             }
             let started = Instant::now();
             let joined = async {
