@@ -199,7 +199,7 @@ impl fmt::Debug for HandlerError {
 /// A handler that is not `Sync` is refused when it is compiled, not found out
 /// in production:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use std::cell::RefCell;
 /// use shardline::{Handler, HandlerError, Record};
 ///
@@ -208,6 +208,22 @@ impl fmt::Debug for HandlerError {
 /// impl Handler for Count {
 ///     async fn handle(&self, _: &Record) -> Result<(), HandlerError> {
 ///         *self.0.borrow_mut() += 1;
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// The same count, shareable:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use shardline::{Handler, HandlerError, Record};
+///
+/// struct Count(AtomicU64);
+///
+/// impl Handler for Count {
+///     async fn handle(&self, _: &Record) -> Result<(), HandlerError> {
+///         self.0.fetch_add(1, Ordering::Relaxed);
 ///         Ok(())
 ///     }
 /// }

@@ -306,3 +306,64 @@ async fn two_slots_of_one_shard_at_once_keep_their_fan_out_buffers_apart() {
         "every record copied once:\n{copies}"
     );
 }
+
+/// A sink that notes the log span each of its sends runs in.
+#[derive(Debug)]
+struct SpanNoting {
+    inner: Arc<dyn shardline::sink::Sink>,
+    spans: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl shardline::sink::Sink for SpanNoting {
+    fn destination(&self) -> &str {
+        self.inner.destination()
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.inner.max_record_bytes()
+    }
+
+    async fn send(
+        &self,
+        records: &[shardline::sink::OutRecord],
+        deadline: Deadline,
+    ) -> shardline::sink::SendOutcome {
+        let span = tracing::Span::current();
+        let name = span.metadata().map(|m| m.name().to_owned());
+        self.spans.lock().unwrap().push(name);
+        self.inner.send(records, deadline).await
+    }
+}
+
+/// A fan-out sends to its destinations on tasks of their own; their log lines
+/// (a destination refusing writes, a retry) still carry the invocation's
+/// span, so that on Lambda Managed Instances they name their request.
+#[tokio::test]
+async fn a_fan_outs_sends_stay_in_their_invocations_log_span() {
+    use shardline::sink::{FanOut, Sink, StaticDestinations, file::FileSink};
+    use tracing::Instrument as _;
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+    let dir = TempDir::new("lmi-spans");
+    let noting = Arc::new(SpanNoting {
+        inner: Arc::new(FileSink::new("copies", dir.path().join("copies.jsonl"))),
+        spans: std::sync::Mutex::new(Vec::new()),
+    });
+    let sinks: Vec<Arc<dyn Sink>> = vec![noting.clone(), noting.clone()];
+    let fanout = FanOut::new(StaticDestinations(sinks), 1024 * 1024);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let records = made_up(0, 4, |i| i.to_string().into(), |i| i.to_string().into());
+    let json = event(&stream_arn(STREAM), "shardId-000000000000", &records);
+    let decoded = decode_event(&json).unwrap();
+    let config = EngineConfig::new(CONSUMER);
+    let outcome = process_event(decoded, &fanout, &store, &config, Deadline::none())
+        .instrument(tracing::info_span!("invocation-under-test"))
+        .await
+        .unwrap();
+    assert!(outcome.response.is_success(), "{:?}", outcome.report);
+    let spans = noting.spans.lock().unwrap().clone();
+    assert!(!spans.is_empty());
+    for span in spans {
+        assert_eq!(span.as_deref(), Some("invocation-under-test"));
+    }
+}
