@@ -352,7 +352,7 @@ async fn a_fan_outs_sends_stay_in_their_invocations_log_span() {
     let sinks: Vec<Arc<dyn Sink>> = vec![noting.clone(), noting.clone()];
     let fanout = FanOut::new(StaticDestinations(sinks), 1024 * 1024);
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    let records = made_up(0, 4, |i| i.to_string().into(), |i| i.to_string().into());
+    let records = made_up(0, 4, |i| i.to_string(), |i| i.to_string().into());
     let json = event(&stream_arn(STREAM), "shardId-000000000000", &records);
     let decoded = decode_event(&json).unwrap();
     let config = EngineConfig::new(CONSUMER);
