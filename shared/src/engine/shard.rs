@@ -56,10 +56,9 @@ impl<H: Handler> ShardRun<'_, H> {
             counts: &counts,
         };
         // One batch for the handler's buffers, apart from any other batch the
-        // process runs at once (Lambda Managed Instances).
-        // Each phase boxed: a debug build keeps a copy of every inline
-        // future in the frame that awaits it, too much for a tokio worker's
-        // stack once several invocations share the process.
+        // process runs at once (Lambda Managed Instances). Each phase is
+        // boxed: a debug build keeps a copy of every inline future in the
+        // frame that awaits it, too much for a tokio worker thread's stack.
         let flushed: Flushed = crate::buffer::in_batch(Box::pin(async {
             self.handler.begin(&batch).await;
             let ran: Ran = Box::pin(run(self, items, &opened)).await;
