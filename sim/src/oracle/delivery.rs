@@ -117,10 +117,12 @@ impl Judge<'_> {
             let key = (record.user_key.as_str(), shard);
             // Two attempts that decided a record otherwise (the README's
             // "Retries that decide otherwise") write it after its key's
-            // later records, as they apply it after them.
+            // later records, as they apply it after them; so does a
+            // duplicate delivery that ran its handler, whoever applied it.
             if let Some(before) = last.get(&key)
                 && record.position < before.position
                 && !self.decided_otherwise(record.payload.id, before.payload.id)
+                && !self.handled_by_duplicate(record.payload.id)
             {
                 self.violation(format!(
                     "destination {name}: key {} has record {} after record {}",

@@ -67,6 +67,19 @@ impl Judge<'_> {
         self.landed_by(id).is_some_and(|log| log.duplicate)
     }
 
+    /// Whether a duplicate delivery of Lambda's ran `id`'s handler, whoever
+    /// landed it: its flush writes `id` to a fan-out's destinations when it
+    /// runs, which may be after newer batches (seed 173088: the first
+    /// delivery's flush failed one destination, Lambda discarded the batch
+    /// at its retry limit, and the late second delivery wrote that
+    /// destination's copy after the key's later records).
+    pub(super) fn handled_by_duplicate(&self, id: u64) -> bool {
+        self.world
+            .invocations
+            .values()
+            .any(|log| log.duplicate && log.handled.contains(&id))
+    }
+
     /// Whether a duplicate delivery whose commit did not land landed `id`.
     fn by_lost_duplicate(&self, id: u64) -> bool {
         self.landed_by(id)

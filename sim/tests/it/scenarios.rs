@@ -138,6 +138,10 @@ fn seeds_a_soak_found_keep_every_promise() {
             "LMI: a duplicate delivery beside its batch in one process emptied its buffer: lost",
         ),
         (650, "LMI: the same, a key's records out of order"),
+        (
+            173088,
+            "a duplicate delivery wrote a record Lambda had discarded after its key's later ones",
+        ),
     ];
     for (seed, what) in found {
         let drawn = shardline_sim::scenario::Scenario::draw(seed);
