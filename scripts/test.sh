@@ -4,9 +4,10 @@
 # (kinesis-mock for Kinesis, moto for DynamoDB; installed into .tools/ on first use).
 #
 #   scripts/test.sh                     everything
-#   scripts/test.sh -p shardline-tests  extra arguments go to `cargo test`
-#   scripts/test.sh -- --nocapture
-# Every test binary runs (--no-fail-fast); any failure makes the script fail.
+#   scripts/test.sh -p shardline-tests  extra arguments go to the test runner:
+#   scripts/test.sh --no-capture        cargo nextest (.config/nextest.toml)
+#                                       where installed, else cargo test
+# Every test runs (no fail-fast); any failure makes the script fail.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,8 +50,6 @@ if grep -E '^warning: .*generated [0-9]+ warnings?' "$build_log" >&2; then
   exit 1
 fi
 rm -f "$build_log"
-step "rustdoc"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "wait for the install, start the emulators"
 wait "$install_pid" || {
@@ -63,15 +62,58 @@ source .tools/emulators.env
 step "lint the template"
 scripts/lint-template.sh
 scripts/lint-template.sh --non-default
+
 # The crates as a user outside this repository gets them: packaged, built on
-# the newest dependencies, and a project from `shardline-cli new` (see the script).
-step "user-build"
-env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
-  scripts/user-build.sh
-step "cargo test"
+# the newest dependencies, and a project from `shardline-cli new` (see the
+# script), in its own target folder (target/user-build).
+user_build() {
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
+    scripts/user-build.sh
+}
+# Rustdoc with warnings as errors (broken links), then the doctests.
+docs() {
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+  cargo test --workspace --doc --quiet
+}
 rm -f target/fault-summaries.txt
 status=0
-cargo test --workspace --no-fail-fast "$@" || status=$?
+if cargo nextest --version >/dev/null 2>&1; then
+  # The tests mostly wait (on the emulators, the function processes they start,
+  # Lambda's clock), so the two compiling jobs run beside them: user-build at
+  # once, rustdoc and the doctests once the runner has checked its build (they
+  # share the workspace's target folder and its lock). Their output comes after
+  # the tests'.
+  jobs_log="$(mktemp "${TMPDIR:-/tmp}/shardline-jobs.XXXXXX")"
+  tests_log="$(mktemp "${TMPDIR:-/tmp}/shardline-tests.XXXXXX")"
+  step "user-build, rustdoc and the doctests beside the tests (cargo nextest)"
+  user_build >"$jobs_log.user" 2>&1 &
+  user_pid=$!
+  (
+    until grep -q "Starting" "$tests_log" 2>/dev/null; do sleep 1; done
+    docs
+  ) >"$jobs_log.docs" 2>&1 &
+  docs_pid=$!
+  cargo nextest run --workspace "$@" 2>&1 | tee "$tests_log" || status=$?
+  # A runner that stopped before "Starting" (a build error) still frees the docs job.
+  echo "Starting" >>"$tests_log"
+  for job in user docs; do
+    pid_var="${job}_pid"
+    job_status=0
+    wait "${!pid_var}" || job_status=$?
+    step "$job: exit $job_status"
+    cat "$jobs_log.$job"
+    [ "$job_status" -eq 0 ] || status=$job_status
+  done
+  rm -f "$jobs_log" "$jobs_log.user" "$jobs_log.docs" "$tests_log"
+else
+  # Without cargo-nextest: one thing after another, as cargo test runs them.
+  step "rustdoc"
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+  step "user-build"
+  user_build
+  step "cargo test"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
+fi
 # The fault tests' summary lines (a passing test's own output is not shown).
 if [ -f target/fault-summaries.txt ]; then
   echo "fault test summaries:"

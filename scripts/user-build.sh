@@ -20,8 +20,9 @@
 #
 # Parts 2 and 3 share one target folder (target/user-build), the function
 # first: it builds the dependencies a user's function has, and the packages'
-# tests then rebuild only what their features add (the CLI's server
-# and process support, the framework's dev-dependencies). The project is
+# tests then rebuild what their features change (the CLI's tokio process and
+# signal support and hyper's server reach most of the tree; what they do not
+# reach is reused). The project is
 # written by the checkout's own CLI (`SHARDLINE_CLI`, the test command's
 # build; built here when unset): what `new` writes does not depend on the
 # versions of the CLI's dependencies, and the CLI on the newest ones is built
@@ -34,7 +35,11 @@ CRATES=(shardline-kpl shardline-event shardline-lambda shardline-esm shardline-c
 # Where each package goes in the scratch workspace: the checkout's layout, so
 # that `--local` finds `shared/`.
 declare -A FOLDER=([shardline-kpl]=kpl [shardline-event]=event [shardline-lambda]=shared [shardline-esm]=esm [shardline-cli]=cli)
-export CARGO_TARGET_DIR="$ROOT/target"
+# Not the workspace's own target folder: the workspace builds its dependencies
+# with the features of every member and test unified, so nothing of it would be
+# reused here, and the test command runs this beside the tests, which use that
+# folder (and its build lock).
+export CARGO_TARGET_DIR="$ROOT/target/user-build"
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"
 trap 'rm -rf "$SCRATCH"' EXIT

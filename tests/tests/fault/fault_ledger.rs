@@ -1,7 +1,8 @@
 //! The ledger under faults, through `shardline-cli source` (Lambda's event source
 //! semantics) against kinesis-mock, with Shardline's state in moto behind a
-//! proxy that fails 5% of DynamoDB requests: 20,000 transactions over 200
-//! accounts into a 2-shard stream (half of them waiting before the source
+//! proxy that fails 5% of DynamoDB requests: 10,000 transactions
+//! (`SHARDLINE_FAULT_LEDGER_TXNS`; the test command's size, 20,000 before, more
+//! for a soak) over 200 accounts into a 2-shard stream (half of them waiting before the source
 //! starts), a split and a merge during the run, at least 3% of invocations
 //! killed mid-flight. At the end every balance is the expected
 //! sum, every transaction was applied once, each account in `seq` order, and
@@ -23,8 +24,19 @@ use shardline_tests::source::{Running, binaries, clean_command, report, runs, so
 use shardline_tests::workload::{put, put_while_resharding, resharded};
 use shardline_tests::{Emulators, unique_name};
 
-const TXNS: usize = 20_000;
+/// Transactions per run in the test command; `SHARDLINE_FAULT_LEDGER_TXNS`
+/// sets another size.
+const TXNS_IN_CI: usize = 10_000;
 const ACCOUNTS: usize = 200;
+
+/// Transactions per run (at least one per account).
+fn txn_count() -> usize {
+    std::env::var("SHARDLINE_FAULT_LEDGER_TXNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(TXNS_IN_CI)
+        .max(ACCOUNTS)
+}
 
 /// One applied transaction, as `ledger txns` prints it.
 #[derive(Debug, serde::Deserialize)]
@@ -46,9 +58,10 @@ const LATE_ACCOUNTS: usize = 20;
 fn transactions() -> (Vec<(String, String)>, BTreeMap<String, i64>) {
     let mut seqs = vec![0u64; ACCOUNTS + LATE_ACCOUNTS];
     let mut balances = BTreeMap::new();
-    let mut txns = Vec::with_capacity(TXNS);
-    for i in 0..TXNS {
-        let a = if i >= TXNS / 2 && i % 10 == 0 {
+    let count = txn_count();
+    let mut txns = Vec::with_capacity(count);
+    for i in 0..count {
+        let a = if i >= count / 2 && i % 10 == 0 {
             ACCOUNTS + (i / 10) % LATE_ACCOUNTS
         } else {
             (i * 7 + i / ACCOUNTS) % ACCOUNTS
