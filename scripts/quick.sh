@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The inner loop: the framework's unit and integration tests (engine, state on
 # the embedded store, windows, decoding, the reproduced defects) and the
-# simulator's (its services, and 300 generated scenarios instead of 2,000), with
+# simulator's (its services, and 300 generated scenarios instead of 1,000), with
 # no emulators and no lints. About a minute after an edit to the engine, warm.
 # `scripts/test.sh` stays the one command that runs everything.
 #

@@ -5,7 +5,7 @@
 # grandparent no longer holds a grandchild); the simulator runs, and the first
 # scenario that breaks a promise is reported.
 #
-#   scripts/sim-mutants.sh [SCENARIOS]      2,000 by default (the CI budget)
+#   scripts/sim-mutants.sh [SCENARIOS]      2,000 by default
 #
 # The work tree must be clean under shared/; each patch is taken back out.
 set -euo pipefail

@@ -1,4 +1,4 @@
-//! The simulation in the test command: 1,000 generated scenarios (2,000 before)
+//! The simulation in the test command: 1,000 generated scenarios
 //! (`SHARDLINE_SIM_SCENARIOS` to change it, `SHARDLINE_SIM_FROM` for the
 //! first seed), each checked by the oracle. A failure prints its seed and the
 //! command that replays it; `shardline-sim run --seed N` also shrinks it.
