@@ -198,6 +198,16 @@ pub fn seed(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A fault test's size: the variable `name` when set (a soak's size), else
+/// `in_ci` (the test command's); at least `least`.
+pub fn size(name: &str, in_ci: usize, least: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(in_ci)
+        .max(least)
+}
+
 /// How long a soak runs: `SHARDLINE_SOAK_MINUTES` (unset: one run, as in CI).
 pub fn soak() -> Option<Duration> {
     std::env::var("SHARDLINE_SOAK_MINUTES")

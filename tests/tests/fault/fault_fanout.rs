@@ -38,11 +38,7 @@ const RECORDS_IN_CI: usize = 2_000;
 
 /// Records per run.
 fn record_count() -> usize {
-    std::env::var("SHARDLINE_FAULT_FANOUT_RECORDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(RECORDS_IN_CI)
-        .max(KEYS)
+    source::size("SHARDLINE_FAULT_FANOUT_RECORDS", RECORDS_IN_CI, KEYS)
 }
 const KEYS: usize = 150;
 

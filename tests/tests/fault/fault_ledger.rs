@@ -31,11 +31,7 @@ const ACCOUNTS: usize = 200;
 
 /// Transactions per run (at least one per account).
 fn txn_count() -> usize {
-    std::env::var("SHARDLINE_FAULT_LEDGER_TXNS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(TXNS_IN_CI)
-        .max(ACCOUNTS)
+    shardline_tests::source::size("SHARDLINE_FAULT_LEDGER_TXNS", TXNS_IN_CI, ACCOUNTS)
 }
 
 /// One applied transaction, as `ledger txns` prints it.
