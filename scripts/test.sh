@@ -83,6 +83,13 @@ docs() {
 # run first, alone.
 clock_tests='test(/cut_off|deadline|hangs|in_time|crash_before_the_commit/)'
 
+# The whole workspace, unless the arguments name packages (cargo lets
+# --workspace win over -p).
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in -p | -p* | --package | --package=*) scope=() ;; esac
+done
+
 rm -f target/fault-summaries.txt
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
@@ -106,9 +113,9 @@ if cargo nextest --version >/dev/null 2>&1; then
   done
   rm -rf "$jobs_log"
   step "the clock tests, alone (cargo nextest)"
-  cargo nextest run --workspace --test-threads 2 -E "$clock_tests" "$@" || status=$?
+  cargo nextest run "${scope[@]}" --no-tests=warn --test-threads 2 -E "$clock_tests" "$@" || status=$?
   step "every other test (cargo nextest)"
-  cargo nextest run --workspace -E "not ($clock_tests)" "$@" || status=$?
+  cargo nextest run "${scope[@]}" --no-tests=warn -E "not ($clock_tests)" "$@" || status=$?
 else
   # Without cargo-nextest: one thing after another, as cargo test runs them.
   step "the template lint"
@@ -118,7 +125,7 @@ else
   step "user-build"
   user_build
   step "cargo test"
-  cargo test --workspace --no-fail-fast "$@" || status=$?
+  cargo test "${scope[@]}" --no-fail-fast "$@" || status=$?
 fi
 # The fault tests' summary lines (a passing test's own output is not shown).
 if [ -f target/fault-summaries.txt ]; then
