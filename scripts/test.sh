@@ -72,9 +72,13 @@ user_build() {
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
     scripts/user-build.sh
 }
-# Rustdoc with warnings as errors (broken links), then the doctests.
-docs() {
+# Rustdoc with warnings as errors (broken links).
+doc_lint() {
   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+}
+# Rustdoc, then the doctests (cargo test runs them itself, nextest does not).
+docs() {
+  doc_lint
   cargo test --workspace --doc --quiet
 }
 # Tests that hold the real clock to a deadline of a second or so (the time
@@ -121,7 +125,7 @@ else
   step "the template lint"
   lint
   step "rustdoc"
-  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+  doc_lint
   step "user-build"
   user_build
   step "cargo test"

@@ -37,8 +37,8 @@ CRATES=(shardline-kpl shardline-event shardline-lambda shardline-esm shardline-c
 declare -A FOLDER=([shardline-kpl]=kpl [shardline-event]=event [shardline-lambda]=shared [shardline-esm]=esm [shardline-cli]=cli)
 # Not the workspace's own target folder: the workspace builds its dependencies
 # with the features of every member and test unified, so nothing of it would be
-# reused here, and the test command runs this beside the tests, which use that
-# folder (and its build lock).
+# reused here, and the test command runs this beside rustdoc and the doctests,
+# which use that folder (and its build lock).
 export CARGO_TARGET_DIR="$ROOT/target/user-build"
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"
