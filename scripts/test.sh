@@ -65,20 +65,18 @@ lint() {
   scripts/lint-template.sh
   scripts/lint-template.sh --non-default
 }
-# The crates as a user outside this repository gets them: packaged, built on
-# the newest dependencies, and a project from `shardline-cli new` (see the
-# script), in its own target folder (target/user-build).
+# The crates as a user outside this repository gets them: a project from
+# `shardline-cli new` built, tested and invoked on the newest dependencies, and
+# the packages checked and documented (rustdoc's warnings as errors) on them
+# (see the script), in its own target folder (target/user-build).
 user_build() {
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
     scripts/user-build.sh
 }
-# Rustdoc with warnings as errors (broken links).
-doc_lint() {
-  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-}
-# Rustdoc, then the doctests (cargo test runs them itself, nextest does not).
+# The doctests (cargo test runs them itself, nextest does not), on the
+# build's own libraries: rustdoc's lint runs in user-build, where the tree is
+# checked once for it (rustdoc does not read a build's metadata).
 docs() {
-  doc_lint
   cargo test --workspace --doc --quiet
 }
 # Tests that hold the real clock to a deadline of a second or so (the time
@@ -101,7 +99,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   # then the tests, which mostly wait (on the emulators, the processes they
   # start, Lambda's clock) and slow down under a compile beside them: the
   # fault tests took 3 to 5 times as long, and the clock tests failed.
-  step "the template lint, rustdoc with the doctests, and user-build, at once"
+  step "the template lint, the doctests, and user-build, at once"
   jobs_log="$(mktemp -d "${TMPDIR:-/tmp}/shardline-jobs.XXXXXX")"
   declare -A job_pids=()
   for job in lint docs user_build; do
@@ -124,8 +122,6 @@ else
   # Without cargo-nextest: one thing after another, as cargo test runs them.
   step "the template lint"
   lint
-  step "rustdoc"
-  doc_lint
   step "user-build"
   user_build
   step "cargo test"

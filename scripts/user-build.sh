@@ -14,20 +14,23 @@
 # 3. Newest dependencies: those packages, unpacked into a scratch workspace
 #    outside this one, without a lock file, resolved afresh to the newest
 #    versions their ranges allow (not held back by rust-version, as a user's
-#    newer toolchain is not), then built and tested (`cargo test` of the
-#    framework and the CLI). This is the build `cargo package` would verify,
-#    with what a user gets today.
+#    newer toolchain is not), then documented as docs.rs would, with rustdoc's
+#    warnings as errors (broken links), and checked (`cargo check` of every
+#    library and binary): the packages are complete and compile with what a
+#    user gets today.
 #
-# Parts 2 and 3 share one target folder (target/user-build), the function
-# first: it builds the dependencies a user's function has, and the packages'
-# tests then rebuild what their features change (the CLI's tokio process and
-# signal support and hyper's server reach most of the tree; what they do not
-# reach is reused). The project is
-# written by the checkout's own CLI (`SHARDLINE_CLI`, the test command's
-# build; built here when unset): what `new` writes does not depend on the
-# versions of the CLI's dependencies, and the CLI on the newest ones is built
-# and tested in part 3. Prints the versions resolved and the time to the
-# generated function's first local invoke.
+# Part 2 is the run on the newest dependencies: the framework built with a
+# user's features, its tests, three invokes and the quarantine. Part 3 checks
+# and documents the packages without building them again: the CLI's features
+# (tokio's process and signal support, hyper's server) and the packages'
+# dev-dependencies change features deep in the tree, so their build reused
+# little of part 2's and cost about 180 CPU-seconds (their tests run in the
+# workspace, on `Cargo.lock`); rustdoc needs the tree in check mode anyway
+# (it does not read a build's metadata), and `cargo check` shares it. The
+# project is written by the checkout's own CLI (`SHARDLINE_CLI`, the test
+# command's build; built here when unset): what `new` writes does not depend
+# on the versions of the CLI's dependencies. Prints the versions resolved and
+# the time to the generated function's first local invoke.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,8 +40,8 @@ CRATES=(shardline-kpl shardline-event shardline-lambda shardline-esm shardline-c
 declare -A FOLDER=([shardline-kpl]=kpl [shardline-event]=event [shardline-lambda]=shared [shardline-esm]=esm [shardline-cli]=cli)
 # Not the workspace's own target folder: the workspace builds its dependencies
 # with the features of every member and test unified, so nothing of it would be
-# reused here, and the test command runs this beside rustdoc and the doctests,
-# which use that folder (and its build lock).
+# reused here, and the test command runs this beside the doctests, which use
+# that folder (and its build lock).
 export CARGO_TARGET_DIR="$ROOT/target/user-build"
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"
@@ -125,9 +128,11 @@ log "newest dependencies resolved:"
 for dep in aws-config aws-sdk-dynamodb aws-sdk-kinesis lambda_runtime tokio rusqlite tracing-subscriber clap hyper prost; do
   awk -v name="$dep" '$0 == "name = \"" name "\"" { getline; sub(/version = /, ""); printf "  %s %s\n", name, $0 }' Cargo.lock >&2
 done
-log "cargo test -p shardline-lambda -p shardline-cli (newest dependencies)"
-cargo test --quiet -p shardline-lambda -p shardline-cli
-# The CLI's binary, with the features the tests just built (no rebuild).
-cargo build --quiet -p shardline-lambda -p shardline-cli --lib --bins --tests
+# What docs.rs renders, with rustdoc's warnings as errors (broken links), and
+# every package's library and binaries checked: the tree in check mode once,
+# for both.
+log "rustdoc and cargo check (newest dependencies)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
+cargo check --quiet --workspace --lib --bins
 
-log "ok: packages built and tested on the newest dependencies; orders built, tested, invoked and linted"
+log "ok: orders built, tested, invoked and linted, packages documented and checked, on the newest dependencies"

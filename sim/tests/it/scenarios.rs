@@ -143,26 +143,41 @@ fn seeds_a_soak_found_keep_every_promise() {
             "a duplicate delivery wrote a record Lambda had discarded after its key's later ones",
         ),
     ];
-    for (seed, what) in found {
-        let drawn = shardline_sim::scenario::Scenario::draw(seed);
-        let verdict = shardline_sim::run::run(&drawn);
+    // On two threads, as the generated scenarios (a few seeds run for
+    // seconds each).
+    let (even, odd): (Vec<_>, Vec<_>) = found.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    std::thread::scope(|scope| {
+        for half in [even, odd] {
+            scope.spawn(move || {
+                for (_, (seed, what)) in half {
+                    run_found(*seed, what);
+                }
+            });
+        }
+    });
+}
+
+/// Runs a seed a soak found, as drawn and, for seeds found before the LMI
+/// draw, with one invocation per process too.
+fn run_found(seed: u64, what: &str) {
+    let drawn = shardline_sim::scenario::Scenario::draw(seed);
+    let verdict = shardline_sim::run::run(&drawn);
+    assert!(
+        verdict.is_ok(),
+        "seed {seed} ({what}): {:?}",
+        verdict.violations
+    );
+    // Seeds found before the matrix drew processes serving several
+    // invocations ran one per process: that run too, as found.
+    if !what.starts_with("LMI") && drawn.environment_concurrency > 1 {
+        let mut found = drawn;
+        found.environment_concurrency = 1;
+        let verdict = shardline_sim::run::run(&found);
         assert!(
             verdict.is_ok(),
-            "seed {seed} ({what}): {:?}",
+            "seed {seed} ({what}), one per process: {:?}",
             verdict.violations
         );
-        // Seeds found before the matrix drew processes serving several
-        // invocations ran one per process: that run too, as found.
-        if !what.starts_with("LMI") && drawn.environment_concurrency > 1 {
-            let mut found = drawn;
-            found.environment_concurrency = 1;
-            let verdict = shardline_sim::run::run(&found);
-            assert!(
-                verdict.is_ok(),
-                "seed {seed} ({what}), one per process: {:?}",
-                verdict.violations
-            );
-        }
     }
 }
 
