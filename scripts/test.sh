@@ -20,16 +20,7 @@ step "install the emulators and cfn-lint in the background (first run only)"
 scripts/emulators.sh install >"$install_log" 2>&1 &
 install_pid=$!
 
-# user-build's packages, checked and documented on the newest dependencies in
-# their own target folder, beside the workspace's build: the build leaves a core
-# idle for about a third of its time (crates that wait on one another), and
-# this needs none of it.
-packages_log="$(mktemp "${TMPDIR:-/tmp}/shardline-packages.XXXXXX")"
-step "user-build's packages in the background"
-scripts/user-build.sh packages >"$packages_log" 2>&1 &
-packages_pid=$!
-
-trap 'kill "$install_pid" "$packages_pid" 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log" "$packages_log"' EXIT
+trap 'kill "$install_pid" 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -69,23 +60,18 @@ scripts/emulators.sh start
 # shellcheck source=/dev/null
 source .tools/emulators.env
 
-step "wait for user-build's packages"
-packages_status=0
-wait "$packages_pid" || packages_status=$?
-cat "$packages_log" >&2
-
 # The template lint (pinned cfn-lint), at default and non-default values.
 lint() {
   scripts/lint-template.sh
   scripts/lint-template.sh --non-default
 }
-# Shardline as a user outside this repository gets it: a project from
-# `shardline-cli new` built, tested and invoked on the newest dependencies (see
-# the script), in its own target folder (target/user-build); its packages part
-# started with the build.
+# The crates as a user outside this repository gets them: a project from
+# `shardline-cli new` built, tested and invoked on the newest dependencies, and
+# the packages checked and documented (rustdoc's warnings as errors) on them
+# (see the script), in its own target folder (target/user-build).
 user_build() {
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS SHARDLINE_CLI="$PWD/target/debug/shardline-cli" \
-    scripts/user-build.sh function
+    scripts/user-build.sh
 }
 # The doctests (cargo test runs them itself, nextest does not), on the
 # build's own libraries: rustdoc's lint runs in user-build, where the tree is
@@ -107,7 +93,7 @@ for arg in "$@"; do
 done
 
 rm -f target/fault-summaries.txt
-status=$packages_status
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
   # The three compiling or linting jobs at once (each its own log, shown after),
   # then the tests, which mostly wait (on the emulators, the processes they

@@ -2,10 +2,7 @@
 # Shardline as a user outside this repository gets it. Part of the test command
 # (scripts/test.sh); on its own:
 #
-#   scripts/user-build.sh             all of it
-#   scripts/user-build.sh packages    parts 1 and 3 (the test command runs
-#                                     them beside the workspace's build)
-#   scripts/user-build.sh function    part 2 (it needs the checkout's CLI)
+#   scripts/user-build.sh
 #
 # 1. Packages: `cargo package` for the publishable crates (shardline-kpl,
 #    shardline-event, shardline-lambda, shardline-esm, shardline-cli).
@@ -53,113 +50,92 @@ trap 'rm -rf "$SCRATCH"' EXIT
 log() { echo "user-build: $*" >&2; }
 version() { sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/$1/Cargo.toml" | head -1; }
 
-# 1 and 3: the packages, checked and documented on the newest dependencies.
-packages() {
-  # 1. Packages.
-  args=()
-  for crate in "${CRATES[@]}"; do args+=(-p "$crate"); done
-  log "cargo package ${CRATES[*]}"
-  (cd "$ROOT" && cargo package --quiet --no-verify --allow-dirty "${args[@]}")
+# 1. Packages.
+args=()
+for crate in "${CRATES[@]}"; do args+=(-p "$crate"); done
+log "cargo package ${CRATES[*]}"
+(cd "$ROOT" && cargo package --quiet --no-verify --allow-dirty "${args[@]}")
 
-  # 3. Newest dependencies, from the packages.
-  mkdir -p "$SCRATCH/packages"
-  {
-    echo '[workspace]'
-    echo 'resolver = "3"'
-    echo -n 'members = ['
-    for crate in "${CRATES[@]}"; do echo -n "\"${FOLDER[$crate]}\", "; done
-    echo ']'
-    echo
-    echo '# The packages depend on each other by version, as published ones do.'
-    echo '[patch.crates-io]'
-    for crate in "${CRATES[@]}"; do echo "$crate = { path = \"${FOLDER[$crate]}\" }"; done
-    echo
-    echo '# The debug profile of this workspace and of the project `new` writes.'
-    echo '[profile.dev]'
-    echo 'debug = "line-tables-only"'
-    echo '[profile.dev.package."*"]'
-    echo 'debug = false'
-  } > "$SCRATCH/packages/Cargo.toml"
-  for crate in "${CRATES[@]}"; do
-    folder="${FOLDER[$crate]}"
-    version="$(version "$folder")"
-    # Each file dated now (-m): a package keeps a fixed date in 2006 for
-    # reproducible builds, so a warm target folder took a changed file for
-    # an unchanged one and reused the last run's check and docs.
-    tar -m -xzf "$CARGO_TARGET_DIR/package/$crate-$version.crate" -C "$SCRATCH/packages"
-    mv "$SCRATCH/packages/$crate-$version" "$SCRATCH/packages/$folder"
-  done
-  mkdir -p "$SCRATCH/packages/.cargo"
-  cp "$ROOT/.cargo/config.toml" "$SCRATCH/packages/.cargo/config.toml"
-  cd "$SCRATCH/packages"
-  cargo generate-lockfile --quiet
-  log "newest dependencies resolved:"
-  for dep in aws-config aws-sdk-dynamodb aws-sdk-kinesis lambda_runtime tokio rusqlite tracing-subscriber clap hyper prost; do
-    awk -v name="$dep" '$0 == "name = \"" name "\"" { getline; sub(/version = /, ""); printf "  %s %s\n", name, $0 }' Cargo.lock >&2
-  done
-  # What docs.rs renders, with rustdoc's warnings as errors (broken links), and
-  # every package's library and binaries checked: the tree in check mode once,
-  # for both.
-  log "rustdoc and cargo check (newest dependencies)"
-  RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
-  cargo check --quiet --workspace --lib --bins
+# 2. Your own function, outside any workspace.
+if [[ -z "${SHARDLINE_CLI:-}" ]]; then
+  log "build the checkout's shardline-cli (to write the project)"
+  (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --quiet -p shardline-cli)
+  SHARDLINE_CLI="$ROOT/target/debug/shardline-cli"
+fi
+started=$(date +%s)
+mkdir -p "$SCRATCH/own"
+cd "$SCRATCH/own"
+"$SHARDLINE_CLI" new orders --local "$ROOT"
+cd orders
+export SHARDLINE_STATE_DIR="$SCRATCH/own/orders/.shardline"
+log "orders: cargo build"
+cargo build --quiet
+first=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/first.log")
+log "orders: first local invoke $(( $(date +%s) - started )) s after shardline-cli new"
+again=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/again.log")
+poison=$(cargo run --quiet -- invoke events/poison.json 2>"$SCRATCH/poison.log")
+quarantined=$(cargo run --quiet -- quarantine)
+log "orders: cargo test"
+cargo test --quiet
 
-  log "ok: packages documented and checked on the newest dependencies"
-}
+fail() { log "error: $*"; for f in "$SCRATCH"/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
+empty='{"batchItemFailures":[]}'
+[[ "$first" == "$empty" && "$again" == "$empty" && "$poison" == "$empty" ]] ||
+  fail "responses: $first / $again / $poison"
+grep -q "3 processed, 0 skipped" "$SCRATCH/first.log" || fail "the first invoke did not process 3 records"
+grep -q "0 processed, 3 skipped (3 checkpointed" "$SCRATCH/again.log" || fail "the second invoke was not skipped by its checkpoint"
+grep -q "INFO saved id=a-1" "$SCRATCH/first.log" || fail "the handler's own info log is not shown by default"
+grep -q "2 processed, .*1 quarantined (1 permanent" "$SCRATCH/poison.log" || fail "the poison record was not quarantined"
+# The payload, base64 of `not json`.
+[[ "$(echo "$quarantined" | wc -l)" == 1 && "$quarantined" == *'"data":"bm90IGpzb24="'* ]] ||
+  fail "quarantine: $quarantined"
+log "orders: lint template.yaml"
+"$ROOT/scripts/lint-template.sh" "$SCRATCH/own/orders/template.yaml"
+# Every option at its other setting, Lambda Managed Instances included.
+"$ROOT/scripts/lint-template.sh" --non-default "$SCRATCH/own/orders/template.yaml" \
+  "$ROOT/tests/new-template-non-default.params"
 
-# 2: your own function, built, tested, invoked and linted.
-own_function() {
-  # 2. Your own function, outside any workspace.
-  if [[ -z "${SHARDLINE_CLI:-}" ]]; then
-    log "build the checkout's shardline-cli (to write the project)"
-    (cd "$ROOT" && env -u CARGO_TARGET_DIR cargo build --quiet -p shardline-cli)
-    SHARDLINE_CLI="$ROOT/target/debug/shardline-cli"
-  fi
-  started=$(date +%s)
-  mkdir -p "$SCRATCH/own"
-  cd "$SCRATCH/own"
-  "$SHARDLINE_CLI" new orders --local "$ROOT"
-  cd orders
-  export SHARDLINE_STATE_DIR="$SCRATCH/own/orders/.shardline"
-  log "orders: cargo build"
-  cargo build --quiet
-  first=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/first.log")
-  log "orders: first local invoke $(( $(date +%s) - started )) s after shardline-cli new"
-  again=$(cargo run --quiet -- invoke events/batch.json 2>"$SCRATCH/again.log")
-  poison=$(cargo run --quiet -- invoke events/poison.json 2>"$SCRATCH/poison.log")
-  quarantined=$(cargo run --quiet -- quarantine)
-  log "orders: cargo test"
-  cargo test --quiet
+# 3. Newest dependencies, from the packages.
+mkdir -p "$SCRATCH/packages"
+{
+  echo '[workspace]'
+  echo 'resolver = "3"'
+  echo -n 'members = ['
+  for crate in "${CRATES[@]}"; do echo -n "\"${FOLDER[$crate]}\", "; done
+  echo ']'
+  echo
+  echo '# The packages depend on each other by version, as published ones do.'
+  echo '[patch.crates-io]'
+  for crate in "${CRATES[@]}"; do echo "$crate = { path = \"${FOLDER[$crate]}\" }"; done
+  echo
+  echo '# The debug profile of this workspace and of the project `new` writes.'
+  echo '[profile.dev]'
+  echo 'debug = "line-tables-only"'
+  echo '[profile.dev.package."*"]'
+  echo 'debug = false'
+} > "$SCRATCH/packages/Cargo.toml"
+for crate in "${CRATES[@]}"; do
+  folder="${FOLDER[$crate]}"
+  version="$(version "$folder")"
+  # Each file dated now (-m): a package keeps a fixed date in 2006 for
+  # reproducible builds, so a warm target folder took a changed file for an
+  # unchanged one and reused the last run's check and docs.
+  tar -m -xzf "$CARGO_TARGET_DIR/package/$crate-$version.crate" -C "$SCRATCH/packages"
+  mv "$SCRATCH/packages/$crate-$version" "$SCRATCH/packages/$folder"
+done
+mkdir -p "$SCRATCH/packages/.cargo"
+cp "$ROOT/.cargo/config.toml" "$SCRATCH/packages/.cargo/config.toml"
+cd "$SCRATCH/packages"
+cargo generate-lockfile --quiet
+log "newest dependencies resolved:"
+for dep in aws-config aws-sdk-dynamodb aws-sdk-kinesis lambda_runtime tokio rusqlite tracing-subscriber clap hyper prost; do
+  awk -v name="$dep" '$0 == "name = \"" name "\"" { getline; sub(/version = /, ""); printf "  %s %s\n", name, $0 }' Cargo.lock >&2
+done
+# What docs.rs renders, with rustdoc's warnings as errors (broken links), and
+# every package's library and binaries checked: the tree in check mode once,
+# for both.
+log "rustdoc and cargo check (newest dependencies)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
+cargo check --quiet --workspace --lib --bins
 
-  fail() { log "error: $*"; for f in "$SCRATCH"/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
-  empty='{"batchItemFailures":[]}'
-  [[ "$first" == "$empty" && "$again" == "$empty" && "$poison" == "$empty" ]] ||
-    fail "responses: $first / $again / $poison"
-  grep -q "3 processed, 0 skipped" "$SCRATCH/first.log" || fail "the first invoke did not process 3 records"
-  grep -q "0 processed, 3 skipped (3 checkpointed" "$SCRATCH/again.log" || fail "the second invoke was not skipped by its checkpoint"
-  grep -q "INFO saved id=a-1" "$SCRATCH/first.log" || fail "the handler's own info log is not shown by default"
-  grep -q "2 processed, .*1 quarantined (1 permanent" "$SCRATCH/poison.log" || fail "the poison record was not quarantined"
-  # The payload, base64 of `not json`.
-  [[ "$(echo "$quarantined" | wc -l)" == 1 && "$quarantined" == *'"data":"bm90IGpzb24="'* ]] ||
-    fail "quarantine: $quarantined"
-  log "orders: lint template.yaml"
-  "$ROOT/scripts/lint-template.sh" "$SCRATCH/own/orders/template.yaml"
-  # Every option at its other setting, Lambda Managed Instances included.
-  "$ROOT/scripts/lint-template.sh" --non-default "$SCRATCH/own/orders/template.yaml" \
-    "$ROOT/tests/new-template-non-default.params"
-
-  log "ok: orders built, tested, invoked and linted on the newest dependencies"
-}
-
-case "${1:-all}" in
-  packages) packages ;;
-  function) own_function ;;
-  all)
-    packages
-    own_function
-    ;;
-  *)
-    echo "usage: scripts/user-build.sh [packages|function]" >&2
-    exit 2
-    ;;
-esac
+log "ok: orders built, tested, invoked and linted, packages documented and checked, on the newest dependencies"
