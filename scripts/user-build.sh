@@ -122,6 +122,10 @@ for crate in "${CRATES[@]}"; do
   # unchanged one and reused the last run's check and docs.
   tar -m -xzf "$CARGO_TARGET_DIR/package/$crate-$version.crate" -C "$SCRATCH/packages"
   mv "$SCRATCH/packages/$crate-$version" "$SCRATCH/packages/$folder"
+  [[ -n "$(find "$SCRATCH/packages/$folder/Cargo.toml" -newermt '-10 minutes')" ]] || {
+    log "error: $crate's files keep the package's date: a warm build would not see a change"
+    exit 1
+  }
 done
 mkdir -p "$SCRATCH/packages/.cargo"
 cp "$ROOT/.cargo/config.toml" "$SCRATCH/packages/.cargo/config.toml"
