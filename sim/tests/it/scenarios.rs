@@ -145,14 +145,10 @@ fn seeds_a_soak_found_keep_every_promise() {
     ];
     // On two threads, as the generated scenarios (a few seeds run for
     // seconds each).
-    let (even, odd): (Vec<_>, Vec<_>) = found.iter().enumerate().partition(|(i, _)| i % 2 == 0);
     std::thread::scope(|scope| {
-        for half in [even, odd] {
-            scope.spawn(move || {
-                for (_, (seed, what)) in half {
-                    run_found(*seed, what);
-                }
-            });
+        for first in [0, 1] {
+            let half = found.iter().skip(first).step_by(2);
+            scope.spawn(move || half.for_each(|(seed, what)| run_found(*seed, what)));
         }
     });
 }
