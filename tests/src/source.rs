@@ -190,30 +190,25 @@ impl Drop for Running {
     }
 }
 
+/// The variable `name` parsed, if it is set and parses.
+fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// The seed of a fault test: `SHARDLINE_FAULT_SEED`, or `default`.
 pub fn seed(default: u64) -> u64 {
-    std::env::var("SHARDLINE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    var("SHARDLINE_FAULT_SEED").unwrap_or(default)
 }
 
 /// A fault test's size: the variable `name` when set (a soak's size), else
 /// `in_ci` (the test command's); at least `least`.
 pub fn size(name: &str, in_ci: usize, least: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(in_ci)
-        .max(least)
+    var(name).unwrap_or(in_ci).max(least)
 }
 
 /// How long a soak runs: `SHARDLINE_SOAK_MINUTES` (unset: one run, as in CI).
 pub fn soak() -> Option<Duration> {
-    std::env::var("SHARDLINE_SOAK_MINUTES")
-        .ok()
-        .and_then(|m| m.parse::<f64>().ok())
-        .map(|m| Duration::from_secs_f64(m * 60.0))
+    var::<f64>("SHARDLINE_SOAK_MINUTES").map(|m| Duration::from_secs_f64(m * 60.0))
 }
 
 /// Runs `run` once with the seed `SHARDLINE_FAULT_SEED` (or `default`); with
