@@ -21,6 +21,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use clap::Parser;
 
 use crate::args::{Cli, Command, SourceArgs, StartingPosition};
@@ -112,7 +114,12 @@ async fn source(args: SourceArgs) -> Result<(), String> {
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(10))
         .build();
+    // rustls on ring, as the framework's clients (`shardline::aws::https_client`).
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     let config = aws_config::from_env()
+        .http_client(https)
         .timeout_config(timeouts)
         .retry_config(reader_retry())
         .load()

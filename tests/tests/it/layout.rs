@@ -406,3 +406,19 @@ fn the_cli_and_the_mapping_model_need_only_the_event_crate_and_kinesis() {
     assert_eq!(version("cli"), version("shared"));
     assert_eq!(format!("\"{}\"", shardline::VERSION), version("cli"));
 }
+
+/// The AWS clients use rustls on ring (`shardline::aws::https_client`): no
+/// crate of the workspace brings the SDK's default TLS, whose C library
+/// (aws-lc-sys) was the longest single step of every build. A dependency
+/// that asks for `default-https-client` again puts it back in `Cargo.lock`.
+#[test]
+fn no_crate_builds_the_sdks_default_tls_library() {
+    let lock = std::fs::read_to_string(workspace().join("Cargo.lock")).unwrap();
+    for c_tls in ["aws-lc-sys", "aws-lc-rs"] {
+        assert!(
+            !lock.contains(&format!("name = \"{c_tls}\"")),
+            "Cargo.lock has {c_tls}: `cargo tree -i {c_tls}` shows who asks for it"
+        );
+    }
+    assert!(lock.contains("name = \"ring\""));
+}
