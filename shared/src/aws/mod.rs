@@ -110,4 +110,40 @@ mod tests {
         // from a configuration that has none fails its first request.
         assert!(config().await.http_client().is_some());
     }
+
+    /// The client speaks TLS through ring: what reaches a bare socket at an
+    /// `https://` endpoint is a TLS handshake record (its key share made by
+    /// the provider), not a plain HTTP request and not an error before any
+    /// byte is sent.
+    #[cfg(feature = "dynamodb")]
+    #[tokio::test]
+    async fn the_https_client_opens_with_a_tls_handshake() {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let first_bytes = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut bytes = [0u8; 3];
+            std::io::Read::read_exact(&mut socket, &mut bytes).map(|()| bytes)
+        });
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(https_client())
+            .endpoint_url(format!("https://127.0.0.1:{port}"))
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        // The listener closes after three bytes: the call fails, as it must.
+        assert!(client.list_tables().send().await.is_err());
+        // Had the client sent nothing, this ends the wait for it.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+        let bytes = first_bytes
+            .join()
+            .unwrap()
+            .expect("the client sent nothing to the endpoint");
+        // A TLS record: content type 22 (handshake), protocol version 3.x.
+        assert_eq!((bytes[0], bytes[1]), (22, 3), "{bytes:?}");
+    }
 }
