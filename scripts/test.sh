@@ -20,8 +20,7 @@ step "install the emulators and cfn-lint in the background (first run only)"
 scripts/emulators.sh install >"$install_log" 2>&1 &
 install_pid=$!
 
-user_build_pid=
-trap 'kill "$install_pid" $user_build_pid 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log"' EXIT
+trap 'kill "$install_pid" 2>/dev/null || true; scripts/emulators.sh stop; rm -f "$install_log"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -90,8 +89,7 @@ docs() {
 # Tests that hold the real clock to a deadline of a second or so (the time
 # cut-off, a slow destination, a crash at 500 ms): on 2 loaded cores the
 # scheduler alone can take the few hundred milliseconds they leave, so they
-# run first, with no other test (user-build, at idle priority, yields to
-# them).
+# run first, alone.
 clock_tests='test(/cut_off|deadline|hangs|in_time|crash_before_the_commit/)'
 
 # The whole workspace, unless the arguments name packages (cargo lets
@@ -104,27 +102,18 @@ done
 rm -f target/fault-summaries.txt
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  # user-build (two compiles of the SDK on the newest versions, about 5
-  # CPU-minutes) from here to the end, at the lowest priority there is
-  # (SCHED_IDLE; nice 19 without chrt): it takes only the CPU the tests leave
-  # while they wait on the emulators, the processes they start and Lambda's
-  # clock, and the tests keep theirs. At normal priority a compile beside
-  # them made the fault tests 3 to 5 times as long and failed the clock tests.
-  step "user-build in the background, at idle priority"
-  user_build_log="$(mktemp "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"
-  (
-    chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null
-    user_build
-  ) >"$user_build_log" 2>&1 &
-  user_build_pid=$!
-  step "the template lint and the doctests, at once"
+  # The three compiling or linting jobs at once (each its own log, shown after),
+  # then the tests, which mostly wait (on the emulators, the processes they
+  # start, Lambda's clock) and slow down under a compile beside them: the
+  # fault tests took 3 to 5 times as long, and the clock tests failed.
+  step "the template lint, the doctests, and user-build, at once"
   jobs_log="$(mktemp -d "${TMPDIR:-/tmp}/shardline-jobs.XXXXXX")"
   declare -A job_pids=()
-  for job in lint docs; do
+  for job in lint docs user_build; do
     "$job" >"$jobs_log/$job" 2>&1 &
     job_pids[$job]=$!
   done
-  for job in lint docs; do
+  for job in lint docs user_build; do
     job_status=0
     wait "${job_pids[$job]}" || job_status=$?
     step "$job: exit $job_status"
@@ -132,17 +121,10 @@ if cargo nextest --version >/dev/null 2>&1; then
     [ "$job_status" -eq 0 ] || status=$job_status
   done
   rm -rf "$jobs_log"
-  step "the clock tests, with nothing else at normal priority (cargo nextest)"
+  step "the clock tests, alone (cargo nextest)"
   cargo nextest run "${scope[@]}" --no-tests=warn --test-threads 2 -E "$clock_tests" "$@" || status=$?
   step "every other test (cargo nextest)"
   cargo nextest run "${scope[@]}" --no-tests=warn -E "not ($clock_tests)" "$@" || status=$?
-  step "wait for user-build"
-  job_status=0
-  wait "$user_build_pid" || job_status=$?
-  step "user_build: exit $job_status"
-  cat "$user_build_log"
-  rm -f "$user_build_log"
-  [ "$job_status" -eq 0 ] || status=$job_status
 else
   # Without cargo-nextest: one thing after another, as cargo test runs them.
   step "the template lint"
