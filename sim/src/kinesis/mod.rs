@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::retry::{RetryConfig, RetryPartition, TokenBucket};
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::config::{BehaviorVersion, Region};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
@@ -159,7 +159,8 @@ impl KinesisService {
         let config = aws_sdk_kinesis::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(stream::REGION))
-            .credentials_provider(Credentials::new("sim", "sim", None, None, "sim"))
+            // Unsigned, as the DynamoDB simulation's clients.
+            .allow_no_auth()
             .endpoint_url("http://kinesis.sim")
             .http_client(SimHttp::new(Arc::new(self.clone())))
             .retry_config(retry)

@@ -1,6 +1,8 @@
 //! DynamoDB's reserved words: not usable as bare attribute names in an
 //! expression (a `#placeholder` stands in for them). Case-insensitive.
 
+use std::sync::OnceLock;
+
 /// The reserved words, upper case, in order, separated by spaces.
 const RESERVED: &str = "\
 ABORT ABSOLUTE ACTION ADD AFTER AGENT AGGREGATE ALL ALLOCATE ALTER ANALYZE AND ANY \
@@ -53,11 +55,16 @@ UNPROCESSED UNSIGNED UNTIL UPDATE UPPER URL USAGE USE USER USERS USING UUID VACU
 VALUE VALUED VALUES VARCHAR VARIABLE VARIANCE VARINT VARYING VIEW VIEWS VIRTUAL VOID \
 WAIT WHEN WHENEVER WHERE WHILE WINDOW WITH WITHIN WITHOUT WORK WRAPPED WRITE YEAR ZONE";
 
-/// Whether `word` is reserved.
+/// Whether `word` is reserved: a binary search of the sorted list (every
+/// name of every expression is looked up; a scan of the text was 8% of a
+/// simulated run).
 pub(super) fn is_reserved(word: &str) -> bool {
-    RESERVED
-        .split_ascii_whitespace()
-        .any(|reserved| reserved.eq_ignore_ascii_case(word))
+    static WORDS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let words = WORDS.get_or_init(|| RESERVED.split_ascii_whitespace().collect());
+    let upper = || word.bytes().map(|b| b.to_ascii_uppercase());
+    words
+        .binary_search_by(|reserved| reserved.bytes().cmp(upper()))
+        .is_ok()
 }
 
 #[cfg(test)]
