@@ -47,7 +47,7 @@ export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=allow
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/shardline-user-build.XXXXXX")"
 trap 'rm -rf "$SCRATCH"' EXIT
 
-log() { echo "user-build: $*" >&2; }
+log() { echo "user-build: ${SECONDS}s: $*" >&2; }
 version() { sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/$1/Cargo.toml" | head -1; }
 
 # 1. Packages.
