@@ -36,13 +36,11 @@ pub struct Binaries {
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The whole workspace with its test targets: the features of every
         // dependency unify as in `cargo test --workspace` (the simulator's
         // tokio `test-util`, the dev-dependencies), so nothing `cargo test`
         // built is built again; only the binaries are linked.
-        let status = Command::new(cargo)
-            .args(["build", "--workspace", "--bins", "--tests", "-q"])
+        let status = cargo_build()
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .expect("cargo runs");
@@ -64,6 +62,43 @@ pub fn binaries() -> &'static Binaries {
             rendezvous: dir.join("rendezvous"),
         }
     })
+}
+
+/// The variables cargo sets for a test process (or a crate's build) that a
+/// build script may watch: ring's reruns when `CARGO_MANIFEST_DIR` or
+/// `CARGO_PKG_*` differ from the last build's, and with ring every crate on
+/// it (rustls, the SDK, the framework, every binary) is built again.
+fn set_by_cargo_for_a_crate(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
+}
+
+/// `cargo build` of the workspace's binaries and test targets, in the
+/// environment `scripts/test.sh` builds in: without the variables cargo set
+/// for this test process, which would make it build again what the test
+/// command's build left up to date.
+fn cargo_build() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--workspace", "--bins", "--tests", "-q"]);
+    for (name, _) in std::env::vars() {
+        if set_by_cargo_for_a_crate(&name) {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 /// A command with only what a test gives it: the `SHARDLINE_*` and `AWS_*`
@@ -227,5 +262,39 @@ where
     while started.elapsed() < soak {
         run(seed).await;
         seed += 100;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The build a test asks for sees none of the variables cargo gave the
+    /// test (here at least `CARGO_MANIFEST_DIR` and `CARGO_PKG_NAME`): with
+    /// them, ring's build script ran again and the SDK and every binary were
+    /// built a second time during the test command's fault tests.
+    #[test]
+    fn the_binaries_build_without_the_tests_cargo_variables() {
+        let command = cargo_build();
+        let removed: Vec<String> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+        ] {
+            assert!(
+                std::env::var_os(name).is_some(),
+                "cargo sets {name} for a test"
+            );
+            assert!(
+                removed.iter().any(|r| r == name),
+                "{name} reaches the build"
+            );
+        }
+        assert!(!removed.iter().any(|r| r == "CARGO_HOME" || r == "PATH"));
     }
 }
