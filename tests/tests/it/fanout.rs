@@ -36,12 +36,12 @@ impl Setup {
         }
     }
 
-    /// Destination streams of 4 shards each.
+    /// Destination streams of 16 shards each.
     async fn streams(&self, count: usize) -> Vec<String> {
         let mut names = Vec::new();
         for _ in 0..count {
             let name = unique_name("dest");
-            kinesis::create_stream(&self.direct, &name, 4).await;
+            kinesis::create_stream(&self.direct, &name, 16).await;
             names.push(name);
         }
         names
